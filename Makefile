@@ -1,0 +1,38 @@
+# Two commands for a fresh machine with Python 3.11: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export GX_ANALYTICS_ENABLED := False
+
+.PHONY: install demo test lint bench clean stop-warehouse
+
+install: $(VENV)/.installed
+
+# torch first and exactly 2.13.0: the CPU build on disk; anything else pulls a multi-GB CUDA build.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version'
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $@
+
+demo: install
+	$(BIN)/nps demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros --disable-progress-bar
+
+test: install lint
+	$(BIN)/python -m pytest -q
+
+stop-warehouse: install
+	$(BIN)/nps warehouse stop
+
+clean:
+	rm -rf data dbt_project/target dbt_project/logs expectations/gx/uncommitted .pytest_cache

@@ -1,0 +1,106 @@
+"""
+### nps_nightly — the nightly NPS feedback loop
+
+One run = one data interval: by default the previous UTC day (runs at 00:00 UTC).
+
+1. **extract_*** (one task per source entity): file drops for the interval → `raw.*` with COPY;
+   one transaction per entity, rerunnable (the window is replaced, never duplicated); contract
+   breakers go to `raw.quarantine`.
+2. **themes**: embed the interval's new comments (cached by text hash), assign them to the theme
+   registry, discover new themes → `nlp.*`.
+3. **dbt_build**: staging → intermediate → marts (`marts.nps_by_segment`,
+   `marts.detractor_recovery`, `marts.theme_recurrence`) with all dbt tests.
+4. **validate**: Great Expectations suites on raw data and marts; a failed expectation fails the
+   run and names the suite, expectation and offending values.
+5. **report**: logs the headline summary.
+
+A backfill of a whole quarter in one run: trigger with conf
+`{"interval_start": "2025-01-01", "interval_end": "2025-04-01"}`. Logic lives in
+`plugins/nps_airflow/stages.py`; this file only wires it.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+
+from nps.config import ENTITIES
+
+
+def _interval() -> tuple[datetime, datetime]:
+    from nps_airflow.stages import resolve_interval
+
+    ctx = get_current_context()
+    return resolve_interval(ctx["dag_run"].conf, ctx.get("data_interval_start"), ctx.get("data_interval_end"))
+
+
+@dag(
+    dag_id="nps_nightly",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    default_args={
+        "owner": "data-platform",
+        "retries": int(os.environ.get("NPS_TASK_RETRIES", "2")),
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+    },
+    params={
+        "interval_start": Param(None, type=["null", "string"], description="override: window start (ISO)"),
+        "interval_end": Param(None, type=["null", "string"], description="override: window end (ISO)"),
+    },
+    tags=["nps", "warehouse"],
+)
+def nps_nightly():
+    @task
+    def prepare_warehouse() -> None:
+        from nps_airflow import stages
+
+        stages.prepare_warehouse()
+
+    @task
+    def extract(entity: str) -> dict:
+        from nps_airflow import stages
+
+        start, end = _interval()
+        return stages.extract(entity, start, end, get_current_context()["run_id"])
+
+    @task
+    def themes() -> dict:
+        from nps_airflow import stages
+
+        start, end = _interval()
+        return stages.build_themes(start, end, get_current_context()["run_id"])
+
+    @task
+    def dbt_build() -> None:
+        from nps_airflow import stages
+
+        stages.dbt_build(get_current_context()["run_id"])
+
+    @task
+    def validate() -> dict:
+        from nps_airflow import stages
+
+        return stages.validate(get_current_context()["run_id"])
+
+    @task
+    def report() -> str:
+        from nps_airflow import stages
+
+        text = stages.summary()
+        print(text)
+        return text
+
+    ready = prepare_warehouse()
+    loads = [extract.override(task_id=f"extract_{entity}")(entity) for entity in ENTITIES]
+    theme_step = themes()
+    ready >> loads
+    loads >> theme_step >> dbt_build() >> validate() >> report()
+
+
+nps_nightly()

@@ -1,0 +1,170 @@
+"""`nps` command line: demo, run a window, summary, warehouse, theme fitting on a CSV."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from nps import config, warehouse
+
+
+def _load_manifest(sources: Path) -> dict | None:
+    path = sources / "_truth" / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from nps.demo.generator import PRESETS, generate
+
+    out = Path(args.out or config.sources_dir())
+    manifest = generate(out, PRESETS[args.preset], progress=True)
+    print(f"wrote {args.preset} sources to {out}: {manifest['counts']}")
+    return 0
+
+
+def _announce_warehouse(url: str) -> None:
+    if os.environ.get("NPS_EMBEDDED_STARTED"):
+        print(f"Embedded PostgreSQL (pgserver) running with data in {config.embedded_pgdata()}")
+    print(f"Warehouse: {warehouse.redact(url)}\n  connect: {warehouse.psql_hint(url)}")
+
+
+def _resolve_warehouse() -> str:
+    started = not os.environ.get(warehouse.URL_ENV)
+    url = warehouse.resolve_url()
+    if started:
+        os.environ["NPS_EMBEDDED_STARTED"] = "1"
+    return url
+
+
+def run_windows(start: date, end: date, by: str) -> None:
+    from nps import orchestrate
+
+    if by == "quarter":
+        windows = list(orchestrate.quarter_windows(start, end))
+    else:
+        windows = [(start, end)]
+    for i, (s, e) in enumerate(windows, 1):
+        t0 = time.monotonic()
+        print(f"[{i}/{len(windows)}] nps_nightly for [{s}, {e}) ...", flush=True)
+        orchestrate.run_window(s, e)
+        print(f"[{i}/{len(windows)}] done in {time.monotonic() - t0:.0f}s", flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nps.demo.generator import PRESETS
+
+    sources = config.sources_dir()
+    manifest = _load_manifest(sources)
+    if args.regenerate or manifest is None or manifest.get("preset") != args.preset:
+        from nps.demo.generator import generate
+
+        print(f"Generating '{args.preset}' demo sources into {sources} ...", flush=True)
+        manifest = generate(sources, PRESETS[args.preset], progress=True)
+        manifest["preset"] = args.preset
+        (sources / "_truth" / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    url = _resolve_warehouse()
+    _announce_warehouse(url)
+    start, end = date.fromisoformat(str(manifest["start"])), date.fromisoformat(str(manifest["end"]))
+    run_windows(start, end, "quarter")
+    return cmd_summary(args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    url = _resolve_warehouse()
+    _announce_warehouse(url)
+    run_windows(date.fromisoformat(args.start), date.fromisoformat(args.end), args.by)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from nps.summary import render_summary
+
+    url = warehouse.resolve_url()
+    conn = warehouse.connect(url)
+    try:
+        print(render_summary(conn))
+    finally:
+        conn.close()
+    print(f"Marts are in schema 'marts' of {warehouse.redact(url)}\n  connect: {warehouse.psql_hint(url)}")
+    return 0
+
+
+def cmd_warehouse(args: argparse.Namespace) -> int:
+    if args.action == "stop":
+        stopped = warehouse.stop_embedded()
+        print("embedded warehouse stopped" if stopped else "embedded warehouse was not running")
+        return 0
+    url = _resolve_warehouse()
+    _announce_warehouse(url)
+    return 0
+
+
+def cmd_themes_fit(args: argparse.Namespace) -> int:
+    from nlp.cli import themes_fit
+
+    return themes_fit(args.input, args.text_column, args.out, model=args.model)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nps", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="generate demo sources and run nps_nightly over them, quarter by quarter")
+    p.add_argument("--preset", default="demo", choices=["demo", "small"])
+    p.add_argument("--regenerate", action="store_true", help="rewrite the demo sources even if present")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("generate", help="write the demo source file drops")
+    p.add_argument("--preset", default="demo", choices=["demo", "small"])
+    p.add_argument("--out", help="folder (default: data/sources)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("run", help="run nps_nightly (through Airflow) over a date range")
+    p.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
+    p.add_argument("--end", required=True, help="day after the last one, YYYY-MM-DD")
+    p.add_argument("--by", choices=["quarter", "whole"], default="quarter",
+                   help="one run per calendar quarter (default) or one run for the whole range")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("summary", help="print the summary of the current marts")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("warehouse", help="show (starting if needed) or stop the embedded warehouse")
+    p.add_argument("action", choices=["url", "stop"])
+    p.set_defaults(func=cmd_warehouse)
+
+    themes = sub.add_parser("themes", help="the theme engine")
+    themes_sub = themes.add_subparsers(dest="themes_command", required=True)
+    p = themes_sub.add_parser("fit", help="cluster the comments of any CSV into themes")
+    p.add_argument("input", type=Path)
+    p.add_argument("--text-column", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--model", default=None, help="sentence-transformers model name or path")
+    p.set_defaults(func=cmd_themes_fit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        return args.func(args)
+    except (warehouse.WarehouseError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""One home for configuration: paths, environment variables and run-time defaults.
+
+Everything here is cheap to import (Airflow parses DAG files that import it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+DAGS_DIR = PROJECT_ROOT / "dags"
+PLUGINS_DIR = PROJECT_ROOT / "plugins"
+
+# Source entities and the column each one is windowed on (docs/contracts.md section 1).
+ENTITIES: dict[str, str] = {
+    "survey_responses": "responded_at",
+    "accounts": "updated_at",
+    "contacts": "updated_at",
+    "activities": "created_at",
+    "usage_daily": "usage_date",
+}
+
+
+def data_dir() -> Path:
+    """Where generated demo sources, the embedded warehouse and Airflow's local state live."""
+    return Path(os.environ.get("NPS_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+
+
+def sources_dir() -> Path:
+    return Path(os.environ.get("NPS_SOURCES_DIR", data_dir() / "sources")).resolve()
+
+
+def embedded_pgdata() -> Path:
+    return Path(os.environ.get("NPS_EMBEDDED_PGDATA", data_dir() / "warehouse")).resolve()
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME", data_dir() / "airflow")).resolve()
+
+
+def _float_env(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How the loader treats contract-breaking rows."""
+
+    # A batch fails when more than this share of its rows is quarantined.
+    max_quarantine_share: float = field(
+        default_factory=lambda: _float_env("NPS_MAX_QUARANTINE_SHARE", 0.05)
+    )
+    # Comments longer than this are quarantined rather than loaded.
+    max_comment_chars: int = 5000
+    # Rows dated later than now + this many hours are quarantined as 'future date'.
+    future_tolerance_hours: float = 24.0

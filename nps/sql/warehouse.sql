@@ -1,0 +1,161 @@
+-- Landing (raw) and theme (nlp) schemas. Idempotent: safe to run before every task.
+-- dbt owns staging / intermediate / marts; this file owns only what Python writes.
+
+create schema if not exists raw;
+create schema if not exists nlp;
+
+create table if not exists raw.survey_responses (
+    response_id   text        not null primary key,
+    survey_id     text,
+    survey_type   text,
+    trigger_event text,
+    account_id    text        not null,
+    contact_id    text,
+    channel       text,
+    sent_at       timestamptz,
+    responded_at  timestamptz not null,
+    score         smallint    not null check (score between 0 and 10),
+    comment       text,
+    language      text,
+    extras        jsonb,
+    _run_id       text,
+    _source_file  text,
+    _loaded_at    timestamptz not null default now()
+);
+create index if not exists survey_responses_responded_at_idx on raw.survey_responses (responded_at);
+
+create table if not exists raw.accounts (
+    account_id     text        not null,
+    name           text,
+    industry       text,
+    region         text,
+    employee_band  text,
+    plan           text,
+    arr            numeric(14, 2),
+    currency       text,
+    customer_since date,
+    owner          text,
+    churned_at     timestamptz,
+    updated_at     timestamptz not null,
+    extras         jsonb,
+    _run_id        text,
+    _source_file   text,
+    _loaded_at     timestamptz not null default now(),
+    primary key (account_id, updated_at)
+);
+create index if not exists accounts_updated_at_idx on raw.accounts (updated_at);
+
+create table if not exists raw.contacts (
+    contact_id   text        not null,
+    account_id   text        not null,
+    email        text,
+    full_name    text,
+    role         text,
+    created_at   timestamptz,
+    updated_at   timestamptz not null,
+    extras       jsonb,
+    _run_id      text,
+    _source_file text,
+    _loaded_at   timestamptz not null default now(),
+    primary key (contact_id, updated_at)
+);
+create index if not exists contacts_updated_at_idx on raw.contacts (updated_at);
+
+create table if not exists raw.activities (
+    activity_id   text        not null primary key,
+    account_id    text        not null,
+    contact_id    text,
+    response_id   text,
+    activity_type text,
+    created_at    timestamptz not null,
+    outcome       text,
+    extras        jsonb,
+    _run_id       text,
+    _source_file  text,
+    _loaded_at    timestamptz not null default now()
+);
+create index if not exists activities_created_at_idx on raw.activities (created_at);
+create index if not exists activities_account_idx on raw.activities (account_id, created_at);
+
+create table if not exists raw.usage_daily (
+    account_id   text    not null,
+    usage_date   date    not null,
+    active_users integer,
+    sessions     integer,
+    core_events  integer,
+    extras       jsonb,
+    _run_id      text,
+    _source_file text,
+    _loaded_at   timestamptz not null default now(),
+    primary key (account_id, usage_date)
+);
+create index if not exists usage_daily_date_idx on raw.usage_daily (usage_date);
+
+create table if not exists raw.quarantine (
+    quarantine_id  bigserial primary key,
+    entity         text        not null,
+    run_id         text,
+    interval_start timestamptz,
+    interval_end   timestamptz,
+    source_file    text,
+    source_line    integer,
+    rule           text        not null,
+    detail         text,
+    payload        jsonb,
+    quarantined_at timestamptz not null default now()
+);
+create index if not exists quarantine_entity_idx on raw.quarantine (entity, interval_start);
+
+create table if not exists raw.load_audit (
+    audit_id          bigserial primary key,
+    run_id            text,
+    entity            text        not null,
+    interval_start    timestamptz not null,
+    interval_end      timestamptz not null,
+    source_files      integer,
+    rows_read         integer,
+    rows_loaded       integer,
+    rows_quarantined  integer,
+    duplicates_dropped integer,
+    rows_replaced     integer,
+    checksum          text,
+    source_location   text,
+    duration_s        double precision,
+    loaded_at         timestamptz not null default now()
+);
+
+create table if not exists nlp.embeddings (
+    text_hash  text        not null,
+    model      text        not null,
+    dim        integer     not null,
+    embedding  bytea       not null,
+    created_at timestamptz not null default now(),
+    primary key (text_hash, model)
+);
+
+create table if not exists nlp.themes (
+    theme_id       integer     not null primary key,
+    label          text        not null,
+    keywords       text[]      not null default '{}',
+    centroid       bytea,
+    size           integer     not null default 0,
+    status         text        not null default 'active' check (status in ('active', 'merged')),
+    merged_into    integer,
+    model          text        not null,
+    first_seen_at  timestamptz,
+    created_at     timestamptz not null default now(),
+    updated_at     timestamptz not null default now(),
+    created_run_id text
+);
+
+create table if not exists nlp.comment_themes (
+    response_id text        not null primary key,
+    text_hash   text,
+    theme_id    integer,
+    confidence  real,
+    method      text        not null check (method in ('empty', 'noise', 'assigned', 'discovered', 'pinned')),
+    model       text        not null,
+    assigned_at timestamptz not null default now(),
+    run_id      text
+);
+create index if not exists comment_themes_theme_idx on nlp.comment_themes (theme_id);

@@ -1,0 +1,85 @@
+"""The readable summary printed at the end of a run: what BI users will find in the marts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as PgConnection
+
+NPS_BY_QUARTER = """
+    select period_start, responses, nps, margin_of_error, revenue_weighted_nps, below_min_n
+    from marts.nps_by_segment
+    where period_grain = 'quarter' and segment_type = 'overall'
+    order by period_start
+"""
+
+TOP_THEMES = """
+    with latest as (select max(quarter_start) as q from marts.theme_recurrence)
+    select theme_id, theme_label, keywords, mentions, detractor_share, quarters_present,
+           current_streak, status
+    from marts.theme_recurrence, latest
+    where quarter_start = latest.q and status in ('recurring', 'new', 're-emerged')
+    order by quarters_present desc, mentions desc
+    limit %s
+"""
+
+RESOLVED_THEMES = """
+    select theme_label, quarter_start
+    from marts.theme_recurrence
+    where status = 'resolved'
+    order by quarter_start, theme_label
+"""
+
+RECOVERY_BY_BUCKET = """
+    select follow_up_bucket,
+           sum(detractors) as detractors,
+           sum(with_next_response) as with_next,
+           sum(recovered) as recovered,
+           sum(awaiting_next) as awaiting,
+           sum(lost_to_churn) as lost
+    from marts.detractor_recovery
+    where period_grain = 'quarter'
+    group by follow_up_bucket
+    order by array_position(array['within_24h', 'within_48h', 'later', 'never'], follow_up_bucket)
+"""
+
+
+def _fetch(conn: PgConnection, sql: str, params: tuple = ()) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def render_summary(conn: PgConnection, *, top_themes: int = 8) -> str:
+    lines = ["", "NPS per quarter (95% margin of error)"]
+    lines.append(f"  {'quarter':<10} {'responses':>9} {'NPS':>7} {'+/-':>6} {'ARR-weighted':>13}")
+    for start, n, nps, moe, rw, small in _fetch(conn, NPS_BY_QUARTER):
+        q = f"{start.year}-Q{(start.month - 1) // 3 + 1}"
+        flag = "  (below min n)" if small else ""
+        rw_text = f"{rw:13.1f}" if rw is not None else f"{'n/a':>13}"
+        lines.append(f"  {q:<10} {n:>9} {nps:7.1f} {moe:6.1f} {rw_text}{flag}")
+
+    lines += ["", "Top recurring themes (latest quarter)"]
+    rows = _fetch(conn, TOP_THEMES, (top_themes,))
+    if not rows:
+        lines.append("  (no theme present in the latest quarter)")
+    for theme_id, label, keywords, mentions, dshare, present, streak, status in rows:
+        share = f"{dshare:.0%}" if dshare is not None else "n/a"
+        lines.append(
+            f"  #{theme_id:<3} {label[:40]:<40} {mentions:>5} mentions, {share:>4} detractors, "
+            f"{present} quarter(s), streak {streak}, {status}"
+        )
+        lines.append(f"        keywords: {keywords}")
+    resolved = _fetch(conn, RESOLVED_THEMES)
+    if resolved:
+        lines.append("  resolved: " + "; ".join(
+            f"{label} (gone in {q.year}-Q{(q.month - 1) // 3 + 1})" for label, q in resolved))
+
+    lines += ["", "Detractor recovery by follow-up (all quarters)"]
+    lines.append(f"  {'bucket':<11} {'detractors':>10} {'next seen':>9} {'recovered':>9} {'rate':>6} "
+                 f"{'awaiting':>8} {'churned':>7}")
+    for bucket, det, nxt, rec, awaiting, lost in _fetch(conn, RECOVERY_BY_BUCKET):
+        rate = f"{rec / nxt:.0%}" if nxt else "n/a"
+        lines.append(f"  {bucket:<11} {det:>10} {nxt:>9} {rec:>9} {rate:>6} {awaiting:>8} {lost:>7}")
+    return "\n".join(lines) + "\n"

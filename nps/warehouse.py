@@ -1,0 +1,191 @@
+"""Warehouse access: which PostgreSQL to use, connections, schema set-up and locks.
+
+`NPS_WAREHOUSE_URL` (postgresql://...) selects any PostgreSQL. Without it, an embedded server
+(PyPI `pgserver`, a real PostgreSQL) is started in `data/warehouse` and kept running so that
+psql / BI tools can connect after the pipeline exits; `nps warehouse stop` stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote, urlparse
+
+from nps import config
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as PgConnection
+
+log = logging.getLogger(__name__)
+
+URL_ENV = "NPS_WAREHOUSE_URL"
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot be reached or is misconfigured."""
+
+
+@dataclass(frozen=True)
+class ConnParams:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    @property
+    def is_socket(self) -> bool:
+        return self.host.startswith("/")
+
+
+def parse_url(url: str) -> ConnParams:
+    """Split a postgresql:// URL (TCP, or a unix socket given as ?host=/dir) into libpq parts."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("postgresql", "postgres", "postgresql+psycopg2"):
+        raise WarehouseError(
+            f"{URL_ENV} must be a postgresql:// URL, got scheme {parsed.scheme!r} in {redact(url)}"
+        )
+    query = parse_qs(parsed.query)
+    host = query.get("host", [parsed.hostname or ""])[0] or "127.0.0.1"
+    dbname = unquote(parsed.path.lstrip("/")) or query.get("dbname", ["postgres"])[0]
+    return ConnParams(
+        host=host,
+        port=int(query.get("port", [parsed.port or 5432])[0]),
+        user=unquote(parsed.username or "") or query.get("user", ["postgres"])[0],
+        password=unquote(parsed.password or ""),
+        dbname=dbname,
+    )
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for logs and error messages."""
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@", 1)
+    return url
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The same warehouse as an SQLAlchemy URL (used by Great Expectations)."""
+    p = parse_url(url)
+    auth = p.user + (f":{p.password}" if p.password else "")
+    if p.is_socket:
+        return f"postgresql+psycopg2://{auth}@/{p.dbname}?host={p.host}&port={p.port}"
+    return f"postgresql+psycopg2://{auth}@{p.host}:{p.port}/{p.dbname}"
+
+
+def libpq_env(url: str) -> dict[str, str]:
+    """Environment variables read by dbt_project/profiles.yml."""
+    p = parse_url(url)
+    return {
+        "NPS_PGHOST": p.host,
+        "NPS_PGPORT": str(p.port),
+        "NPS_PGUSER": p.user,
+        "NPS_PGPASSWORD": p.password,
+        "NPS_PGDATABASE": p.dbname,
+    }
+
+
+def start_embedded(pgdata: Path | None = None, *, keep_running: bool = True) -> str:
+    """Start (or reuse) the embedded PostgreSQL and return its URL."""
+    import pgserver  # heavy-ish, and only needed without a configured warehouse
+
+    pgdata = pgdata or config.embedded_pgdata()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode=None if keep_running else "stop")
+    url = server.get_uri("postgres")
+    log.info("embedded PostgreSQL running in %s (%s)", pgdata, url)
+    return url
+
+
+def stop_embedded(pgdata: Path | None = None) -> bool:
+    """Stop the embedded server if it runs. Returns True when a server was stopped."""
+    pgdata = pgdata or config.embedded_pgdata()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    import pgserver
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    pgserver.pg_ctl(["-w", "stop"], pgdata=pgdata, user=user)
+    return True
+
+
+def resolve_url(*, start: bool = True) -> str:
+    """The warehouse URL: NPS_WAREHOUSE_URL if set, else the embedded server (started on demand).
+
+    The embedded URL is exported to the environment so child steps (dbt, GX) see the same one.
+    """
+    url = os.environ.get(URL_ENV)
+    if url:
+        parse_url(url)  # fail early on a malformed URL
+        return url
+    if not start:
+        raise WarehouseError(f"{URL_ENV} is not set and the embedded warehouse was not requested")
+    url = start_embedded()
+    os.environ[URL_ENV] = url
+    return url
+
+
+def psql_hint(url: str) -> str:
+    p = parse_url(url)
+    return f"psql -h {p.host} -p {p.port} -U {p.user} -d {p.dbname}"
+
+
+def connect(url: str | None = None, *, application_name: str = "nps-pipeline") -> PgConnection:
+    """A psycopg2 connection (autocommit off: every task is one transaction)."""
+    import psycopg2
+
+    url = url or resolve_url()
+    p = parse_url(url)
+    try:
+        return psycopg2.connect(
+            host=p.host,
+            port=p.port,
+            user=p.user,
+            password=p.password or None,
+            dbname=p.dbname,
+            application_name=application_name,
+            connect_timeout=10,
+        )
+    except psycopg2.OperationalError as exc:
+        raise WarehouseError(f"cannot connect to the warehouse at {redact(url)}: {exc}") from exc
+
+
+def ensure_schema(conn: PgConnection) -> None:
+    """Create raw.* and nlp.* if missing (idempotent; serialised so parallel tasks don't race)."""
+    ddl = resources.files("nps").joinpath("sql/warehouse.sql").read_text()
+    with conn.cursor() as cur:
+        cur.execute("select pg_advisory_xact_lock(%s)", (lock_key("nps:ddl"),))
+        cur.execute(ddl)
+    conn.commit()
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def transaction(url: str | None = None, *, lock: str | None = None) -> Iterator[PgConnection]:
+    """One transaction; with `lock`, an advisory lock held until commit so that two runs of the
+    same (stage, interval) cannot write at the same time: the second waits, then sees the first's
+    result."""
+    conn = connect(url)
+    try:
+        if lock:
+            with conn.cursor() as cur:
+                cur.execute("select pg_advisory_xact_lock(%s)", (lock_key(lock),))
+        yield conn
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()

@@ -1,0 +1,104 @@
+"""The pipeline's stages as plain functions of an explicit data interval.
+
+`dags/nps_nightly.py` wires them into Airflow; each one is a transaction (or a set of
+transactions) over one window `[start, end)` and is safe to rerun.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from nps import config, warehouse
+
+log = logging.getLogger(__name__)
+
+
+def parse_when(value: str | datetime) -> datetime:
+    """An ISO date/time (naive means UTC) as an aware UTC datetime."""
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def resolve_interval(conf: dict[str, Any] | None, data_interval_start: datetime | None,
+                     data_interval_end: datetime | None) -> tuple[datetime, datetime]:
+    """The window a run works on: the run's data interval, or `interval_start`/`interval_end`
+    from the run conf (a backfill of a whole quarter in one run)."""
+    conf = conf or {}
+    start = conf.get("interval_start") or data_interval_start
+    end = conf.get("interval_end") or data_interval_end
+    if start is None or end is None:
+        raise ValueError(
+            "this run has no data interval: schedule the DAG with a data-interval timetable or "
+            "pass interval_start and interval_end in the run conf"
+        )
+    start, end = parse_when(start), parse_when(end)
+    if not start < end:
+        raise ValueError(
+            f"empty data interval: start {start.isoformat()} is not before end {end.isoformat()}"
+        )
+    return start, end
+
+
+def prepare_warehouse() -> str:
+    """Resolve the warehouse (starting the embedded one if needed) and create raw/nlp schemas."""
+    url = warehouse.resolve_url()
+    conn = warehouse.connect(url)
+    try:
+        warehouse.ensure_schema(conn)
+    finally:
+        conn.close()
+    log.info("warehouse ready: %s (connect: %s)", warehouse.redact(url), warehouse.psql_hint(url))
+    return url
+
+
+def extract(entity: str, start: datetime, end: datetime, run_id: str) -> dict:
+    from nps_airflow.extract import load_entity
+
+    url = warehouse.resolve_url()
+    conn = warehouse.connect(url)
+    try:
+        return load_entity(conn, entity, start, end, run_id).as_dict()
+    finally:
+        conn.close()
+
+
+def build_themes(start: datetime, end: datetime, run_id: str) -> dict:
+    """Embed the window's new comments, assign them to registry themes, discover new themes."""
+    from nlp import ThemeConfig, ThemeEngine
+
+    with warehouse.transaction(lock="themes") as conn:
+        stats = ThemeEngine(ThemeConfig()).run_interval(conn, start, end, run_id)
+    log.info("themes: %s", stats)
+    return stats
+
+
+def dbt_build(run_id: str) -> None:
+    from nps_airflow.dbt import run_dbt
+
+    url = warehouse.resolve_url()
+    with warehouse.transaction(url, lock="dbt") as _:
+        # the lock only serialises concurrent builds; dbt opens its own connections
+        run_dbt(["build", "--fail-fast"], url, vars={"run_id": run_id})
+
+
+def validate(run_id: str) -> dict:
+    from nps_airflow.quality import validate as gx_validate
+
+    report = gx_validate(warehouse.resolve_url(), schema="marts", run_id=run_id, raise_on_failure=True)
+    return {"success": report.success, "data_docs": str(report.data_docs_index)}
+
+
+def summary() -> str:
+    from nps.summary import render_summary
+
+    conn = warehouse.connect()
+    try:
+        return render_summary(conn)
+    finally:
+        conn.close()
+
+
+def entities() -> list[str]:
+    return list(config.ENTITIES)

@@ -1,0 +1,88 @@
+"""Shared fixtures: a real PostgreSQL (NPS_WAREHOUSE_URL's server, else an embedded pgserver),
+a fresh database per test that needs one, the real MiniLM model, and Airflow pointed at a
+throw-away home. Nothing here is mocked."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before anything imports Airflow: a private AIRFLOW_HOME / data dir for this test session.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="nps-test-"))
+os.environ["NPS_DATA_DIR"] = str(_SESSION_DIR)
+os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
+os.environ["NPS_TASK_RETRIES"] = "0"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from nps import orchestrate, warehouse  # noqa: E402
+
+os.environ.update(orchestrate.airflow_env())
+
+# The server the tests create their databases on; the user's own warehouse is never written.
+_SERVER_URL = os.environ.pop(warehouse.URL_ENV, None)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    if _SERVER_URL:
+        yield _SERVER_URL
+        return
+    yield warehouse.start_embedded(_SESSION_DIR / "pgdata", keep_running=False)
+
+
+def _admin(url: str):
+    conn = warehouse.connect(url)
+    conn.autocommit = True
+    return conn
+
+
+def _with_db(url: str, dbname: str) -> str:
+    p = warehouse.parse_url(url)
+    auth = p.user + (f":{p.password}" if p.password else "")
+    if p.is_socket:
+        return f"postgresql://{auth}@/{dbname}?host={p.host}&port={p.port}"
+    return f"postgresql://{auth}@{p.host}:{p.port}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def make_database(pg_server_url: str) -> Iterator:
+    """Factory: a new empty database on the test server with raw/nlp schemas; dropped at the end."""
+    created: list[str] = []
+
+    def make(prefix: str = "nps_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        admin = _admin(pg_server_url)
+        with admin.cursor() as cur:
+            cur.execute(f'create database "{name}"')
+        admin.close()
+        created.append(name)
+        url = _with_db(pg_server_url, name)
+        conn = warehouse.connect(url)
+        warehouse.ensure_schema(conn)
+        conn.close()
+        return url
+
+    yield make
+    admin = _admin(pg_server_url)
+    with admin.cursor() as cur:
+        for name in created:
+            cur.execute(f'drop database if exists "{name}" with (force)')
+    admin.close()
+
+
+@pytest.fixture
+def db_url(make_database) -> str:
+    return make_database()
+
+
+@pytest.fixture
+def db_conn(db_url: str):
+    conn = warehouse.connect(db_url)
+    yield conn
+    conn.close()

@@ -1,0 +1,34 @@
+"""The DAG folder imports cleanly and nps_nightly is wired as documented."""
+
+from airflow.dag_processing.dagbag import DagBag
+
+from nps import config
+from nps.config import ENTITIES
+
+
+def _dag():
+    bag = DagBag(dag_folder=str(config.DAGS_DIR))
+    assert bag.import_errors == {}, bag.import_errors
+    return bag.dags["nps_nightly"]
+
+
+def test_nps_nightly_loads_with_data_interval_schedule():
+    dag = _dag()
+    assert dag is not None
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.doc_md and "nps_nightly" in dag.doc_md
+
+
+def test_every_task_has_explicit_retries_and_stage_order():
+    dag = _dag()
+    ids = set(dag.task_ids)
+    assert {f"extract_{e}" for e in ENTITIES} <= ids
+    for task in dag.tasks:
+        assert task.retries is not None
+    themes = dag.get_task("themes")
+    assert {f"extract_{e}" for e in ENTITIES} == set(themes.upstream_task_ids)
+    assert dag.get_task("dbt_build").upstream_task_ids == {"themes"}
+    assert dag.get_task("validate").upstream_task_ids == {"dbt_build"}
+    assert dag.get_task("report").upstream_task_ids == {"validate"}

@@ -1,0 +1,151 @@
+"""File-drop loader against a real PostgreSQL: idempotent windows, quarantine, drift, PII."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from nps import config
+from nps_airflow.extract import (
+    QuarantineThresholdExceeded,
+    SourceContractError,
+    load_entity,
+)
+
+COLUMNS = ["response_id", "survey_id", "survey_type", "trigger_event", "account_id", "contact_id",
+           "channel", "sent_at", "responded_at", "score", "comment", "language"]
+JAN = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC))
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def _row(rid: str, when: str, score: str = "8", comment: str = "fine", account: str = "A1", **extra):
+    row = dict(zip(COLUMNS, [rid, "S1", "relational", "quarterly", account, "C1", "email",
+                             when, when, score, comment, "en"], strict=True))
+    row.update(extra)
+    return row
+
+
+def _write(root: Path, day: str, rows: list[dict], columns: list[str] | None = None) -> Path:
+    folder = root / "survey_responses"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"survey_responses_{day}.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns or list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _load(conn, root, window=JAN, settings=None):
+    return load_entity(conn, "survey_responses", *window, run_id="t1", sources_dir=root,
+                       settings=settings or config.LoadSettings(max_quarantine_share=0.9), now=NOW)
+
+
+def _table(conn, sql: str) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
+
+
+def test_rerun_replaces_the_window_and_never_duplicates(db_conn, tmp_path):
+    _write(tmp_path, "2025-01-05", [_row("R1", "2025-01-05T10:00:00+00:00"),
+                                    _row("R2", "2025-01-05T11:00:00+00:00")])
+    _write(tmp_path, "2025-02-01", [_row("R3", "2025-02-01T00:00:00+00:00")])  # next window
+    first = _load(db_conn, tmp_path)
+    before = _table(db_conn, "select response_id, score, comment from raw.survey_responses order by 1")
+    second = _load(db_conn, tmp_path)
+    after = _table(db_conn, "select response_id, score, comment from raw.survey_responses order by 1")
+    assert [r[0] for r in after] == ["R1", "R2"]
+    assert before == after
+    assert first.rows_loaded == second.rows_loaded == 2
+    assert second.rows_replaced == 2
+    assert first.checksum == second.checksum
+    audits = _table(db_conn, "select rows_read, rows_loaded, rows_quarantined from raw.load_audit")
+    assert audits == [(2, 2, 0), (2, 2, 0)]
+
+
+def test_contract_breakers_are_quarantined_and_nothing_is_lost(db_conn, tmp_path):
+    rows = [
+        _row("R1", "2025-01-05T10:00:00+00:00"),
+        _row("R2", "2025-01-05T10:00:00+00:00", score="11"),
+        _row("R3", "2025-01-05T10:00:00+00:00", score="seven"),
+        _row("", "2025-01-05T10:00:00+00:00"),
+        _row("R5", "2025-01-05T10:00:00+00:00", account=""),
+        _row("R6", "2025-13-45 nonsense"),
+        _row("R8", "2025-01-05T10:00:00+00:00", comment="x" * 6000),
+        _row("R9", "2025-01-06T10:00:00+00:00", comment="same"),
+        _row("R9", "2025-01-06T10:00:00+00:00", comment="same"),  # exact duplicate: dropped
+        _row("R10", "2025-01-06T10:00:00+00:00", score="3"),
+        _row("R10", "2025-01-06T10:00:00+00:00", score="9"),  # same id, other content
+        _row("R11", "2025-01-06T10:00:00+00:00", score="7.5"),
+    ]
+    _write(tmp_path, "2025-01-05", rows)
+    result = _load(db_conn, tmp_path)
+    loaded = [r[0] for r in _table(db_conn, "select response_id from raw.survey_responses order by 1")]
+    assert loaded == ["R1", "R9"]
+    rules = dict(_table(db_conn, "select coalesce(payload->>'response_id', ''), rule from raw.quarantine"
+                                 " where rule <> 'duplicate_id_different_content'"))
+    assert rules == {
+        "R2": "score_out_of_range", "R3": "non_numeric_score", "": "missing_response_id",
+        "R5": "missing_account_id", "R6": "unparseable_responded_at", "R8": "comment_too_long",
+        "R11": "non_integer_score",
+    }
+    dup = _table(db_conn, "select count(*) from raw.quarantine where rule = 'duplicate_id_different_content'")
+    assert dup == [(2,)]
+    assert result.rows_read == len(rows)
+    assert result.rows_read == result.rows_loaded + result.rows_quarantined + result.duplicates_dropped
+    lines = _table(db_conn, "select source_line from raw.quarantine where payload->>'response_id' = 'R2'")
+    assert lines == [(3,)]
+
+
+def test_future_dates_are_quarantined(db_conn, tmp_path):
+    window = (datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC))
+    _write(tmp_path, "2025-06-20", [_row("R1", "2025-06-20T10:00:00+00:00"),
+                                    _row("R2", "2025-06-01T10:00:00+00:00")])
+    _load(db_conn, tmp_path, window=window)
+    assert _table(db_conn, "select payload->>'response_id', rule from raw.quarantine") == [
+        ("R1", "future_responded_at")]
+
+
+def test_missing_required_column_fails_before_writing(db_conn, tmp_path):
+    cols = [c for c in COLUMNS if c != "score"]
+    _write(tmp_path, "2025-01-05", [{c: v for c, v in _row("R1", "2025-01-05T10:00:00+00:00").items()
+                                     if c != "score"}], columns=cols)
+    with pytest.raises(SourceContractError, match="score"):
+        _load(db_conn, tmp_path)
+    db_conn.rollback()
+    assert _table(db_conn, "select count(*) from raw.survey_responses") == [(0,)]
+    assert _table(db_conn, "select count(*) from raw.load_audit") == [(0,)]
+
+
+def test_extra_columns_are_kept_and_pii_is_redacted(db_conn, tmp_path):
+    comment = "call me at +44 20 7946 0958 or mail jane.doe@example.com, the export is slow"
+    _write(tmp_path, "2025-01-05", [_row("R1", "2025-01-05T10:00:00+00:00", comment=comment, nps_wave="w7")])
+    result = _load(db_conn, tmp_path)
+    assert result.extra_columns == ["nps_wave"]
+    [(stored, extras)] = _table(db_conn, "select comment, extras from raw.survey_responses")
+    assert "jane.doe" not in stored and "7946" not in stored
+    assert "the export is slow" in stored
+    assert extras == {"nps_wave": "w7"}
+
+
+def test_id_loaded_in_another_window_is_quarantined_not_duplicated(db_conn, tmp_path):
+    _write(tmp_path, "2025-01-05", [_row("R1", "2025-01-05T10:00:00+00:00")])
+    _load(db_conn, tmp_path)
+    _write(tmp_path, "2025-02-03", [_row("R1", "2025-02-03T10:00:00+00:00", score="2")])
+    _load(db_conn, tmp_path, window=(JAN[1], datetime(2025, 3, 1, tzinfo=UTC)),
+          settings=config.LoadSettings(max_quarantine_share=1.0))
+    assert _table(db_conn, "select response_id, score from raw.survey_responses") == [("R1", 8)]
+    assert _table(db_conn, "select rule from raw.quarantine") == [("duplicate_id_other_interval",)]
+
+
+def test_quarantine_threshold_fails_the_load_after_keeping_good_rows(db_conn, tmp_path):
+    _write(tmp_path, "2025-01-05", [_row("R1", "2025-01-05T10:00:00+00:00"),
+                                    _row("R2", "2025-01-05T10:00:00+00:00", score="99")])
+    with pytest.raises(QuarantineThresholdExceeded, match="1 of 2 rows quarantined"):
+        _load(db_conn, tmp_path, settings=config.LoadSettings(max_quarantine_share=0.1))
+    assert _table(db_conn, "select response_id from raw.survey_responses") == [("R1",)]
+    assert _table(db_conn, "select rule from raw.quarantine") == [("score_out_of_range",)]
