@@ -69,7 +69,8 @@ def nps_nightly():
         start, end = _interval()
         return stages.extract(entity, start, end, get_current_context()["run_id"])
 
-    @task
+    # its own queue so a scale-out deployment can send it to GPU workers (docker-compose.yml)
+    @task(queue=os.environ.get("NPS_THEMES_QUEUE", "default"))
     def themes() -> dict:
         from nps_airflow import stages
 
