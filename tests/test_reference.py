@@ -1,0 +1,597 @@
+"""Hand-computed checks of the pandas reference marts (tests/reference.py).
+
+Every expected figure below is worked out by hand from the tiny source sets written here, not by
+the code under test.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.reference import (
+    Params,
+    compare_frames,
+    detractor_outcomes,
+    detractor_recovery,
+    enrich_responses,
+    load_sources,
+    nps_by_segment,
+    theme_recurrence,
+)
+
+COLUMNS = {
+    "survey_responses": [
+        "response_id", "survey_id", "survey_type", "trigger_event", "account_id", "contact_id",
+        "channel", "sent_at", "responded_at", "score", "comment", "language",
+    ],
+    "accounts": [
+        "account_id", "name", "industry", "region", "employee_band", "plan", "arr", "currency",
+        "customer_since", "owner", "churned_at", "updated_at",
+    ],
+    "contacts": ["contact_id", "account_id", "email", "full_name", "role", "created_at", "updated_at"],
+    "activities": [
+        "activity_id", "account_id", "contact_id", "response_id", "activity_type", "created_at", "outcome",
+    ],
+    "usage_daily": ["account_id", "usage_date", "active_users", "sessions", "core_events"],
+}  # fmt: skip
+INTERVAL = {
+    "survey_responses": "responded_at",
+    "accounts": "updated_at",
+    "contacts": "updated_at",
+    "activities": "created_at",
+    "usage_daily": "usage_date",
+}
+DEFAULTS = {
+    "survey_responses": {"survey_id": "s1", "survey_type": "relational", "trigger_event": "quarterly",
+                         "channel": "email", "language": "en"},
+    "accounts": {"name": "Acme", "industry": "software", "region": "emea", "employee_band": "51-200",
+                 "plan": "pro", "currency": "USD", "customer_since": "2020-01-01", "owner": "o1"},
+    "activities": {"activity_type": "call", "outcome": "done"},
+}  # fmt: skip
+
+
+def write_sources(root: Path, **entities: list[dict]) -> Path:
+    """Write rows in the contract layout: <root>/<entity>/<entity>_<date of interval column>.csv."""
+    for entity in COLUMNS:
+        (root / entity).mkdir(parents=True, exist_ok=True)
+        rows = [{**DEFAULTS.get(entity, {}), **row} for row in entities.get(entity, [])]
+        by_day: dict[str, list[dict]] = {}
+        for row in rows:
+            by_day.setdefault(str(row[INTERVAL[entity]])[:10] or "0000-00-00", []).append(row)
+        for day, day_rows in by_day.items():
+            with open(root / entity / f"{entity}_{day}.csv", "w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=COLUMNS[entity])
+                writer.writeheader()
+                for row in day_rows:
+                    writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in COLUMNS[entity]})
+    return root
+
+
+def resp(rid, account, at, score, contact=None, **kw) -> dict:
+    return {"response_id": rid, "account_id": account, "contact_id": contact, "responded_at": at,
+            "score": score, **kw}  # fmt: skip
+
+
+def acct(account, updated_at, **kw) -> dict:
+    return {"account_id": account, "updated_at": updated_at, **kw}
+
+
+def row(df: pd.DataFrame, **where) -> pd.Series:
+    mask = pd.Series(True, index=df.index)
+    for col, val in where.items():
+        mask &= df[col] == val
+    assert mask.sum() == 1, f"expected one row for {where}, got {mask.sum()}"
+    return df[mask].iloc[0]
+
+
+D = dt.date
+
+
+# --------------------------------------------------------------------------------------------
+# load_sources
+# --------------------------------------------------------------------------------------------
+
+
+def test_load_sources_parses_quotes_rejects_bad_rows_and_filters_window(tmp_path):
+    tricky = 'Slow, "very" slow\nand a second line, with commas'
+    write_sources(
+        tmp_path,
+        survey_responses=[
+            resp("r1", "A", "2025-01-03T14:05:00+00:00", 9, comment=tricky),
+            resp("r2", "A", "2025-01-03T15:00:00+01:00", 11),  # score out of range
+            resp("", "A", "2025-01-03T16:00:00+00:00", 5),  # missing id
+            resp("r4", "A", "2025-01-03Tnot-a-time", 5),  # unparseable timestamp
+            resp("r5", "A", "2025-01-04T10:00:00+00:00", 4),
+            resp("r5", "A", "2025-01-04T10:00:00+00:00", 4),  # identical duplicate: collapsed
+            resp("r6", "A", "2025-01-04T11:00:00+00:00", 4),
+            resp("r6", "A", "2025-01-04T11:00:00+00:00", 5),  # conflicting duplicate: both rejected
+            resp("r7", "A", "2025-01-04T12:00:00+00:00", "7.5"),  # not an integer
+            resp("r8", "A", "2025-01-04T12:00:00+00:00", 8, comment="x" * 5001),  # too long
+            resp("r9", "A", "2025-01-04T12:00:00+00:00", 8),  # kept ...
+            resp("r9", "A", "2025-01-04T13:00:00+00:00", 3),  # ... same id in a later interval: rejected
+            resp("r10", "A", "2025-01-05T00:00:00+00:00", 7),  # outside [start, end)
+        ],
+        accounts=[acct("A", "2025-01-01T00:00:00+00:00", arr="1234.567")],
+        usage_daily=[{"account_id": "A", "usage_date": "2025-01-03", "sessions": -1}],
+    )
+    src = load_sources(tmp_path, dt.datetime(2025, 1, 3), dt.datetime(2025, 1, 5, tzinfo=dt.UTC))
+    assert sorted(src.responses["response_id"]) == ["r1", "r5", "r9"]
+    r1 = src.responses.set_index("response_id").loc["r1"]
+    assert r1["comment"] == tricky
+    assert r1["responded_at"] == pd.Timestamp("2025-01-03 14:05", tz="UTC")
+    assert src.responses.set_index("response_id").at["r9", "score"] == 8
+    assert sorted(zip(src.rejected["key"], src.rejected["reason"], strict=True)) == [
+        ("", "missing_response_id"),
+        ("A|2025-01-03", "negative_sessions"),
+        ("r2", "score_out_of_range"),
+        ("r4", "unparseable_responded_at"),
+        ("r6", "duplicate_id_different_content"),
+        ("r6", "duplicate_id_different_content"),
+        ("r7", "non_integer_score"),
+        ("r8", "comment_too_long"),
+        ("r9", "duplicate_id_other_interval"),
+    ]
+    # accounts were updated before the window: filtered out by their own interval column
+    assert src.accounts.empty
+    assert load_sources(tmp_path).accounts["arr"].iloc[0] == pytest.approx(1234.57)
+    assert list(src.keys()) == ["responses", "accounts", "contacts", "activities", "usage"]
+    assert src["survey_responses"] is src.responses
+
+
+def test_load_sources_rejects_future_timestamps(tmp_path):
+    write_sources(
+        tmp_path,
+        survey_responses=[
+            resp("r1", "A", "2025-06-20T10:00:00Z", 9),
+            resp("r2", "A", "2025-06-21T11:00:00Z", 9),  # more than 24 h after "now"
+        ],
+    )
+    src = load_sources(tmp_path, now=dt.datetime(2025, 6, 20, 10, 30, tzinfo=dt.UTC))
+    assert list(src.responses["response_id"]) == ["r1"]
+    assert list(src.rejected["reason"]) == ["future_responded_at"]
+
+
+# --------------------------------------------------------------------------------------------
+# nps_by_segment
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nps_sources(tmp_path):
+    # January: account A (arr 100k, plan pro) 9,10,9,7,6 ; account B (arr 20k, plan starter) 10,9,8,7,0
+    #   -> 5 promoters, 3 passives, 2 detractors of 10
+    # February: account C (arr null) 9 and 3
+    jan = [
+        ("A", 9),
+        ("A", 10),
+        ("A", 9),
+        ("A", 7),
+        ("A", 6),
+        ("B", 10),
+        ("B", 9),
+        ("B", 8),
+        ("B", 7),
+        ("B", 0),
+    ]
+    responses = [resp(f"j{i}", a, f"2025-01-{i + 10:02d}T12:00:00+00:00", s) for i, (a, s) in enumerate(jan)]
+    responses += [resp("f1", "C", "2025-02-03T08:00:00+00:00", 9), resp("f2", "C", "2025-02-04T08:00:00Z", 3)]
+    return write_sources(
+        tmp_path,
+        survey_responses=responses,
+        accounts=[
+            acct("A", "2025-01-01T00:00:00+00:00", arr="100000", plan="pro"),
+            acct("B", "2025-01-01T00:00:00+00:00", arr="20000", plan="starter", industry=""),
+            acct("C", "2025-01-01T00:00:00+00:00", arr="", plan="pro"),
+        ],
+    )
+
+
+def test_nps_categories_moe_and_revenue_weighting(nps_sources):
+    out = nps_by_segment(load_sources(nps_sources))
+    assert list(out.columns) == [
+        "period_grain", "period_start", "segment_type", "segment_value", "responses", "promoters",
+        "passives", "detractors", "nps", "margin_of_error", "revenue_weighted_nps", "below_min_n",
+    ]  # fmt: skip
+    jan = row(out, period_grain="month", period_start=D(2025, 1, 1), segment_type="overall")
+    assert jan["segment_value"] == "all"
+    assert (jan["responses"], jan["promoters"], jan["passives"], jan["detractors"]) == (10, 5, 3, 2)
+    assert jan["nps"] == pytest.approx(30.0)
+    # p = 0.5, d = 0.2: var = (0.7 - 0.3^2) / 10 = 0.061
+    assert jan["margin_of_error"] == pytest.approx(1.96 * math.sqrt(0.061) * 100)
+    # A: 100k x (3 - 1) = 200k over 500k ; B: 20k x (2 - 1) = 20k over 100k  ->  220k / 600k
+    assert jan["revenue_weighted_nps"] == pytest.approx(100 * 220_000 / 600_000)
+    assert bool(jan["below_min_n"]) is True
+
+    feb = row(out, period_grain="month", period_start=D(2025, 2, 1), segment_type="overall")
+    assert feb["nps"] == pytest.approx(0.0)
+    assert np.isnan(feb["revenue_weighted_nps"])  # ARR sum is 0 (null arr = weight 0)
+
+    q1 = row(out, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="overall")
+    assert (q1["responses"], q1["promoters"], q1["detractors"]) == (12, 6, 3)
+    assert q1["nps"] == pytest.approx(25.0)
+    assert q1["revenue_weighted_nps"] == pytest.approx(100 * 220_000 / 600_000)
+
+    starter = row(
+        out, period_grain="month", period_start=D(2025, 1, 1), segment_type="plan", segment_value="starter"
+    )
+    assert (starter["promoters"], starter["passives"], starter["detractors"]) == (2, 2, 1)
+    assert starter["nps"] == pytest.approx(20.0)
+    # empty industry -> 'unknown'; only combinations with a response have a row
+    assert row(out, period_grain="month", period_start=D(2025, 1, 1), segment_value="unknown",
+               segment_type="industry")["responses"] == 5  # fmt: skip
+    assert set(out.loc[out["segment_type"] == "plan", "segment_value"]) == {"pro", "starter"}
+    assert (
+        len(
+            out[
+                (out.period_grain == "month")
+                & (out.period_start == D(2025, 2, 1))
+                & (out.segment_type == "plan")
+            ]
+        )
+        == 1
+    )
+
+
+def test_nps_min_n_flag(tmp_path):
+    responses = [resp(f"r{i}", "A", f"2025-03-{1 + i % 28:02d}T00:00:00Z", 9) for i in range(30)]
+    write_sources(tmp_path, survey_responses=responses, accounts=[acct("A", "2025-01-01T00:00:00Z", arr="1")])
+    out = nps_by_segment(load_sources(tmp_path), Params(min_n=30))
+    overall = row(out, period_grain="month", segment_type="overall")
+    assert overall["responses"] == 30 and not overall["below_min_n"]
+    assert overall["margin_of_error"] == pytest.approx(0.0)
+    assert bool(row(nps_by_segment(load_sources(tmp_path), Params(min_n=31)), period_grain="month",
+                    segment_type="overall")["below_min_n"])  # fmt: skip
+
+
+def test_as_of_segmentation_and_bands(tmp_path):
+    write_sources(
+        tmp_path,
+        survey_responses=[
+            # P changes plan (and ARR) at 2025-02-10 12:00; a response at that exact instant sees the new one
+            resp("p1", "P", "2025-02-10T11:59:59Z", 9),
+            resp("p2", "P", "2025-02-10T12:00:00Z", 9),
+            # Q's only version is later than the response -> earliest version
+            resp("q1", "Q", "2025-02-01T00:00:00Z", 9),
+            # tenure: customer_since 2025-01-01; 2025-07-02 is day 182, 2025-07-03 is day 183
+            resp("t1", "T", "2025-07-02T23:59:59Z", 9),
+            resp("t2", "T", "2025-07-03T00:00:00Z", 9),
+            # usage: window for 2025-03-31 is [03-01, 03-30]
+            resp("u1", "U1", "2025-03-31T10:00:00Z", 9),
+            resp("u2", "U2", "2025-03-31T10:00:00Z", 9),
+            resp("u3", "U3", "2025-03-31T10:00:00Z", 9),
+            resp("u4", "U4", "2025-03-31T10:00:00Z", 9),
+            resp("x1", "NOPE", "2025-03-31T10:00:00Z", 9),  # account never seen
+        ],
+        accounts=[
+            acct("P", "2025-01-01T00:00:00Z", plan="starter", arr="9999.99"),
+            acct("P", "2025-02-10T12:00:00Z", plan="pro", arr="10000"),
+            acct("Q", "2025-03-01T00:00:00Z", plan="enterprise", arr="250000"),
+            acct("T", "2025-01-01T00:00:00Z", customer_since="2025-01-01", arr="249999.99"),
+            acct("U1", "2025-01-01T00:00:00Z"),
+            acct("U2", "2025-01-01T00:00:00Z"),
+            acct("U3", "2025-01-01T00:00:00Z"),
+            acct("U4", "2025-01-01T00:00:00Z", customer_since=""),
+        ],
+        usage_daily=[
+            # U1: 200 + 100 = 300 in window = 10/day -> medium; the days just outside do not count
+            {"account_id": "U1", "usage_date": "2025-02-28", "sessions": 5000},
+            {"account_id": "U1", "usage_date": "2025-03-01", "sessions": 200},
+            {"account_id": "U1", "usage_date": "2025-03-30", "sessions": 100},
+            {"account_id": "U1", "usage_date": "2025-03-31", "sessions": 5000},
+            # U2: 299 -> 9.97/day -> low
+            {"account_id": "U2", "usage_date": "2025-03-15", "sessions": 299},
+            # U3: 1500 = 50/day -> high ; U4: no usage -> none
+            {"account_id": "U3", "usage_date": "2025-03-15", "sessions": 1499},
+            {"account_id": "U3", "usage_date": "2025-03-16", "sessions": 1},
+        ],
+    )
+    r = enrich_responses(load_sources(tmp_path)).set_index("response_id")
+    assert (r.at["p1", "plan"], r.at["p1", "arr_band"]) == ("starter", "under_10k")
+    assert (r.at["p2", "plan"], r.at["p2", "arr_band"]) == ("pro", "10k_50k")
+    assert (r.at["q1", "plan"], r.at["q1", "arr_band"]) == ("enterprise", "250k_plus")
+    assert (r.at["t1", "tenure_band"], r.at["t2", "tenure_band"]) == ("0_6m", "6_12m")
+    assert r.at["t1", "arr_band"] == "50k_250k"
+    assert r.at["u1", "tenure_band"] == "2y_plus" and r.at["u4", "tenure_band"] == "unknown"
+    assert [r.at[k, "usage_band"] for k in ["u1", "u2", "u3", "u4"]] == ["medium", "low", "high", "none"]
+    assert r.at["u1", "usage_sessions_sum"] == 300
+    assert (r.at["x1", "plan"], r.at["x1", "arr_band"], r.at["x1", "tenure_band"]) == ("unknown",) * 3
+
+    out = nps_by_segment(load_sources(tmp_path))
+    feb_plans = out[
+        (out.period_grain == "month") & (out.period_start == D(2025, 2, 1)) & (out.segment_type == "plan")
+    ]
+    assert dict(zip(feb_plans.segment_value, feb_plans.responses, strict=True)) == {
+        "starter": 1,
+        "pro": 1,
+        "enterprise": 1,
+    }
+    # revenue weighting uses ARR as of the response: (9999.99 + 10000 + 250000) all promoters -> 100
+    assert row(out, period_grain="month", period_start=D(2025, 2, 1), segment_type="overall")[
+        "revenue_weighted_nps"
+    ] == pytest.approx(100.0)
+
+
+# --------------------------------------------------------------------------------------------
+# detractor_recovery
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def recovery_sources(tmp_path):
+    return write_sources(
+        tmp_path,
+        survey_responses=[
+            # d1: linked follow-up at exactly +24 h -> within_24h; next (c1) 8 -> recovered, not fully
+            resp("d1", "A", "2025-01-05T10:00:00Z", 3, contact="c1"),
+            resp("n1", "A", "2025-03-01T10:00:00Z", 8, contact="c1"),
+            # d2: linked follow-up at exactly +48 h -> within_48h; next exactly 200 days later, 10
+            resp("d2", "B", "2025-01-06T00:00:00Z", 6, contact="c2"),
+            resp("n2", "B", "2025-07-25T00:00:00Z", 10, contact="c2"),
+            # d3: unlinked activity on the account at day 13 -> later; no next; account churned after
+            resp("d3", "C", "2025-01-10T00:00:00Z", 0, contact="c3"),
+            # d4: unlinked activity at day 15 -> never; churned before the response -> awaiting
+            resp("d4", "D", "2025-01-10T00:00:00Z", 5, contact="c4"),
+            # d5: respondent = account E (no contact); its next is 200 days + 1 s later -> not observed;
+            # c9's response on the same account is another respondent. E un-churned in its latest version.
+            resp("d5", "E", "2025-01-12T00:00:00Z", 6),
+            resp("e2", "E", "2025-02-01T00:00:00Z", 8, contact="c9"),
+            resp("e3", "E", "2025-07-31T00:00:01Z", 9),
+            # tie on responded_at: ordered by response_id, so r6a's next is r6b (9)
+            resp("r6b", "F", "2025-01-15T00:00:00Z", 9, contact="c6"),
+            resp("r6a", "F", "2025-01-15T00:00:00Z", 2, contact="c6"),
+        ],
+        accounts=[
+            acct("A", "2025-01-01T00:00:00Z"),
+            acct("B", "2025-01-01T00:00:00Z"),
+            acct("C", "2025-01-01T00:00:00Z"),
+            acct("C", "2025-02-01T00:00:00Z", churned_at="2025-02-01T00:00:00Z"),
+            acct("D", "2025-01-01T00:00:00Z", churned_at="2025-01-03T00:00:00Z"),
+            acct("E", "2025-01-01T00:00:00Z", churned_at="2025-01-20T00:00:00Z"),
+            acct("E", "2025-03-01T00:00:00Z"),
+            acct("F", "2025-01-01T00:00:00Z"),
+        ],
+        activities=[
+            {
+                "activity_id": "a1",
+                "account_id": "A",
+                "response_id": "d1",
+                "created_at": "2025-01-06T10:00:00Z",
+            },
+            {
+                "activity_id": "a2",
+                "account_id": "B",
+                "response_id": "d2",
+                "created_at": "2025-01-08T00:00:00Z",
+            },
+            {
+                "activity_id": "a2x",
+                "account_id": "B",
+                "created_at": "2025-01-05T00:00:00Z",
+            },  # before: ignored
+            {"activity_id": "a3", "account_id": "C", "created_at": "2025-01-23T00:00:00Z"},  # day 13
+            {"activity_id": "a4", "account_id": "D", "created_at": "2025-01-25T00:00:00Z"},  # day 15
+            {
+                "activity_id": "a4x",
+                "account_id": "D",
+                "response_id": "d4",
+                "created_at": "2025-01-09T00:00:00Z",
+            },
+        ],
+    )
+
+
+def test_detractor_outcomes_per_response(recovery_sources):
+    det = detractor_outcomes(load_sources(recovery_sources)).set_index("response_id")
+    assert sorted(det.index) == ["d1", "d2", "d3", "d4", "d5", "r6a"]
+    assert det["follow_up_bucket"].to_dict() == {
+        "d1": "within_24h", "d2": "within_48h", "d3": "later", "d4": "never", "d5": "never", "r6a": "never",
+    }  # fmt: skip
+    assert det.at["d3", "follow_up_hours"] == pytest.approx(13 * 24)
+    assert det["has_next"].to_dict() == {
+        "d1": True,
+        "d2": True,
+        "d3": False,
+        "d4": False,
+        "d5": False,
+        "r6a": True,
+    }
+    assert det.at["r6a", "next_response_id"] == "r6b"
+    assert det.at["d5", "next_response_id"] == "e3"
+    assert det["lost_to_churn"].to_dict() == {k: k == "d3" for k in det.index}
+    assert det["awaiting_next"].to_dict() == {k: k in {"d4", "d5"} for k in det.index}
+
+
+def test_detractor_recovery_mart(recovery_sources):
+    out = detractor_recovery(load_sources(recovery_sources))
+    cols = [
+        "detractors",
+        "with_next_response",
+        "recovered",
+        "fully_recovered",
+        "awaiting_next",
+        "lost_to_churn",
+    ]
+    expected = {
+        "within_24h": (1, 1, 1, 0, 0, 0, 1.0),
+        "within_48h": (1, 1, 1, 1, 0, 0, 1.0),
+        "later": (1, 0, 0, 0, 0, 1, None),
+        "never": (3, 1, 1, 1, 2, 0, 1.0),
+    }
+    # every month/quarter with a detractor (only January / Q1), all four buckets
+    assert sorted(set(zip(out.period_grain, out.period_start, strict=True))) == [
+        ("month", D(2025, 1, 1)),
+        ("quarter", D(2025, 1, 1)),
+    ]
+    for grain in ["month", "quarter"]:
+        for bucket, (*counts, rate) in expected.items():
+            got = row(out, period_grain=grain, follow_up_bucket=bucket)
+            assert [int(got[c]) for c in cols] == counts, (grain, bucket)
+            assert np.isnan(got["recovery_rate"]) if rate is None else got["recovery_rate"] == rate, bucket
+            assert (
+                got["detractors"] == got["with_next_response"] + got["awaiting_next"] + got["lost_to_churn"]
+            )
+
+
+def test_next_response_window_is_a_parameter(recovery_sources):
+    det = detractor_outcomes(load_sources(recovery_sources), Params(next_response_window_days=199))
+    assert not det.set_index("response_id").at["d2", "has_next"]  # 200 days > 199
+
+
+# --------------------------------------------------------------------------------------------
+# theme_recurrence
+# --------------------------------------------------------------------------------------------
+
+
+def test_theme_recurrence_statuses_and_arr_at_risk(tmp_path):
+    responses, assigned = [], []
+
+    def add(rid, account, at, score, theme):
+        responses.append(resp(rid, account, at, score))
+        assigned.append((rid, theme))
+
+    # theme 7: Q1'25 3 (passives) | Q2'25 4 | Q3'25 2 | Q4'25 0 | Q1'26 3 | Q2'26 0
+    for i in range(3):
+        add(f"a{i}", "C", f"2025-02-0{i + 1}T00:00:00Z", 7, 7)
+    add("b1", "A", "2025-04-10T00:00:00Z", 2, 7)  # A at 100k (superseded by b3)
+    add("b2", "B", "2025-04-15T00:00:00Z", 6, 7)  # B at 30k
+    add("b3", "A", "2025-05-20T00:00:00Z", 0, 7)  # A at 120k: A's latest detractor mention in Q2
+    add("b4", "B", "2025-06-01T00:00:00Z", 10, 7)
+    add("c1", "C", "2025-07-01T00:00:00Z", 3, 7)
+    add("c2", "C", "2025-09-30T23:59:59Z", 9, 7)
+    for i in range(3):
+        add(f"e{i}", "C", f"2026-01-0{i + 1}T00:00:00Z", 8, 7)
+    responses.append(resp("z1", "C", "2026-04-02T00:00:00Z", 5))  # latest quarter with a response
+    assigned.append(("z1", None))  # unassigned
+    # theme 9 (active): a single mention in Q3'25 -> present never
+    add("t9", "C", "2025-08-01T00:00:00Z", 1, 9)
+    # theme 8 is merged: no rows
+    add("m1", "C", "2025-08-02T00:00:00Z", 1, 8)
+    assigned.append(("not-in-sources", 7))
+
+    write_sources(
+        tmp_path,
+        survey_responses=responses,
+        accounts=[
+            acct("A", "2025-01-01T00:00:00Z", arr="100000"),
+            acct("A", "2025-05-01T00:00:00Z", arr="120000"),
+            acct("B", "2025-01-01T00:00:00Z", arr="30000"),
+            acct("C", "2025-01-01T00:00:00Z", arr="5000"),
+        ],
+    )
+    comment_themes = pd.DataFrame(assigned, columns=["response_id", "theme_id"])
+    themes = pd.DataFrame(
+        {
+            "theme_id": [7, 8, 9],
+            "label": ["Login / SSO", "old", "Invoices"],
+            "keywords": [["login", "sso"], ["x"], np.array(["invoice", "billing"])],
+            "status": ["active", "merged", "active"],
+        }
+    )
+    out = theme_recurrence(load_sources(tmp_path), comment_themes, themes)
+    assert list(out.columns) == [
+        "theme_id", "theme_label", "keywords", "quarter_start", "mentions", "detractor_mentions",
+        "detractor_share", "arr_at_risk", "quarters_present", "current_streak", "first_seen_quarter",
+        "last_seen_quarter", "status",
+    ]  # fmt: skip
+    assert set(out["theme_id"]) == {7, 9}
+
+    q1, q2, q3 = D(2025, 1, 1), D(2025, 4, 1), D(2025, 7, 1)
+    q4, q5, q6 = D(2025, 10, 1), D(2026, 1, 1), D(2026, 4, 1)
+    nan = float("nan")
+    t7 = pd.DataFrame(
+        [
+            # quarter, mentions, det, share, arr, present, streak, first, last, status
+            (q1, 3, 0, 0.0, 0.0, 1, 1, q1, q1, "new"),
+            (q2, 4, 3, 0.75, 150_000.0, 2, 2, q1, q2, "recurring"),
+            (q3, 2, 1, 0.5, 5_000.0, 2, 0, q1, q2, "resolved"),
+            (q4, 0, 0, nan, 0.0, 2, 0, q1, q2, "absent"),
+            (q5, 3, 0, 0.0, 0.0, 3, 1, q1, q5, "re-emerged"),
+            (q6, 0, 0, nan, 0.0, 3, 0, q1, q5, "resolved"),
+        ],
+        columns=[
+            "quarter_start", "mentions", "detractor_mentions", "detractor_share", "arr_at_risk",
+            "quarters_present", "current_streak", "first_seen_quarter", "last_seen_quarter", "status",
+        ],
+    )  # fmt: skip
+    t7.insert(0, "theme_id", 7)
+    t7.insert(1, "theme_label", "Login / SSO")
+    t7.insert(2, "keywords", "login, sso")
+    compare_frames(out[out.theme_id == 7], t7, keys=["theme_id", "quarter_start"])
+
+    t9 = out[out.theme_id == 9]
+    assert list(t9["quarter_start"]) == [q3, q4, q5, q6]
+    assert list(t9["status"]) == ["absent"] * 4
+    assert list(t9["quarters_present"]) == [0] * 4
+    assert t9["first_seen_quarter"].isna().all() and t9["last_seen_quarter"].isna().all()
+    assert t9["keywords"].iloc[0] == "invoice, billing"
+    assert t9["arr_at_risk"].iloc[0] == 5_000.0  # detractor mention, even though absent
+
+
+# --------------------------------------------------------------------------------------------
+# compare_frames
+# --------------------------------------------------------------------------------------------
+
+
+def _expected_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "period_start": [D(2025, 1, 1), D(2025, 2, 1), D(2025, 3, 1)],
+            "segment": ["all", "all", "all"],
+            "responses": [10, 12, 3],
+            "nps": [30.0, 25.0, float("nan")],
+            "label": ["a", None, "c"],
+        }
+    )
+
+
+def test_compare_frames_accepts_equal_frames_from_a_driver():
+    actual = pd.DataFrame(
+        {  # as a DB driver returns them: Decimal, None for null, timestamps for dates, other row order
+            "period_start": [
+                pd.Timestamp("2025-03-01"),
+                pd.Timestamp("2025-01-01", tz="UTC"),
+                dt.datetime(2025, 2, 1),
+            ],
+            "segment": ["all", "all", "all"],
+            "responses": [3, 10, 12],
+            "nps": [None, Decimal("30.0000000001"), Decimal("25")],
+            "label": ["c", "a", float("nan")],
+        }
+    )
+    compare_frames(actual, _expected_frame(), keys=["period_start", "segment"])
+
+
+def test_compare_frames_reports_wrong_value():
+    actual = _expected_frame()
+    actual.loc[1, "nps"] = 24.5
+    with pytest.raises(AssertionError) as err:
+        compare_frames(actual, _expected_frame(), keys=["period_start", "segment"])
+    msg = str(err.value)
+    assert "1 value mismatch" in msg and "'nps'" in msg and "24.5" in msg and "25.0" in msg
+
+
+def test_compare_frames_reports_missing_and_extra_keys():
+    actual = _expected_frame().iloc[:2].copy()
+    actual.loc[5] = [D(2025, 9, 1), "all", 1, 0.0, "x"]
+    with pytest.raises(AssertionError) as err:
+        compare_frames(actual, _expected_frame(), keys=["period_start", "segment"])
+    msg = str(err.value)
+    assert "missing in actual: [(datetime.date(2025, 3, 1), 'all')]" in msg
+    assert "extra in actual: [(datetime.date(2025, 9, 1), 'all')]" in msg
+
+
+def test_compare_frames_reports_columns_and_null_vs_value():
+    actual = _expected_frame().drop(columns=["label"])
+    actual.loc[2, "nps"] = 0.0
+    with pytest.raises(AssertionError) as err:
+        compare_frames(actual, _expected_frame(), keys=["period_start", "segment"])
+    msg = str(err.value)
+    assert "missing in actual ['label']" in msg and "'nps'" in msg
