@@ -1,0 +1,156 @@
+-- One row per detractor response: first follow-up (earliest activity at or after the response that is
+-- linked to it, or on the same account within follow_up_window_days), its bucket, and the recovery
+-- outcome in the next survey cycle.
+with
+
+responses as (
+
+    select * from {{ ref('int_responses_enriched') }}
+
+),
+
+cycles as (
+
+    select * from {{ ref('int_responses_cycled') }}
+
+),
+
+activities as (
+
+    select * from {{ ref('stg_crm__activities') }}
+
+),
+
+detractors as (
+
+    select
+        response_id,
+        respondent_id,
+        account_id,
+        contact_id,
+        score,
+        arr,
+        responded_at,
+        response_month,
+        response_quarter,
+        latest_churned_at
+    from responses
+    where is_detractor
+
+),
+
+linked_follow_ups as (
+
+    select
+        detractors.response_id,
+        activities.activity_id,
+        activities.created_at
+    from detractors
+    inner join activities
+        on
+            detractors.response_id = activities.response_id
+            and detractors.responded_at <= activities.created_at
+
+),
+
+same_account_follow_ups as (
+
+    select
+        detractors.response_id,
+        activities.activity_id,
+        activities.created_at
+    from detractors
+    inner join activities
+        on
+            detractors.account_id = activities.account_id
+            and detractors.responded_at <= activities.created_at
+            and detractors.responded_at + interval '{{ var("follow_up_window_days") }} days'
+            >= activities.created_at
+
+),
+
+candidate_follow_ups as (
+
+    select * from linked_follow_ups
+    union
+    select * from same_account_follow_ups
+
+),
+
+first_follow_ups as (
+
+    select distinct on (response_id)
+        response_id,
+        activity_id as first_follow_up_activity_id,
+        created_at as first_follow_up_at
+    from candidate_follow_ups
+    order by response_id asc, created_at asc, activity_id asc
+
+),
+
+joined as (
+
+    select
+        detractors.*,
+        first_follow_ups.first_follow_up_activity_id,
+        first_follow_ups.first_follow_up_at,
+        extract(epoch from first_follow_ups.first_follow_up_at - detractors.responded_at)::double precision
+        / 3600 as hours_to_first_follow_up,
+        cycles.has_next_response,
+        cycles.next_response_id,
+        cycles.next_responded_at,
+        cycles.next_score
+    from detractors
+    inner join cycles
+        on detractors.response_id = cycles.response_id
+    left join first_follow_ups
+        on detractors.response_id = first_follow_ups.response_id
+
+),
+
+final as (
+
+    select
+        -- ids
+        response_id,
+        respondent_id,
+        account_id,
+        contact_id,
+
+        -- the detractor response
+        score,
+        arr,
+        responded_at,
+        response_month,
+        response_quarter,
+
+        -- follow-up
+        first_follow_up_activity_id,
+        first_follow_up_at,
+        hours_to_first_follow_up,
+        {{ follow_up_bucket('hours_to_first_follow_up') }} as follow_up_bucket,
+
+        -- next survey cycle
+        has_next_response,
+        next_response_id,
+        next_responded_at,
+        next_score,
+        coalesce(next_score >= 7, false) as is_recovered,
+        coalesce(next_score >= 9, false) as is_fully_recovered,
+        latest_churned_at,
+        (
+            not has_next_response
+            and latest_churned_at is not null
+            and latest_churned_at >= responded_at
+        ) as is_lost_to_churn,
+        case
+            when has_next_response then 'with_next_response'
+            when latest_churned_at >= responded_at then 'lost_to_churn'
+            else 'awaiting_next'
+        end as recovery_status
+
+    from joined
+
+)
+
+select * from final
