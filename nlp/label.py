@@ -1,0 +1,124 @@
+"""Theme keywords and labels with class-based TF-IDF (c-TF-IDF, as in BERTopic).
+
+All comments of a theme form one document; term weight = tf(term, theme) / words(theme) x
+log(1 + average words per theme / frequency of term over all themes). Unigrams and bigrams;
+English stop words plus survey filler ("really", "just", "thanks", ...) are removed, and so are
+the ``[email]`` / ``[phone]`` redaction tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["FILLER_WORDS", "ClassTfidfLabeler", "make_label", "representatives"]
+
+#: Survey filler: words frequent in every theme that never name one.
+FILLER_WORDS: frozenset[str] = frozenset(
+    """
+    really just very much lot lots bit quite pretty thing things stuff like also good great
+    nice ok okay thanks thank please would could should get got make made use using used
+    im ive dont didnt doesnt cant wont isnt its it's i'm i've don't didn't can't won't
+    overall product service company team experience always still even far well way time
+    us you your yours we our one two etc able maybe sometimes recommend recommended
+    score nps rating rate survey feedback comment comments will us
+    """.split()
+)
+
+_REDACTION_RE = re.compile(r"\[(?:email|phone)\]", re.IGNORECASE)
+
+
+def _stop_words() -> list[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return sorted(set(ENGLISH_STOP_WORDS) | FILLER_WORDS)
+
+
+def _clean(text: str) -> str:
+    return _REDACTION_RE.sub(" ", text or "").lower()
+
+
+def make_label(keywords: Sequence[str], n_terms: int = 3, sep: str = " / ") -> str:
+    """Join the top ``n_terms`` keyword phrases, skipping ones whose words are already shown.
+
+    ``["card arrive", "card", "arrive", "delivery"]`` -> ``"card arrive / delivery"``.
+    """
+    chosen: list[str] = []
+    for kw in keywords:
+        words = set(kw.split())
+        if words <= {w for c in chosen for w in c.split()}:
+            continue
+        # a bigram replaces the chosen unigram it contains ("card" -> "card arrive")
+        chosen = [c for c in chosen if not set(c.split()) < words]
+        chosen.append(kw)
+        if len(chosen) >= n_terms:
+            break
+    return sep.join(chosen) if chosen else "(no keywords)"
+
+
+class ClassTfidfLabeler:
+    """Top keywords per theme by c-TF-IDF, and a short label from them."""
+
+    def __init__(self, top_n: int = 10, label_terms: int = 3, min_df: int = 2) -> None:
+        self.top_n = top_n
+        self.label_terms = label_terms
+        self.min_df = min_df
+
+    def keywords(self, docs_by_theme: Mapping[int, Sequence[str]]) -> dict[int, list[str]]:
+        """``{theme_id: [keyword, ...]}`` (best first) for every theme in ``docs_by_theme``."""
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        theme_ids = [t for t, docs in docs_by_theme.items() if len(docs) > 0]
+        out: dict[int, list[str]] = {t: [] for t in docs_by_theme}
+        if not theme_ids:
+            return out
+        n_docs = sum(len(docs_by_theme[t]) for t in theme_ids)
+        vec = CountVectorizer(
+            ngram_range=(1, 2),
+            stop_words=_stop_words(),
+            token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z'-]+\b",
+            min_df=self.min_df if n_docs >= 20 * self.min_df else 1,
+            preprocessor=_clean,
+        )
+        all_docs = [d for t in theme_ids for d in docs_by_theme[t]]
+        try:
+            counts = vec.fit_transform(all_docs)
+        except ValueError:  # empty vocabulary
+            return out
+        vocab = np.asarray(vec.get_feature_names_out())
+        # sum document rows into one row per theme
+        bounds = np.cumsum([0] + [len(docs_by_theme[t]) for t in theme_ids])
+        tf = np.vstack(
+            [np.asarray(counts[bounds[i] : bounds[i + 1]].sum(axis=0)).ravel() for i in range(len(theme_ids))]
+        ).astype(np.float64)
+        words_per_theme = tf.sum(axis=1, keepdims=True)
+        words_per_theme[words_per_theme == 0] = 1.0
+        avg_words = float(tf.sum()) / len(theme_ids)
+        freq = tf.sum(axis=0)
+        freq[freq == 0] = 1.0
+        idf = np.log(1.0 + avg_words / freq)
+        ctfidf = tf / words_per_theme * idf
+        for row, t in enumerate(theme_ids):
+            scores = ctfidf[row]
+            order = np.lexsort((vocab, -scores))  # score desc, then alphabetical: deterministic
+            out[t] = [str(vocab[j]) for j in order[: self.top_n] if scores[j] > 0]
+        return out
+
+    def label(self, keywords: Sequence[str]) -> str:
+        return make_label(keywords, self.label_terms)
+
+
+def representatives(embeddings: np.ndarray, centroid: np.ndarray, texts: Sequence[str], k: int = 3) -> list[str]:
+    """The ``k`` distinct texts closest (cosine) to ``centroid``."""
+    if len(texts) == 0:
+        return []
+    sims = embeddings @ centroid
+    out: list[str] = []
+    for i in np.argsort(-sims, kind="stable"):
+        if texts[i] not in out:
+            out.append(texts[i])
+        if len(out) >= k:
+            break
+    return out

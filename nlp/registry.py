@@ -1,0 +1,232 @@
+"""The theme registry: stable theme ids across nights, over ``nlp.themes``.
+
+Kept in memory while a run works (:class:`ThemeRegistry`), loaded from and saved to the database
+by :meth:`ThemeRegistry.load` / :meth:`ThemeRegistry.save`; ``fit_transform`` uses the same object
+without a database.
+
+* ids are minted as ``max(theme_id) + 1`` over *all* rows of nlp.themes (any model, any status),
+  so an id is never reused;
+* a cluster is matched to the active theme with the most similar centroid when cosine >=
+  ``match_threshold``, else it becomes a new theme;
+* centroids are running means weighted by size, re-normalised to unit length;
+* near-duplicates (centroid cosine >= ``merge_threshold``) are merged into the older (smaller)
+  id: the other gets ``status='merged'``, ``merged_into`` and its comment_themes rows repointed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from nlp.embed import from_bytes, to_bytes
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Theme", "ThemeRegistry"]
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return (v / n).astype(np.float32) if n > 0 else v.astype(np.float32)
+
+
+@dataclass
+class Theme:
+    theme_id: int
+    centroid: np.ndarray
+    size: int = 0
+    label: str = ""
+    keywords: list[str] = field(default_factory=list)
+    status: str = "active"
+    merged_into: int | None = None
+    first_seen_at: datetime | None = None
+    created_run_id: str | None = None
+    is_new: bool = False
+    dirty: bool = False
+
+
+class ThemeRegistry:
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.themes: dict[int, Theme] = {}
+        self.max_id = 0
+        #: (merged_id, kept_id) pairs of the last :meth:`merge_duplicates`, in order
+        self.merges: list[tuple[int, int]] = []
+
+    # -- queries -----------------------------------------------------------------------------
+    def active(self) -> list[Theme]:
+        return [t for t in sorted(self.themes.values(), key=lambda t: t.theme_id) if t.status == "active"]
+
+    def centroid_matrix(self) -> tuple[list[int], np.ndarray]:
+        act = self.active()
+        if not act:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return [t.theme_id for t in act], np.vstack([t.centroid for t in act]).astype(np.float32)
+
+    def nearest(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(theme id, cosine) of the nearest active theme per row; id -1 when there is none."""
+        ids, C = self.centroid_matrix()
+        if len(ids) == 0 or X.shape[0] == 0:
+            return np.full(X.shape[0], -1, dtype=np.int64), np.zeros(X.shape[0], dtype=np.float32)
+        S = X @ C.T
+        best = S.argmax(axis=1)
+        return np.asarray(ids, dtype=np.int64)[best], S[np.arange(X.shape[0]), best]
+
+    # -- mutations ---------------------------------------------------------------------------
+    def mint(
+        self,
+        centroid: np.ndarray,
+        size: int,
+        first_seen_at: datetime | None = None,
+        run_id: str | None = None,
+    ) -> Theme:
+        self.max_id += 1
+        t = Theme(
+            theme_id=self.max_id,
+            centroid=_unit(centroid),
+            size=size,
+            first_seen_at=first_seen_at,
+            created_run_id=run_id,
+            is_new=True,
+            dirty=True,
+        )
+        self.themes[t.theme_id] = t
+        return t
+
+    def absorb(self, theme_id: int, vec_sum: np.ndarray, count: int, first_seen_at: datetime | None = None) -> None:
+        """Running weighted mean: centroid <- unit(size * centroid + sum of new vectors)."""
+        t = self.themes[theme_id]
+        t.centroid = _unit(t.centroid * max(t.size, 0) + vec_sum)
+        t.size += count
+        if first_seen_at is not None and (t.first_seen_at is None or first_seen_at < t.first_seen_at):
+            t.first_seen_at = first_seen_at
+        t.dirty = True
+
+    def match_or_mint(
+        self,
+        members: np.ndarray,
+        match_threshold: float,
+        first_seen_at: datetime | None = None,
+        run_id: str | None = None,
+    ) -> tuple[int, bool]:
+        """Attach a discovered cluster (member embeddings) to a theme: (theme id, newly minted)."""
+        centroid = _unit(members.mean(axis=0))
+        ids, sims = self.nearest(centroid[None, :])
+        if ids[0] >= 0 and sims[0] >= match_threshold:
+            tid = int(ids[0])
+            self.absorb(tid, members.sum(axis=0), members.shape[0], first_seen_at)
+            return tid, False
+        t = self.mint(centroid, members.shape[0], first_seen_at, run_id)
+        return t.theme_id, True
+
+    def merge_duplicates(self, merge_threshold: float) -> list[tuple[int, int]]:
+        """Merge active themes whose centroids have cosine >= ``merge_threshold``.
+
+        Most similar pair first; the older (smaller) id is kept. Returns (merged, kept) pairs.
+        """
+        merges: list[tuple[int, int]] = []
+        while True:
+            ids, C = self.centroid_matrix()
+            if len(ids) < 2:
+                break
+            S = C @ C.T
+            np.fill_diagonal(S, -1.0)
+            i, j = np.unravel_index(int(np.argmax(S)), S.shape)
+            if S[i, j] < merge_threshold:
+                break
+            keep, drop = (ids[i], ids[j]) if ids[i] < ids[j] else (ids[j], ids[i])
+            tk, td = self.themes[keep], self.themes[drop]
+            w_k, w_d = max(tk.size, 1), max(td.size, 1)
+            tk.centroid = _unit(tk.centroid * w_k + td.centroid * w_d)
+            tk.size += td.size
+            if td.first_seen_at is not None:
+                tk.first_seen_at = min(filter(None, (tk.first_seen_at, td.first_seen_at)))
+            tk.dirty = True
+            td.status, td.merged_into, td.dirty = "merged", keep, True
+            for t in self.themes.values():  # keep merged_into chains flat
+                if t.merged_into == drop:
+                    t.merged_into, t.dirty = keep, True
+            merges.append((drop, keep))
+            log.info("merged theme %s into %s (cos %.3f)", drop, keep, S[i, j])
+        self.merges = merges
+        return merges
+
+    def resolve(self, theme_id: int | None) -> int | None:
+        """Follow merged_into to the active theme."""
+        seen = set()
+        while theme_id is not None and theme_id in self.themes and self.themes[theme_id].status == "merged":
+            if theme_id in seen:
+                break
+            seen.add(theme_id)
+            theme_id = self.themes[theme_id].merged_into
+        return theme_id
+
+    # -- database ----------------------------------------------------------------------------
+    def load(self, conn: Any) -> ThemeRegistry:
+        """Active themes of this model (with centroids) and the id high-water mark."""
+        with conn.cursor() as cur:
+            cur.execute("select coalesce(max(theme_id), 0) from nlp.themes")
+            self.max_id = int(cur.fetchone()[0])
+            cur.execute(
+                "select theme_id, centroid, size, label, keywords, first_seen_at, created_run_id "
+                "from nlp.themes where model = %s and status = 'active' and centroid is not null "
+                "order by theme_id",
+                (self.model,),
+            )
+            for tid, cen, size, label, kws, fsa, crid in cur.fetchall():
+                self.themes[tid] = Theme(
+                    theme_id=tid,
+                    centroid=from_bytes(cen),
+                    size=int(size),
+                    label=label,
+                    keywords=list(kws or []),
+                    first_seen_at=fsa,
+                    created_run_id=crid,
+                )
+        return self
+
+    def save(self, conn: Any) -> int:
+        """Upsert every changed theme; returns the number written. No commit."""
+        from psycopg2.extras import execute_values
+
+        rows = [
+            (
+                t.theme_id,
+                t.label or f"theme {t.theme_id}",
+                list(t.keywords),
+                to_bytes(t.centroid),
+                int(t.size),
+                t.status,
+                t.merged_into,
+                self.model,
+                t.first_seen_at,
+                t.created_run_id,
+            )
+            for t in sorted(self.themes.values(), key=lambda t: t.theme_id)
+            if t.dirty
+        ]
+        if not rows:
+            return 0
+        with conn.cursor() as cur:
+            execute_values(
+                cur,
+                """
+                insert into nlp.themes (theme_id, label, keywords, centroid, size, status, merged_into,
+                                        model, first_seen_at, created_run_id)
+                values %s
+                on conflict (theme_id) do update set
+                    label = excluded.label, keywords = excluded.keywords, centroid = excluded.centroid,
+                    size = excluded.size, status = excluded.status, merged_into = excluded.merged_into,
+                    first_seen_at = least(nlp.themes.first_seen_at, excluded.first_seen_at),
+                    updated_at = now()
+                """,
+                rows,
+                template="(%s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s)",
+            )
+        for t in self.themes.values():
+            t.dirty = False
+        return len(rows)

@@ -1,0 +1,220 @@
+"""Text helpers shared by the loader and the theme engine.
+
+* :func:`normalise` — the canonical form a comment is hashed and embedded in
+  (lowercase, white space collapsed, stripped).
+* :func:`text_hash` — sha256 hex of the normalised text; the key of ``nlp.embeddings``.
+* :func:`is_content_free` — comments that say nothing ("n/a", "nothing", "-", ...).
+* :func:`redact_pii` — replaces e-mail addresses with ``[email]`` and phone numbers with
+  ``[phone]``. The loader applies it before ``raw.survey_responses`` is written.
+
+Pure standard library: importing this module is cheap (the loader and Airflow DAG files use it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+__all__ = [
+    "CONTENT_FREE",
+    "EMAIL_TOKEN",
+    "PHONE_TOKEN",
+    "is_content_free",
+    "normalise",
+    "redact_pii",
+    "text_hash",
+]
+
+EMAIL_TOKEN = "[email]"
+PHONE_TOKEN = "[phone]"
+
+_WS_RE = re.compile(r"\s+")
+
+
+def normalise(text: str | None) -> str:
+    """Lowercase, collapse every run of white space to one space, strip the ends."""
+    if text is None:
+        return ""
+    return _WS_RE.sub(" ", str(text)).strip().lower()
+
+
+def text_hash(text: str | None) -> str:
+    """sha256 hex digest of :func:`normalise` (text)."""
+    return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Content-free comments
+# --------------------------------------------------------------------------------------------
+
+#: Normalised comments (after stripping punctuation at the ends) that carry no content.
+#: Deliberately a closed list: "no" or "nothing" alone says nothing, "nothing to add, great
+#: support" does, and is clustered like any other comment.
+CONTENT_FREE: frozenset[str] = frozenset(
+    {
+        "",
+        "n/a",
+        "n.a",
+        "na",
+        "n a",
+        "none",
+        "nothing",
+        "nothing really",
+        "nothing to add",
+        "nothing to say",
+        "nothing else",
+        "nothing more",
+        "nothing more to add",
+        "nothing in particular",
+        "nothing specific",
+        "no",
+        "nope",
+        "nah",
+        "no comment",
+        "no comments",
+        "no comment at this time",
+        "no further comment",
+        "no further comments",
+        "no feedback",
+        "no answer",
+        "no reason",
+        "no idea",
+        "not sure",
+        "not applicable",
+        "nil",
+        "null",
+        "nan",
+        "none at this time",
+        "idk",
+        "dunno",
+        "i don't know",
+        "i dont know",
+        "don't know",
+        "dont know",
+        "no opinion",
+        "pass",
+        "skip",
+        "ok",
+        "okay",
+        "k",
+        "x",
+        "xx",
+        "xxx",
+        "test",
+        "asdf",
+        "?",
+        "-",
+        "--",
+        "---",
+        ".",
+        "..",
+        "...",
+        "/",
+        "na.",
+        "[email]",
+        "[phone]",
+    }
+)
+
+# Characters stripped from both ends before the lookup ("N/A." -> "n/a", "Nothing!" -> "nothing").
+_EDGE_PUNCT = " \t\r\n.,;:!?-_*'\"`~()[]{}<>"
+
+
+def is_content_free(text: str | None) -> bool:
+    """True when the comment is empty or one of the deliberate :data:`CONTENT_FREE` phrases.
+
+    Punctuation-only comments (``"..."``, ``"-"``, ``"?!"``) and comments without a single letter
+    or digit count as content-free too.
+    """
+    norm = normalise(text)
+    if norm in CONTENT_FREE:
+        return True
+    stripped = norm.strip(_EDGE_PUNCT)
+    if stripped in CONTENT_FREE:
+        return True
+    return not any(ch.isalnum() for ch in norm)
+
+
+# --------------------------------------------------------------------------------------------
+# PII redaction
+# --------------------------------------------------------------------------------------------
+
+_EMAIL_RE = re.compile(
+    r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b"
+)
+
+# Phone candidates: an optional "+CC" international prefix, then digit groups separated by a
+# single space, dot, hyphen or parentheses. Which candidates really are phone numbers is
+# decided in _phone_repl (digit count, separators), so ordinary numbers survive.
+_PHONE_CANDIDATE_RE = re.compile(
+    r"""
+    (?<![\w.$€£/+-])                 # not glued to a word, decimal, price, path or sign
+    (?:
+        \+\d{1,3}[\s.-]?             # +CC international prefix
+        (?:\(\d{1,4}\)[\s.-]?)?      # +44 (0)20 ... / +1 (415) ...
+        \d{1,8}(?:[\s.-]\d{1,8}){1,5}
+      |
+        \+\d{8,15}                   # +4915112345678
+      |
+        \(\d{2,5}\)[\s.-]?\d{2,5}(?:[\s.-]\d{2,5}){0,3}   # (415) 555-0132
+      |
+        \d{2,5}(?:[\s.-]\d{2,5}){1,4}                       # 415-555-0132, 020 7946 0958
+      |
+        \d{10,13}                                           # 4155550132
+    )
+    (?![\w$€£%]|[.,-]\d)             # not followed by a word, currency/percent or more digits
+    """,
+    re.VERBOSE,
+)
+
+_DATE_LIKE_RE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$|^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}$")
+
+
+def _phone_repl(match: re.Match[str]) -> str:
+    cand = match.group(0)
+    digits = sum(ch.isdigit() for ch in cand)
+    if cand.startswith("+"):
+        # International: +CC plus at least 6 more digits ("+49 30 123456", "+1 415 555 0132").
+        return PHONE_TOKEN if 8 <= digits <= 15 else cand
+    if _DATE_LIKE_RE.match(cand):
+        return cand  # 2025-01-03, 03/01/2025, 3.1.2025
+    groups = re.split(r"[\s.()-]+", cand.strip("()"))
+    groups = [g for g in groups if g]
+    if not 10 <= digits <= 13:
+        return cand  # "3.2.1", "2 weeks", "10 20 30", "1200" are not phone numbers
+    seps = {c for c in cand if c in " .-"}
+    if cand.startswith("("):
+        return PHONE_TOKEN
+    if len(seps) > 1 and "(" not in cand:
+        return cand  # mixed separators like "10 000-20.000" look like ranges, not phones
+    if len(groups) == 1:
+        return PHONE_TOKEN  # 4155550132
+    if len(groups[-1]) < 4:
+        return cand  # "100 200 300 400" - national numbers end in a group of 4+ digits
+    if len(groups) >= 3 and len({len(g) for g in groups}) == 1:
+        return cand  # "1200 1300 1400" - a list of equal-width numbers
+    return PHONE_TOKEN
+
+
+def redact_pii(text: str | None) -> str | None:
+    """Replace e-mail addresses with ``[email]`` and phone numbers with ``[phone]``.
+
+    Phone numbers: North American (``(415) 555-0132``, ``415-555-0132``, ``415.555.0132``,
+    ``4155550132``) and international with a ``+`` prefix (``+44 20 7946 0958``,
+    ``+49 30 123456``, ``+1 415 555 0132``); national numbers with 10-13 digits in groups.
+    Ordinary numbers are kept: ``2 weeks``, ``$1200``, ``10x``, ``2025``, ``3.2.1``, ``50%``,
+    dates, times, decimals.
+
+    ``None`` stays ``None``; everything else is returned as a string.
+    """
+    if text is None:
+        return None
+    text = str(text)
+    if not text:
+        return text
+    if "@" in text:
+        text = _EMAIL_RE.sub(EMAIL_TOKEN, text)
+    if sum(ch.isdigit() for ch in text) >= 7:
+        text = _PHONE_CANDIDATE_RE.sub(_phone_repl, text)
+    return text
