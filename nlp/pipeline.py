@@ -6,14 +6,19 @@
     batch      = new comments of the interval (skip responses already processed with this text)
     empty      = content-free comments -> method 'empty', theme null
     embeddings = EmbeddingCache (nlp.embeddings): only cache misses are encoded
-    assign     = nearest active theme with cosine >= assign_threshold -> 'assigned'
-    pool       = the rest + earlier 'noise' comments of the last discovery_lookback_days
-    discover   = reduce (PCA) + cluster (HDBSCAN); each cluster matched to a theme or minted
+    pool       = ALL new comments + earlier 'noise' comments of the last discovery_lookback_days
+    context    = up to discovery_context most recent themed comments before the interval
+                 (density only: their theme never changes)
+    discover   = reduce (PCA) + cluster (HDBSCAN) pool + context (cluster first, then assign);
+                 a cluster whose context members mostly share a theme -> its pool members join it;
+                 a cluster (almost) without context = a new topic -> centroid match or new theme
     merge      = near-duplicate themes merged into the older id
     prune      = discovered members with cosine < assign_threshold to their final centroid drop out
-    reassign   = pool leftovers close to a (new) theme -> 'assigned', the rest 'noise'
+    assign     = pool leftovers -> nearest theme when cosine >= assign_threshold and it beats the
+                 second nearest by assign_margin -> 'assigned', the rest 'noise'
     write      = nlp.comment_themes upsert, merges repointed, nlp.themes upsert
-    label      = c-TF-IDF keywords + label for every touched theme
+    label      = sizes recounted; c-TF-IDF keywords + label only for themes minted or merged in
+                 this run (labels stay stable: a theme's identity is fixed when it is discovered)
 
 ``ThemeEngine.fit_transform`` runs the same steps in memory, without a database.
 Components (embedder, reducer, clusterer, labeler) can be passed in; defaults come from
@@ -66,6 +71,16 @@ class ThemeConfig:
     #: discovery runs only when the pool (new unassigned + recent noise) has this many comments
     min_discovery_pool: int = 30
     discovery_lookback_days: int = 180
+    #: run_interval clusters the new comments together with up to this many of the most recent
+    #: already-themed comments from before the interval (density context; their theme never changes)
+    discovery_context: int = 3000
+    #: a cluster is a new topic (may mint a theme) only when it holds at most this share of the
+    #: context members expected from the pool mix (new topics: 0 of 10-20 expected; sub-phrasings
+    #: of old topics: 10-80 % of expected); otherwise it joins the theme most of its context
+    #: members have (when one theme has half of them) or a theme matching its centroid
+    context_novelty: float = 0.1
+    #: nearest-theme fallback in run_interval: best cosine must beat the second best by this much
+    assign_margin: float = 0.03
     random_state: int = 42
     top_n_keywords: int = 10
     label_terms: int = 3
@@ -133,6 +148,71 @@ class ThemeEngine:
             out[idx] = tid
         return out, minted
 
+    def _discover_in_context(
+        self,
+        reg: ThemeRegistry,
+        E: np.ndarray,
+        seen_at: Sequence[datetime | None],
+        E_ctx: np.ndarray,
+        ctx_theme: np.ndarray,
+        run_id: str | None,
+    ) -> tuple[np.ndarray, int]:
+        """Cluster candidates ``E`` (new + earlier noise) together with context ``E_ctx``.
+
+        Theme id per candidate row (-1: no cluster, or a cluster that could not be attached).
+        Per cluster: a cluster with (almost) no context members, compared with the share of
+        context in the whole pool, is a new topic: its candidates join the theme their centroid
+        matches (cos >= match_threshold), else a theme is minted from them. Any other cluster's
+        candidates join the theme at least half of its context members have, else the theme
+        their centroid matches, else stay unthemed (left to nearest-theme assignment).
+        Context members are never re-themed.
+        """
+        cfg = self.config
+        n, n_ctx = E.shape[0], E_ctx.shape[0]
+        out = np.full(n, -1, dtype=np.int64)
+        X_all = np.vstack([E, E_ctx]) if n_ctx else E
+        X = self.reducer.fit_transform(X_all)
+        labels = self.clusterer.fit_predict(X)
+        ctx_share = n_ctx / X_all.shape[0]
+        minted = 0
+        for c in sorted(int(c) for c in np.unique(labels) if c >= 0):
+            members = np.flatnonzero(labels == c)
+            cand = members[members < n]
+            if cand.size == 0:
+                continue
+            ctx_t = ctx_theme[members[members >= n] - n]
+            ctx_t = ctx_t[ctx_t >= 0]
+            expected = members.size * ctx_share
+            top, top_n = -1, 0
+            if ctx_t.size:
+                vals, counts = np.unique(ctx_t, return_counts=True)
+                k = int(np.argmax(counts))
+                top, top_n = int(vals[k]), int(counts[k])
+            times = [seen_at[i] for i in cand if seen_at[i] is not None]
+            first = min(times) if times else None
+            centroid = E[cand].mean(axis=0)
+            novel = n_ctx == 0 or ctx_t.size <= cfg.context_novelty * expected
+            if not novel and top_n >= 0.5 * ctx_t.size:
+                tid = top
+            else:
+                near, sims = reg.nearest(centroid[None, :] / max(float(np.linalg.norm(centroid)), 1e-12))
+                if near[0] >= 0 and sims[0] >= cfg.match_threshold:
+                    tid = int(near[0])
+                elif not novel:
+                    continue  # context of several existing themes: leave it to assignment
+                else:
+                    t = reg.mint(centroid, int(cand.size), first, run_id)
+                    log.debug(
+                        "minted theme %s: %d candidates, %d context (expected %.1f), nearest theme cos %.3f",
+                        t.theme_id, cand.size, ctx_t.size, expected, float(sims[0]),
+                    )
+                    out[cand] = t.theme_id
+                    minted += 1
+                    continue
+            reg.absorb(tid, E[cand].sum(axis=0), int(cand.size), first)
+            out[cand] = tid
+        return out, minted
+
     def _prune(self, reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray) -> np.ndarray:
         """Cluster members farther than assign_threshold from their final centroid lose the theme.
 
@@ -144,14 +224,15 @@ class ThemeEngine:
         theme[out] = -1
         return out
 
-    def _reassign(self, reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray) -> np.ndarray:
-        """Rows without a theme join the nearest active theme when cosine >= assign_threshold."""
+    def _reassign(self, reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """Rows without a theme join the nearest active theme when cosine >= assign_threshold
+        (and, with ``margin``, beats the second nearest theme by at least ``margin``)."""
         left = np.flatnonzero(theme < 0)
         hit = np.zeros(theme.shape[0], dtype=bool)
         if left.size == 0:
             return hit
-        ids, sims = reg.nearest(E[left])
-        ok = (ids >= 0) & (sims >= self.config.assign_threshold)
+        ids, sims, second = reg.nearest2(E[left])
+        ok = (ids >= 0) & (sims >= self.config.assign_threshold) & (sims - second >= margin)
         theme[left[ok]] = ids[ok]
         hit[left[ok]] = True
         return hit
@@ -284,47 +365,46 @@ class ThemeEngine:
         E = self.cache.get_or_compute(conn, hashes, texts) if texts else np.zeros((0, 1), np.float32)
         stats["embedded"] = self.cache.last_misses
 
-        # -- assign to existing themes ---------------------------------------------------------
+        # -- discovery pool: new + recent noise + recent assigned context -------------------------
+        # Cluster first, then assign: every new comment enters discovery, so a topic that starts
+        # in this interval forms its own cluster instead of being absorbed by the nearest old
+        # theme. Context comments only give density; their theme never changes here.
         theme = np.full(len(ids), -1, dtype=np.int64)
         method = np.array(["noise"] * len(ids), dtype=object)
-        if len(ids):
-            near, sims = reg.nearest(E)
-            ok = (near >= 0) & (sims >= cfg.assign_threshold)
-            theme[ok], method[ok] = near[ok], "assigned"
-            self._absorb(reg, E, theme, ok, seen_at)
-
-        # -- discovery pool: unassigned new + recent noise -------------------------------------
-        new_left = np.flatnonzero(theme < 0)
-        since = start - timedelta(days=cfg.discovery_lookback_days)
-        old = self._read_noise(conn, since, end, model, set(ids))
-        old_hashes = [o[2] for o in old]
-        E_old = (
-            self.cache.get_or_compute(conn, old_hashes, [self.prepare(o[3]) for o in old])
-            if old
-            else np.zeros((0, E.shape[1] if E.size else 1), np.float32)
-        )
-        stats["embedded"] += self.cache.last_misses if old else 0
-        n_new, n_old = new_left.size, len(old)
+        dim = E.shape[1] if E.size else 1
+        n_new = len(ids)
+        old: list[tuple[Any, ...]] = []
+        ctx: list[tuple[Any, ...]] = []
+        if n_new:
+            since = start - timedelta(days=cfg.discovery_lookback_days)
+            old = self._read_noise(conn, since, end, model, set(ids))
+            ctx = self._read_context(conn, start, model, cfg.discovery_context, set(ids))
+        n_old, n_ctx = len(old), len(ctx)
+        E_old = self._embed_rows(conn, old, dim, stats)
+        E_ctx = self._embed_rows(conn, ctx, dim, stats)
         stats["pool"] = n_new + n_old
-        pool_theme = np.full(n_new + n_old, -1, dtype=np.int64)
-        pool_method = np.array(["noise"] * (n_new + n_old), dtype=object)
-        if n_new > 0 and n_new + n_old >= cfg.min_discovery_pool:
-            E_pool = np.vstack([E[new_left], E_old]) if n_old else E[new_left]
-            pool_seen = [seen_at[i] for i in new_left] + [o[1] for o in old]
-            pool_theme, stats["new_themes"] = self._discover(reg, E_pool, pool_seen, run_id)
-            pool_method[pool_theme >= 0] = "discovered"
-            merges = reg.merge_duplicates(cfg.merge_threshold)
-            stats["merged"] = len(merges)
-            self._resolve(reg, pool_theme)
-            self._resolve(reg, theme)
-            pool_method[self._prune(reg, E_pool, pool_theme)] = "noise"
-            hit = self._reassign(reg, E_pool, pool_theme)
-            pool_method[hit] = "assigned"
-            self._absorb(reg, E_pool, pool_theme, hit, pool_seen)
-            theme[new_left] = pool_theme[:n_new]
-            method[new_left] = pool_method[:n_new]
-        else:
-            E_pool = E_old
+        stats["context"] = n_ctx
+        cand_theme = np.full(n_new + n_old, -1, dtype=np.int64)
+        cand_method = np.array(["noise"] * (n_new + n_old), dtype=object)
+        E_cand = np.vstack([E, E_old]) if n_old else E
+        cand_seen = list(seen_at) + [o[1] for o in old]
+        if n_new > 0:
+            if n_new + n_old >= cfg.min_discovery_pool:
+                ctx_theme = np.array([reg.resolve(int(c[4])) or -1 for c in ctx], dtype=np.int64)
+                cand_theme, stats["new_themes"] = self._discover_in_context(
+                    reg, E_cand, cand_seen, E_ctx, ctx_theme, run_id
+                )
+                cand_method[cand_theme >= 0] = "discovered"
+                merges = reg.merge_duplicates(cfg.merge_threshold)
+                stats["merged"] = len(merges)
+                self._resolve(reg, cand_theme)
+                cand_method[self._prune(reg, E_cand, cand_theme)] = "noise"
+            # -- assign: comments outside every cluster join the nearest theme (clear winner)
+            hit = self._reassign(reg, E_cand, cand_theme, cfg.assign_margin)
+            cand_method[hit] = "assigned"
+            self._absorb(reg, E_cand, cand_theme, hit, cand_seen)
+            theme[:] = cand_theme[:n_new]
+            method[:] = cand_method[:n_new]
 
         # -- rows ------------------------------------------------------------------------------
         conf = self._confidence(reg, E, theme) if len(ids) else np.zeros(0, np.float32)
@@ -332,11 +412,11 @@ class ThemeEngine:
             tid = int(theme[j]) if theme[j] >= 0 else None
             rows[rid] = (hashes[j], tid, None if tid is None else float(conf[j]), str(method[j]))
         if n_old:
-            old_theme = pool_theme[n_new:]
+            old_theme = cand_theme[n_new:]
             old_conf = self._confidence(reg, E_old, old_theme)
             for k, o in enumerate(old):
                 if old_theme[k] >= 0:
-                    rows[o[0]] = (o[2], int(old_theme[k]), float(old_conf[k]), str(pool_method[n_new + k]))
+                    rows[o[0]] = (o[2], int(old_theme[k]), float(old_conf[k]), str(cand_method[n_new + k]))
                     stats["reclaimed"] += 1
         stats["assigned"] = int(sum(1 for m in method if m == "assigned"))
         stats["discovered"] = int(sum(1 for m in method if m == "discovered"))
@@ -354,7 +434,11 @@ class ThemeEngine:
                 cur.execute("update nlp.themes set merged_into = %s where merged_into = %s", (keep_id, drop))
                 touched.add(keep_id)
         touched |= {t.theme_id for t in reg.themes.values() if t.dirty and t.status == "active"}
-        self._refresh_labels(conn, reg, touched)
+        # labels are identity: only themes born or merged in this run (or never labelled) get new
+        # keywords; an existing theme's label is not rewritten by the comments it absorbs later
+        relabel = {t.theme_id for t in reg.themes.values() if t.is_new or not t.keywords}
+        relabel |= {keep_id for _drop, keep_id in reg.merges}
+        self._refresh_labels(conn, reg, touched, relabel)
         reg.save(conn)
         stats["themes_active"] = len(reg.active())
         stats["seconds"] = round(time.monotonic() - t0, 3)
@@ -390,6 +474,34 @@ class ThemeEngine:
                     continue  # already processed with this very text
                 out.append((rid, at, comment))
             return out
+
+    def _embed_rows(self, conn: Any, rows: list[tuple[Any, ...]], dim: int, stats: dict[str, Any]) -> np.ndarray:
+        """Embeddings (from the cache) of (response_id, responded_at, text_hash, comment, ...) rows."""
+        if not rows:
+            return np.zeros((0, dim), np.float32)
+        out = self.cache.get_or_compute(conn, [r[2] for r in rows], [self.prepare(r[3]) for r in rows])
+        stats["embedded"] += self.cache.last_misses
+        return out
+
+    @staticmethod
+    def _read_context(conn: Any, before: datetime, model: str, limit: int, exclude: set[str]) -> list[tuple[Any, ...]]:
+        """(response_id, responded_at, text_hash, comment, theme_id) of the ``limit`` most recent
+        themed comments before ``before``: density context for discovery, never re-themed."""
+        if limit <= 0:
+            return []
+        with conn.cursor() as cur:
+            cur.execute(
+                """
+                select ct.response_id, r.responded_at, ct.text_hash, r.comment, ct.theme_id
+                from nlp.comment_themes ct
+                join raw.survey_responses r on r.response_id = ct.response_id
+                where ct.theme_id is not null and ct.model = %s and r.responded_at < %s
+                order by r.responded_at desc, ct.response_id desc
+                limit %s
+                """,
+                (model, before, limit),
+            )
+            return [row for row in cur.fetchall() if row[0] not in exclude]
 
     @staticmethod
     def _read_noise(
@@ -434,10 +546,11 @@ class ThemeEngine:
                 page_size=1000,
             )
 
-    def _refresh_labels(self, conn: Any, reg: ThemeRegistry, touched: set[int]) -> None:
-        """c-TF-IDF over (a deterministic sample of) every active theme's comments; sizes recounted.
+    def _refresh_labels(self, conn: Any, reg: ThemeRegistry, touched: set[int], relabel: set[int]) -> None:
+        """Sizes of touched themes recounted; c-TF-IDF keywords + label for ``relabel`` ones.
 
-        IDF needs all themes, so all active themes are read; only touched ones are rewritten.
+        c-TF-IDF reads (a deterministic sample of) every active theme's comments, since IDF needs
+        all themes; only touched themes are rewritten, and only those in ``relabel`` get a label.
         """
         active = [t.theme_id for t in reg.active()]
         if not touched or not active:
@@ -467,7 +580,8 @@ class ThemeEngine:
             t = reg.themes.get(tid)
             if t is None or t.status != "active":
                 continue
-            t.keywords = kws.get(tid, [])
-            t.label = self.labeler.label(t.keywords)
+            if tid in relabel:
+                t.keywords = kws.get(tid, [])
+                t.label = self.labeler.label(t.keywords)
             t.size = sizes.get(tid, 0)
             t.dirty = True

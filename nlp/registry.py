@@ -76,6 +76,20 @@ class ThemeRegistry:
         best = S.argmax(axis=1)
         return np.asarray(ids, dtype=np.int64)[best], S[np.arange(X.shape[0]), best]
 
+    def nearest2(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`nearest`, plus the cosine of the second nearest theme (-1 when there is none)."""
+        ids, C = self.centroid_matrix()
+        n = X.shape[0]
+        if len(ids) == 0 or n == 0:
+            return np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.float32), np.full(n, -1.0, np.float32)
+        S = X @ C.T
+        best = S.argmax(axis=1)
+        top = S[np.arange(n), best]
+        if len(ids) < 2:
+            return np.asarray(ids, dtype=np.int64)[best], top, np.full(n, -1.0, np.float32)
+        second = np.partition(S, -2, axis=1)[:, -2]
+        return np.asarray(ids, dtype=np.int64)[best], top, second
+
     # -- mutations ---------------------------------------------------------------------------
     def mint(
         self,
