@@ -127,10 +127,7 @@ def _query(sql: str, params: tuple = ()) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def schemas() -> Iterator[tuple[str, str]]:
-    try:
-        _exec((REPO / "nps" / "sql" / "warehouse.sql").read_text())
-    except psycopg2.OperationalError as exc:  # pragma: no cover - environment
-        pytest.skip(f"PostgreSQL not reachable at {DB_URL}: {exc}")
+    _exec((REPO / "nps" / "sql" / "warehouse.sql").read_text())
     _exec(
         f"drop schema if exists {RAW} cascade; drop schema if exists {MARTS} cascade;"
         f"create schema {RAW}; create schema {MARTS};"
