@@ -8,11 +8,14 @@ One run = one data interval: by default the previous UTC day (runs at 00:00 UTC)
    breakers go to `raw.quarantine`.
 2. **themes**: embed the interval's new comments (cached by text hash), assign them to the theme
    registry, discover new themes → `nlp.*`.
-3. **dbt_build**: staging → intermediate → marts (`marts.nps_by_segment`,
-   `marts.detractor_recovery`, `marts.theme_recurrence`) with all dbt tests.
-4. **validate**: Great Expectations suites on raw data and marts; a failed expectation fails the
-   run and names the suite, expectation and offending values.
-5. **report**: logs the headline summary.
+3. **dbt_build** (write): staging → intermediate → marts built into the candidate schema
+   `marts_candidate`, with all dbt tests.
+4. **validate** (audit): Great Expectations suites on raw data and the candidate marts; a failed
+   expectation fails the run, names the suite, expectation and offending values, and leaves
+   yesterday's `marts` untouched.
+5. **publish**: the validated candidate replaces the rows of `marts.*` in one transaction (tables
+   keep their identity, so BI views on them survive).
+6. **report**: logs the headline summary.
 
 A backfill of a whole quarter in one run: trigger with conf
 `{"interval_start": "2025-01-01", "interval_end": "2025-04-01"}`. Logic lives in
@@ -87,7 +90,14 @@ def nps_nightly():
     def validate() -> dict:
         from nps_airflow import stages
 
-        return stages.validate(get_current_context()["run_id"])
+        start, end = _interval()
+        return stages.validate(get_current_context()["run_id"], start, end)
+
+    @task
+    def publish() -> list[dict]:
+        from nps_airflow import stages
+
+        return stages.publish()
 
     @task
     def report() -> str:
@@ -101,7 +111,7 @@ def nps_nightly():
     loads = [extract.override(task_id=f"extract_{entity}")(entity) for entity in ENTITIES]
     theme_step = themes()
     ready >> loads
-    loads >> theme_step >> dbt_build() >> validate() >> report()
+    loads >> theme_step >> dbt_build() >> validate() >> publish() >> report()
 
 
 nps_nightly()

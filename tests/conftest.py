@@ -86,3 +86,61 @@ def db_conn(db_url: str):
     conn = warehouse.connect(db_url)
     yield conn
     conn.close()
+
+
+# ---------------------------------------------------------------- the pipeline, run once per session
+
+
+def query(url: str, sql: str):
+    """A query's result as a DataFrame."""
+    import pandas as pd
+
+    conn = warehouse.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+    finally:
+        conn.close()
+
+
+def mart(url: str, name: str, schema: str = "marts"):
+    return query(url, f"select * from {schema}.{name}")
+
+
+@pytest.fixture(scope="session")
+def small_sources(tmp_path_factory) -> tuple[Path, dict]:
+    from nps.demo.generator import PRESETS, generate
+
+    out = tmp_path_factory.mktemp("sources")
+    manifest = generate(out, PRESETS["small"], progress=False)
+    return out, manifest
+
+
+@pytest.fixture(scope="session")
+def pipeline(make_database, small_sources):
+    """nps_nightly run through Airflow quarter by quarter over the small data set, as `make demo`
+    does; yields (warehouse url, sources dir, generator manifest)."""
+    from datetime import date
+
+    sources, manifest = small_sources
+    url = make_database("nps_pipeline")
+    saved = {k: os.environ.get(k) for k in (warehouse.URL_ENV, "NPS_SOURCES_DIR")}
+    os.environ[warehouse.URL_ENV] = url
+    os.environ["NPS_SOURCES_DIR"] = str(sources)
+    start, end = date.fromisoformat(manifest["start"]), date.fromisoformat(manifest["end"])
+    for s, e in orchestrate.quarter_windows(start, end):
+        orchestrate.run_window(s, e)
+    yield url, sources, manifest
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def sources_frames(small_sources):
+    from tests.reference import load_sources
+
+    return load_sources(small_sources[0])

@@ -31,4 +31,5 @@ def test_every_task_has_explicit_retries_and_stage_order():
     assert {f"extract_{e}" for e in ENTITIES} == set(themes.upstream_task_ids)
     assert dag.get_task("dbt_build").upstream_task_ids == {"themes"}
     assert dag.get_task("validate").upstream_task_ids == {"dbt_build"}
-    assert dag.get_task("report").upstream_task_ids == {"validate"}
+    assert dag.get_task("publish").upstream_task_ids == {"validate"}
+    assert dag.get_task("report").upstream_task_ids == {"publish"}

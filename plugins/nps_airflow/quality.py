@@ -315,6 +315,40 @@ def raise_for_failures(report: ValidationReport) -> ValidationReport:
 # --------------------------------------------------------------------------------------------
 
 
+SUITE_PARAMETER_DEFAULTS: dict[str, Any] = {
+    "raw_survey_responses__freshest_min": None,
+    **{f"{name}__min_rows": None for name in MART_SUITES},
+}
+
+
+def suite_parameters(
+    conn: Any,
+    *,
+    interval_end: dt.datetime | None,
+    published_schema: str = "marts",
+    freshness_lag: dt.timedelta = dt.timedelta(days=3),
+    row_count_tolerance: float = 0.1,
+) -> dict[str, Any]:
+    """The run-dependent bounds: the newest response must be at most ``freshness_lag`` older
+    than the interval end, and each candidate mart must keep at least (1 - tolerance) of the
+    rows of the mart published by the previous run (marts grow with history; a drop means lost
+    data)."""
+    params: dict[str, Any] = dict(SUITE_PARAMETER_DEFAULTS)
+    if interval_end is not None:
+        params["raw_survey_responses__freshest_min"] = interval_end - freshness_lag
+    _check_schema(published_schema)
+    with conn.cursor() as cur:
+        for name in MART_SUITES:
+            table = SUITE_TABLES[name][1]
+            cur.execute("select to_regclass(%s)", (f"{published_schema}.{table}",))
+            if cur.fetchone()[0] is None:
+                continue
+            cur.execute(f"select count(*) from {published_schema}.{table}")
+            previous = cur.fetchone()[0]
+            params[f"{name}__min_rows"] = int(previous * (1 - row_count_tolerance))
+    return params
+
+
 def build_suites() -> dict[str, ExpectationSuite]:
     """The four expectation suites, built in code (``--init`` writes them as JSON)."""
     import great_expectations as gx
@@ -527,6 +561,27 @@ def build_suites() -> dict[str, ExpectationSuite]:
             "where (mentions = 0) <> (detractor_share is null)",
         ),
     ]
+
+    # Bounds that depend on the run (see suite_parameters()): freshness relative to the data
+    # interval, and row counts within a tolerance of the marts published by the previous run.
+    raw.append(
+        gxe.ExpectColumnMaxToBeBetween(
+            column="responded_at",
+            min_value={"$PARAMETER": "raw_survey_responses__freshest_min"},
+            description="freshness: the newest response is not older than the allowed lag before the interval end",
+        )
+    )
+    for expectations, name in (
+        (nps_by_segment, "marts_nps_by_segment"),
+        (detractor_recovery, "marts_detractor_recovery"),
+        (theme_recurrence, "marts_theme_recurrence"),
+    ):
+        expectations.append(
+            gxe.ExpectTableRowCountToBeBetween(
+                min_value={"$PARAMETER": f"{name}__min_rows"},
+                description="row count within the tolerance of the previously published mart",
+            )
+        )
 
     specs = {
         "raw_survey_responses": raw,
@@ -799,6 +854,7 @@ def validate(
     build_data_docs: bool = True,
     keep_runs: int | None = 30,
     project_root: Path | str | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> ValidationReport:
     """Run the GX checkpoints of ``suites`` (default: all four) against the warehouse.
 
@@ -810,6 +866,9 @@ def validate(
     of each suite is written to ``gx/uncommitted/runs/<run_id>/<suite>.json``. ``keep_runs``
     (default 30, ``None`` = keep all) prunes older runs from ``gx/uncommitted`` so the Data
     Docs build does not slow down night after night.
+
+    ``parameters`` fills the run-dependent bounds of the suites (:func:`suite_parameters`);
+    a missing one means "no bound".
 
     Raises :class:`DataQualityError` when an expectation fails (unless
     ``raise_on_failure=False``; then check ``report.success`` / call :func:`raise_for_failures`).
@@ -860,6 +919,7 @@ def validate(
             t0 = time.perf_counter()
             for vd in checkpoint.validation_definitions:
                 vr = vd.run(
+                    expectation_parameters={**SUITE_PARAMETER_DEFAULTS, **(parameters or {})},
                     checkpoint_id=checkpoint.id,
                     result_format=checkpoint.result_format,
                     run_id=gx_run_id,

@@ -7,7 +7,8 @@ transactions) over one window `[start, end)` and is safe to rerun.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nps import config, warehouse
@@ -75,19 +76,49 @@ def build_themes(start: datetime, end: datetime, run_id: str) -> dict:
 
 
 def dbt_build(run_id: str) -> None:
+    """Build staging -> intermediate -> marts; the marts land in the candidate schema (write)."""
     from nps_airflow.dbt import run_dbt
+    from nps_airflow.publish import CANDIDATE_SCHEMA
 
     url = warehouse.resolve_url()
     with warehouse.transaction(url, lock="dbt") as _:
         # the lock only serialises concurrent builds; dbt opens its own connections
-        run_dbt(["build", "--fail-fast"], url, vars={"run_id": run_id})
+        run_dbt(["build", "--fail-fast"], url, vars={"run_id": run_id, "marts_schema": CANDIDATE_SCHEMA})
 
 
-def validate(run_id: str) -> dict:
+def validate(run_id: str, start: datetime | None = None, end: datetime | None = None) -> dict:
+    """Great Expectations on raw data and the candidate marts (audit); raises on any failure."""
+    from nps_airflow.publish import CANDIDATE_SCHEMA, PUBLISHED_SCHEMA
+    from nps_airflow.quality import suite_parameters
     from nps_airflow.quality import validate as gx_validate
 
-    report = gx_validate(warehouse.resolve_url(), schema="marts", run_id=run_id, raise_on_failure=True)
-    return {"success": report.success, "data_docs": str(report.data_docs_index)}
+    url = warehouse.resolve_url()
+    conn = warehouse.connect(url)
+    try:
+        parameters = suite_parameters(
+            conn,
+            interval_end=end,
+            published_schema=PUBLISHED_SCHEMA,
+            freshness_lag=timedelta(days=float(os.environ.get("NPS_FRESHNESS_LAG_DAYS", "3"))),
+            row_count_tolerance=float(os.environ.get("NPS_MART_ROW_COUNT_TOLERANCE", "0.1")),
+        )
+    finally:
+        conn.close()
+    report = gx_validate(url, schema=CANDIDATE_SCHEMA, run_id=run_id, parameters=parameters,
+                         raise_on_failure=True)
+    return {"success": report.success, "data_docs": str(report.data_docs_index),
+            "results": str(report.run_dir)}
+
+
+def publish() -> list[dict]:
+    """Swap the validated candidate marts into `marts` in one transaction (publish)."""
+    from nps_airflow.publish import publish as publish_marts
+
+    conn = warehouse.connect()
+    try:
+        return [t.__dict__ for t in publish_marts(conn)]
+    finally:
+        conn.close()
 
 
 def summary() -> str:

@@ -1,0 +1,138 @@
+"""Write-audit-publish: move validated candidate marts into the schema BI users query.
+
+dbt builds the marts into a candidate schema (`marts_candidate`), Great Expectations validates
+that candidate, and only then does `publish` copy it into `marts` in ONE transaction:
+
+- the published tables keep their identity (rows are replaced with DELETE + INSERT, the tables are
+  never dropped or renamed), so views BI users built on `marts.*` keep working, and a reader
+  sees either yesterday's complete set or today's complete set, never a mix (MVCC; DELETE does
+  not block readers the way TRUNCATE or DROP would);
+- a mart that is new is created with the candidate's columns, indexes, constraints and comments;
+- a new column is added in place; a removed or retyped column needs the table rebuilt, which is
+  done only when no view depends on it — otherwise publish stops and names the views, leaving
+  the published marts as they were.
+
+If validation fails, publish never runs: yesterday's marts stay, the candidate stays for
+inspection.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nps import warehouse
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as PgConnection
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_SCHEMA = "marts_candidate"
+PUBLISHED_SCHEMA = "marts"
+
+
+class PublishError(RuntimeError):
+    """The candidate cannot be published without breaking something BI depends on."""
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    table: str
+    rows: int
+    created: bool
+    added_columns: tuple[str, ...]
+    rebuilt: bool
+
+
+def _tables(cur, schema: str) -> list[str]:
+    cur.execute(
+        "select table_name from information_schema.tables "
+        "where table_schema = %s and table_type = 'BASE TABLE' order by table_name",
+        (schema,),
+    )
+    return [r[0] for r in cur.fetchall()]
+
+
+def _columns(cur, schema: str, table: str) -> dict[str, str]:
+    """Column name -> full type (format_type), in column order."""
+    cur.execute(
+        "select a.attname, format_type(a.atttypid, a.atttypmod) "
+        "from pg_attribute a join pg_class c on c.oid = a.attrelid "
+        "join pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped "
+        "order by a.attnum",
+        (schema, table),
+    )
+    return dict(cur.fetchall())
+
+
+def _dependent_views(cur, schema: str, table: str) -> list[str]:
+    cur.execute(
+        "select distinct vn.nspname || '.' || v.relname "
+        "from pg_depend d "
+        "join pg_rewrite r on r.oid = d.objid "
+        "join pg_class v on v.oid = r.ev_class "
+        "join pg_namespace vn on vn.oid = v.relnamespace "
+        "join pg_class t on t.oid = d.refobjid "
+        "join pg_namespace tn on tn.oid = t.relnamespace "
+        "where tn.nspname = %s and t.relname = %s and v.oid <> t.oid",
+        (schema, table),
+    )
+    return sorted(r[0] for r in cur.fetchall())
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def publish(conn: PgConnection, *, candidate: str = CANDIDATE_SCHEMA, target: str = PUBLISHED_SCHEMA
+            ) -> list[PublishedTable]:
+    """Copy every candidate mart into the published schema in one transaction and commit."""
+    results: list[PublishedTable] = []
+    with conn.cursor() as cur:
+        cur.execute("select pg_advisory_xact_lock(%s)", (warehouse.lock_key(f"publish:{target}"),))
+        tables = _tables(cur, candidate)
+        if not tables:
+            raise PublishError(f"candidate schema {candidate!r} holds no tables: nothing to publish")
+        cur.execute(f"create schema if not exists {_ident(target)}")
+        for table in tables:
+            src, dst = f"{_ident(candidate)}.{_ident(table)}", f"{_ident(target)}.{_ident(table)}"
+            cand_cols = _columns(cur, candidate, table)
+            live_cols = _columns(cur, target, table)
+            created = rebuilt = False
+            added: list[str] = []
+            if not live_cols:
+                cur.execute(f"create table {dst} (like {src} including all)")
+                created = True
+            else:
+                changed = [c for c, t in live_cols.items() if cand_cols.get(c) != t]
+                if changed:
+                    views = _dependent_views(cur, target, table)
+                    if views:
+                        raise PublishError(
+                            f"{target}.{table}: column(s) {', '.join(changed)} were removed or changed type "
+                            f"in the new build, and view(s) {', '.join(views)} depend on the table; "
+                            "recreate those views after dropping them, or keep the columns. "
+                            "Nothing was published."
+                        )
+                    cur.execute(f"drop table {dst}")
+                    cur.execute(f"create table {dst} (like {src} including all)")
+                    rebuilt = True
+                else:
+                    for column, type_ in cand_cols.items():
+                        if column not in live_cols:
+                            cur.execute(f"alter table {dst} add column {_ident(column)} {type_}")
+                            added.append(column)
+            column_list = ", ".join(_ident(c) for c in cand_cols)
+            cur.execute(f"delete from {dst}")
+            cur.execute(f"insert into {dst} ({column_list}) select {column_list} from {src}")
+            rows = cur.rowcount
+            cur.execute(f"analyze {dst}")
+            results.append(PublishedTable(table, rows, created, tuple(added), rebuilt))
+    conn.commit()
+    for r in results:
+        log.info("published %s.%s: %s rows%s", target, r.table, r.rows,
+                 " (new table)" if r.created else " (rebuilt)" if r.rebuilt else "")
+    return results
