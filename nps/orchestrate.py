@@ -63,6 +63,7 @@ class RunOutcome:
     end: datetime
     state: str
     failed_tasks: list[str]
+    run_id: str
 
 
 def _as_utc(day: date | datetime) -> datetime:
@@ -90,7 +91,7 @@ def run_window(start: date | datetime, end: date | datetime, *, raise_on_failure
         ti.task_id for ti in dag_run.get_task_instances() if ti.state not in ("success", "skipped")
     ]
     state = str(dag_run.state)
-    outcome = RunOutcome(start=s, end=e, state=state, failed_tasks=failed)
+    outcome = RunOutcome(start=s, end=e, state=state, failed_tasks=failed, run_id=dag_run.run_id)
     if raise_on_failure and state != "success":
         raise PipelineRunFailed(
             f"{DAG_ID} run for [{s:%Y-%m-%d}, {e:%Y-%m-%d}) ended {state}; failed tasks: {failed}. "

@@ -150,6 +150,34 @@ def test_bad_raw_data_fails_the_run_and_keeps_published_marts(pipeline):
         conn.close()
 
 
+def test_pii_that_slipped_into_raw_fails_validation_and_the_result_is_kept(pipeline):
+    """dbt has nothing against an e-mail address in a comment; the GX raw suite does. The run
+    fails at validate, publish never runs, and the JSON result names the expectation and value."""
+    import json
+
+    from nps_airflow.quality import result_dir
+
+    url = pipeline[0]
+    before = _fingerprint(url)
+    conn = warehouse.connect(url)
+    try:
+        _exec(conn, """
+            insert into raw.survey_responses (response_id, account_id, responded_at, score, comment)
+            values ('PII-1', 'A00001', '2025-02-03 10:00+00', 3, 'mail me at leak.canary@example.com');
+        """)
+        outcome = orchestrate.run_window(*ONE_DAY, raise_on_failure=False)
+        assert outcome.state == "failed"
+        assert {"validate", "publish", "report"} <= set(outcome.failed_tasks)
+        assert "dbt_build" not in outcome.failed_tasks
+        assert _fingerprint(url) == before
+        result = json.loads((result_dir(outcome.run_id) / "raw_survey_responses.json").read_text())
+        assert result["success"] is False
+        assert "leak.canary@example.com" in json.dumps(result)
+    finally:
+        _exec(conn, "delete from raw.survey_responses where response_id = 'PII-1'")
+        conn.close()
+
+
 def test_a_broken_candidate_mart_is_caught_by_validation(pipeline):
     """A negative count in the candidate (what a bad model change would produce): GX names the
     suite and the value, and publish is never reached."""

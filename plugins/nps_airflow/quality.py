@@ -843,6 +843,13 @@ def _safe_run_id(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id).strip("._") or "run"
 
 
+def result_dir(run_id: str, project_root: Path | str | None = None) -> Path:
+    """Where the JSON results of a validation run are written: one `<suite>.json` per suite and
+    a `report.json`."""
+    root = Path(project_root) if project_root else default_project_root()
+    return root / "gx" / "uncommitted" / RUNS_DIR / _safe_run_id(run_id)
+
+
 def validate(
     warehouse_url: str,
     *,
@@ -890,7 +897,7 @@ def validate(
         raise FileNotFoundError(f"no GX project at {gx_dir}; run `python -m nps_airflow.quality --init`")
     now = dt.datetime.now(dt.UTC)
     run_name = run_id or f"manual__{now.strftime('%Y%m%dT%H%M%S%fZ')}"
-    run_dir = gx_dir / "uncommitted" / RUNS_DIR / _safe_run_id(run_name)
+    run_dir = result_dir(run_name, root)
     schemas = {DATASOURCE_RAW: raw_schema, DATASOURCE_MARTS: schema}
     env = {ENV_WAREHOUSE_SQLALCHEMY_URL: sqlalchemy_url(warehouse_url)}
     for ds, var in ENV_DATASOURCE_URL.items():
