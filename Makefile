@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: install demo test lint bench clean stop-warehouse
+.PHONY: install demo test lint bench bench-load clean stop-warehouse
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ lint: install
 
 test: install lint
 	$(BIN)/python -m pytest -q
+
+# loading throughput: load_entity vs a bare COPY of the same rows (figures in BENCHMARKS.md)
+bench-load: install
+	$(BIN)/python bench/bench_load.py
 
 stop-warehouse: install
 	$(BIN)/nps warehouse stop

@@ -140,6 +140,8 @@ def test_id_loaded_in_another_window_is_quarantined_not_duplicated(db_conn, tmp_
           settings=config.LoadSettings(max_quarantine_share=1.0))
     assert _table(db_conn, "select response_id, score from raw.survey_responses") == [("R1", 8)]
     assert _table(db_conn, "select rule from raw.quarantine") == [("duplicate_id_other_interval",)]
+    [(payload,)] = _table(db_conn, "select payload from raw.quarantine")
+    assert payload["score"] == "2" and payload["comment"] == "fine" and payload["sent_at"].startswith("2025-02-03")
 
 
 def test_quarantine_threshold_fails_the_load_after_keeping_good_rows(db_conn, tmp_path):

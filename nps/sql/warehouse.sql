@@ -159,3 +159,16 @@ create table if not exists nlp.comment_themes (
     run_id      text
 );
 create index if not exists comment_themes_theme_idx on nlp.comment_themes (theme_id);
+
+-- source connectors (issue #3): originals of redacted comments, written only when sources.yml sets
+-- keep_original_comment: true; they go with their response (a reload without the option purges them)
+create table if not exists raw.survey_responses_original (
+    response_id text        not null primary key
+        references raw.survey_responses (response_id) on delete cascade,
+    comment     text,
+    _run_id     text,
+    _loaded_at  timestamptz not null default now()
+);
+alter table raw.load_audit add column if not exists connector text;
+alter table raw.load_audit add column if not exists load_mode text;
+alter table raw.load_audit add column if not exists extra_columns text[];

@@ -1,14 +1,21 @@
-"""Extract + load: source file drops -> raw.* for one data interval.
+"""Extract + load: a configured source -> raw.* for one data interval.
 
 One call loads one entity for one window `[start, end)` in one transaction:
 
-1. read the file drops that can hold rows of the window (CSV, one file per day, see
-   docs/contracts.md section 1) and keep the rows whose interval column falls in the window;
-2. validate every row against the contract; contract breakers go to `raw.quarantine` with the raw
-   payload, the rule broken and the file/line they came from; exact duplicates are dropped;
-3. COPY the good rows into a temporary table, delete the window from the raw table, move the rows
-   in (a rerun replaces, never duplicates), quarantine ids that already exist in another window;
-4. write a `raw.load_audit` row, commit — then fail loudly if too much was quarantined.
+1. the entity's connector (sources.yml: file drops, HTTP API or SQL database, see
+   `nps_airflow.connectors`) reads the rows that can belong to the window, as strings with their
+   source location; the column mapping (contract names, a built-in preset such as a Qualtrics
+   export, or the user's own) turns them into contract columns, extra source columns into
+   `extras`; a mapped column missing from the source fails here, before anything is written;
+2. window mode keeps the rows whose interval column falls in the window; incremental mode
+   (an updated-since / watermark column) keeps every row the source updated in the window;
+3. every row is validated against the contract; contract breakers (and rows the connector could
+   not decode) go to `raw.quarantine` with the raw payload, the rule broken and where they came
+   from; exact duplicates are dropped; emails / phone numbers are redacted from comments;
+4. COPY the good rows into a temporary table, then window mode deletes the window from the raw
+   table (a rerun replaces, never duplicates) and quarantines ids that already exist in another
+   window; incremental mode replaces rows with the same key wherever they are;
+5. write a `raw.load_audit` row, commit — then fail loudly if too much was quarantined.
 
 An advisory lock per entity serialises concurrent loads of the same entity.
 """
@@ -19,16 +26,18 @@ import hashlib
 import io
 import json
 import logging
-import re
 import time
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from nps import config, warehouse
+from nps import config, sources, warehouse
+from nps_airflow import connectors
+from nps_airflow.connectors import LINE, RAW, REJECT, REJECT_DETAIL
+from nps_airflow.connectors import column_mapping as mappings
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as PgConnection
@@ -106,9 +115,6 @@ SPECS: dict[str, EntitySpec] = {
 }
 assert set(SPECS) == set(config.ENTITIES)
 
-_FILE_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
-
-
 class SourceContractError(ValueError):
     """The source cannot be loaded at all (e.g. a required column is missing)."""
 
@@ -131,6 +137,9 @@ class LoadResult:
     checksum: str
     extra_columns: list[str]
     duration_s: float
+    connector: str = "file"
+    mode: str = "window"
+    source_location: str = ""
 
     def as_dict(self) -> dict:
         d = self.__dict__.copy()
@@ -141,30 +150,79 @@ class LoadResult:
 # ---------------------------------------------------------------- reading
 
 
-def files_for_window(entity_dir: Path, start: datetime, end: datetime) -> list[Path]:
-    """Files that may hold rows of the window: dated files within [start - 1 day, end + 1 day]
-    (a day of slack either side for time zones and late drops), plus any undated file."""
-    lo, hi = start.date() - timedelta(days=1), end.date() + timedelta(days=1)
-    chosen = []
-    for path in sorted(entity_dir.glob("*.csv")):
-        match = _FILE_DATE.search(path.name)
-        if match is None or lo <= date.fromisoformat(match.group(1)) <= hi:
-            chosen.append(path)
-    return chosen
+def entity_source(entity: str, sources_dir: Path | None = None) -> sources.EntitySource:
+    """The entity's configured source (NPS_SOURCES_CONFIG or sources.yml), preset options merged."""
+    source = sources.load(sources_dir=sources_dir).entity(entity)
+    return with_preset_options(source)
 
 
-def read_drops(paths: list[Path]) -> pd.DataFrame:
-    """All files as strings, with their file and 1-based data line number kept for quarantine."""
-    frames = []
-    for path in paths:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
-        frame["_source_file"] = str(path)
-        # header is line 1; multi-line quoted fields make this a record number, good enough to find it
-        frame["_source_line"] = range(2, len(frame) + 2)
+def with_preset_options(source: sources.EntitySource) -> sources.EntitySource:
+    preset = mappings.preset_of(source)
+    if preset is None:
+        return source
+    return replace(source, options={**preset.options, **source.options})
+
+
+def _window_source_column(source: sources.EntitySource, spec: EntitySpec) -> str | None:
+    """The source column holding the interval column, when it can be filtered on as is (SQL)."""
+    column = spec.interval_column
+    overrides = source.mapping if isinstance(source.mapping, dict) else {}
+    preset = mappings.preset_of(source)
+    rule = overrides.get(column) or (preset.rules.get(column) if preset else None) or column
+    if isinstance(rule, str):
+        return rule
+    if isinstance(rule, dict) and isinstance(rule.get("source"), str) and not rule.get("transform"):
+        return rule["source"]
+    return None
+
+
+def _merge_alike(parts: list[connectors.Part]) -> list[connectors.Part]:
+    """Consecutive parts with the same columns as one part (mapping them once is much cheaper);
+    each row keeps its own `_source_file` / `_source_line`."""
+    merged: list[connectors.Part] = []
+    group: list[connectors.Part] = []
+
+    def flush() -> None:
+        if len(group) == 1:
+            merged.append(group[0])
+        elif group:
+            frames = [p.frame.assign(_source_file=p.location) for p in group]
+            location = f"{group[0].location} (and {len(group) - 1} more with the same columns)"
+            merged.append(connectors.Part(frame=pd.concat(frames, ignore_index=True), location=location,
+                                          tabular=group[0].tabular, meta=group[0].meta))
+        group.clear()
+
+    for part in parts:
+        if group and (list(part.frame.columns) != list(group[0].frame.columns)
+                      or part.tabular != group[0].tabular or part.meta != group[0].meta):
+            flush()
+        group.append(part)
+    flush()
+    return merged
+
+
+def read_source(source: sources.EntitySource, spec: EntitySpec, start: datetime, end: datetime
+                ) -> tuple[pd.DataFrame, list[str], connectors.Batch]:
+    """The source's rows for the window as contract columns + _extras, _source_file, _source_line,
+    _reject...; and the extra (unmapped) source columns. Raises SourceContractError before anything
+    is written when a mapped column is missing."""
+    data_columns = list(spec.columns)
+    batch = connectors.build(source).read(start, end, window_column=_window_source_column(source, spec))
+    frames, extras = [], []
+    for part in _merge_alike(batch.parts):
+        try:
+            frame, extra = mappings.apply(part, source, data_columns, spec.required)
+        except mappings.MappingError as exc:
+            raise SourceContractError(str(exc)) from exc
+        if "_source_file" not in frame.columns:
+            frame["_source_file"] = part.location
         frames.append(frame)
+        extras.extend(c for c in extra if c not in extras)
+    columns = [*data_columns, mappings.EXTRAS, "_source_file", LINE, REJECT, REJECT_DETAIL, RAW]
     if not frames:
-        return pd.DataFrame(columns=["_source_file", "_source_line"])
-    return pd.concat(frames, ignore_index=True)
+        return pd.DataFrame({c: pd.Series([], dtype=str) for c in columns}), extras, batch
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    return frame[columns], extras, batch
 
 
 # ---------------------------------------------------------------- validation
@@ -184,11 +242,16 @@ def validate(frame: pd.DataFrame, spec: EntitySpec, settings: config.LoadSetting
     problems = pd.Series("", index=frame.index)
     details = pd.Series("", index=frame.index)
 
-    def flag(mask: pd.Series, rule: str, detail: pd.Series | str) -> None:
+    def flag(mask: pd.Series, rule: pd.Series | str, detail: pd.Series | str) -> None:
         new = mask & (problems == "")
-        problems[new] = rule
+        if not new.any():
+            return
+        problems[new] = rule if isinstance(rule, str) else rule[new]
         details[new] = detail if isinstance(detail, str) else detail[new]
 
+    # rows the connector could not read cleanly (invalid encoding, broken JSON) come first
+    if REJECT in frame.columns:
+        flag(frame[REJECT] != "", frame[REJECT], frame[REJECT_DETAIL])
     for column in sorted(spec.required):
         flag(frame[column].str.strip() == "", f"missing_{column}", f"{column} is empty")
 
@@ -246,11 +309,20 @@ def split_duplicates(good: pd.DataFrame, spec: EntitySpec, data_columns: list[st
     return deduped[~conflicting], conflicts, int(exact.sum())
 
 
+
 # ---------------------------------------------------------------- loading
 
 
-def _payload(row: pd.Series, columns: list[str]) -> str:
-    return json.dumps({c: row[c] for c in columns}, ensure_ascii=False)
+def _payload_json(row: dict, extras: str, raw: str) -> str:
+    payload = dict(row)
+    if extras:
+        try:
+            payload["_extras"] = json.loads(extras)
+        except ValueError:
+            payload["_extras"] = extras
+    if raw:
+        payload["_raw"] = raw
+    return json.dumps(payload, ensure_ascii=False)
 
 
 def _quarantine(cur, quarantined: pd.DataFrame, entity: str, run_id: str, start: datetime,
@@ -259,11 +331,18 @@ def _quarantine(cur, quarantined: pd.DataFrame, entity: str, run_id: str, start:
         return
     from psycopg2.extras import execute_values
 
-    rows = [
-        (entity, run_id, start, end, r["_source_file"], int(r["_source_line"]), r["rule"],
-         r["detail"], _payload(r, payload_columns))
-        for _, r in quarantined.iterrows()
-    ]
+    def text(value) -> str:
+        return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+    rows = []
+    for r in quarantined.to_dict("records"):
+        line = r.get(LINE)
+        rows.append((
+            entity, run_id, start, end, text(r.get("_source_file")),
+            int(line) if text(line) not in ("", "nan") else None, r["rule"], text(r.get("detail"))[:500],
+            _payload_json({c: text(r.get(c)) for c in payload_columns}, text(r.get(mappings.EXTRAS)),
+                          text(r.get(RAW))),
+        ))
     execute_values(
         cur,
         "insert into raw.quarantine (entity, run_id, interval_start, interval_end, source_file,"
@@ -272,119 +351,144 @@ def _quarantine(cur, quarantined: pd.DataFrame, entity: str, run_id: str, start:
     )
 
 
+def _interval_values(frame: pd.DataFrame, spec: EntitySpec) -> pd.Series:
+    interval = frame[spec.interval_column]
+    if spec.columns[spec.interval_column] == DATE:
+        return pd.to_datetime(interval, errors="coerce", format="%Y-%m-%d").dt.tz_localize("UTC")
+    return _parse_timestamps(interval)
+
+
 def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime, run_id: str, *,
                 sources_dir: Path | None = None, settings: config.LoadSettings | None = None,
-                now: datetime | None = None) -> LoadResult:
-    """Load one entity for the window [start, end) and commit. See the module docstring."""
+                now: datetime | None = None, source: sources.EntitySource | None = None) -> LoadResult:
+    """Load one entity for the window [start, end) and commit. See the module docstring.
+
+    `source` defaults to the entity's entry in the sources configuration (NPS_SOURCES_CONFIG or
+    sources.yml, with `${NPS_SOURCES_DIR}` = `sources_dir` when given); `settings` to that
+    source's quarantine threshold and limits."""
     from nlp.text import redact_pii  # one PII scrubber for loader and theme engine
 
     t0 = time.monotonic()
     spec = SPECS[entity]
-    settings = settings or config.LoadSettings()
+    source = with_preset_options(source) if source is not None else entity_source(entity, sources_dir)
+    if source.entity != entity:
+        raise ValueError(f"source is configured for {source.entity}, not {entity}")
+    settings = settings or config.LoadSettings(
+        max_quarantine_share=source.max_quarantine_share, max_comment_chars=source.max_comment_chars,
+        future_tolerance_hours=source.future_tolerance_hours,
+    )
     now = now or datetime.now(UTC)
-    sources_dir = sources_dir or config.sources_dir()
-    entity_dir = sources_dir / entity
-    if not entity_dir.is_dir():
-        raise SourceContractError(f"{entity}: source folder {entity_dir} does not exist")
+    incremental = source.incremental_column is not None
+    mode = "incremental" if incremental else "window"
 
-    paths = files_for_window(entity_dir, start, end)
-    frame = read_drops(paths)
+    frame, extra_columns, batch = read_source(source, spec, start, end)
     data_columns = list(spec.columns)
-    if paths:
-        missing = [c for c in data_columns if c not in frame.columns]
-        if missing:
-            raise SourceContractError(
-                f"{entity}: required column(s) {', '.join(missing)} missing in {entity_dir} "
-                f"(files {', '.join(p.name for p in paths[:3])}...); nothing was loaded"
-            )
-    else:
-        frame = pd.DataFrame(columns=[*data_columns, "_source_file", "_source_line"])
-    extra_columns = [c for c in frame.columns if c not in data_columns and not c.startswith("_")]
 
-    # keep rows of this window (by the interval column); unparseable ones are validated below
-    interval = frame[spec.interval_column]
-    if spec.columns[spec.interval_column] == DATE:
-        when = pd.to_datetime(interval, errors="coerce", format="%Y-%m-%d").dt.tz_localize("UTC")
-    else:
-        when = _parse_timestamps(interval)
-    in_window = (when >= pd.Timestamp(start)) & (when < pd.Timestamp(end))
-    # rows whose interval value cannot be read belong to no window: quarantine them in the
-    # window of the file they came from, so they are not lost
-    unreadable = when.isna()
-    frame = frame[in_window | unreadable]
+    if not incremental:
+        # keep rows of this window (by the interval column); unparseable ones are validated below:
+        # they belong to no window, so they are quarantined in the window of the source they came from
+        when = _interval_values(frame, spec)
+        in_window = (when >= pd.Timestamp(start)) & (when < pd.Timestamp(end))
+        frame = frame[in_window | when.isna()]
     rows_read = len(frame)
 
     good, quarantined = validate(frame, spec, settings, now)
     good, conflicts, duplicates_dropped = split_duplicates(good, spec, data_columns)
     quarantined = pd.concat([quarantined, conflicts])
+    originals = None
     for column in spec.pii_text_columns:
-        good[column] = good[column].map(redact_pii)
+        redacted = good[column].map(redact_pii)
+        if source.keep_original_comment and column == "comment":
+            changed = redacted != good[column]
+            originals = good.loc[changed, [*spec.key, column]]
+        good[column] = redacted
         # the payload keeps the row as it came, except PII, which never leaves the loader
-        if not quarantined.empty:
-            quarantined[column] = quarantined[column].map(
-                lambda v: redact_pii(v) if isinstance(v, str) else v
-            )
+        # unless the configuration keeps originals
+        if not quarantined.empty and not source.keep_original_comment:
+            for col in (column, RAW):
+                quarantined[col] = quarantined[col].map(lambda v: redact_pii(v) if isinstance(v, str) else v)
 
     if extra_columns:
-        log.warning("%s: extra source column(s) kept in extras: %s", entity, ", ".join(extra_columns))
-        good["extras"] = [
-            json.dumps({c: v for c, v in zip(extra_columns, values, strict=True)}, ensure_ascii=False)
-            for values in good[extra_columns].itertuples(index=False, name=None)
-        ]
-    else:
-        good["extras"] = ""
+        log.warning("%s: extra source column(s) kept in extras (schema drift) from %s: %s", entity,
+                    batch.location, ", ".join(extra_columns))
+    good = good.rename(columns={mappings.EXTRAS: "extras"})
     good["_run_id"] = run_id
     copy_columns = [*data_columns, "extras", "_run_id", "_source_file"]
     good = good.sort_values(list(spec.key))
     buffer = io.StringIO()
     good[copy_columns].to_csv(buffer, index=False, header=False)
     payload = buffer.getvalue()
-    checksum = hashlib.sha256(good[data_columns].to_csv(index=False).encode()).hexdigest()
+    # order-independent of the source: rows are sorted by key; sha256 over per-row hashes
+    row_hashes = pd.util.hash_pandas_object(good[data_columns], index=False).to_numpy()
+    checksum = hashlib.sha256(row_hashes.tobytes()).hexdigest()
 
     table = spec.table
+    keys = ", ".join(spec.key)
     with conn.cursor() as cur:
         cur.execute("select pg_advisory_xact_lock(%s)", (warehouse.lock_key(f"load:{entity}"),))
         cur.execute(f"create temp table _batch (like {table} including defaults) on commit drop")
-        buffer.seek(0)
         cur.copy_expert(
             f"copy _batch ({', '.join(copy_columns)}) from stdin with (format csv, null '')",
             io.StringIO(payload),
         )
-        cur.execute(
-            f"delete from {table} where {spec.interval_column} >= %s and {spec.interval_column} < %s",
-            (start, end),
-        )
-        rows_replaced = cur.rowcount
-        # ids that live in another window of the raw table: keep the loaded one, quarantine this one
-        cur.execute(
-            f"delete from _batch b using {table} t where ({', '.join('b.' + k for k in spec.key)}) = "
-            f"({', '.join('t.' + k for k in spec.key)}) returning b.*"
-        )
-        clashes = cur.fetchall()
-        if clashes:
-            names = [d.name for d in cur.description]
-            clash_frame = pd.DataFrame(clashes, columns=names).astype(str)
-            clash_frame["_source_line"] = 0
-            clash_frame["rule"] = "duplicate_id_other_interval"
-            clash_frame["detail"] = "id already loaded from a row in another data interval"
-            quarantined = pd.concat([quarantined, clash_frame])
+        if incremental:
+            # updated-since: the newest version of a row replaces the stored one, wherever it is
+            cur.execute(f"delete from {table} t using _batch b where ({', '.join('t.' + k for k in spec.key)}) = "
+                        f"({', '.join('b.' + k for k in spec.key)})")
+            rows_replaced = cur.rowcount
+        else:
+            cur.execute(
+                f"delete from {table} where {spec.interval_column} >= %s and {spec.interval_column} < %s",
+                (start, end),
+            )
+            rows_replaced = cur.rowcount
+            # ids that live in another window of the raw table: keep the loaded one, quarantine this one
+            cur.execute(
+                f"delete from _batch b using {table} t where ({', '.join('b.' + k for k in spec.key)}) = "
+                f"({', '.join('t.' + k for k in spec.key)}) returning b.*"
+            )
+            clashes = cur.fetchall()
+            if clashes:
+                names = [d.name for d in cur.description]
+                clash_frame = pd.DataFrame(
+                    [[connectors.to_text(v) for v in row] for row in clashes], columns=names, dtype=object
+                )
+                clash_frame[LINE] = None
+                clash_frame["rule"] = "duplicate_id_other_interval"
+                clash_frame["detail"] = "id already loaded from a row in another data interval"
+                clash_frame[mappings.EXTRAS] = clash_frame.pop("extras")
+                quarantined = pd.concat([quarantined, clash_frame])
         cur.execute(f"insert into {table} select * from _batch")
         rows_loaded = cur.rowcount
+        if originals is not None and not originals.empty:
+            cur.execute(f"create temp table _originals ({keys} text, comment text) on commit drop")
+            cur.copy_expert(f"copy _originals ({keys}, comment) from stdin with (format csv)",
+                            io.StringIO(originals.to_csv(index=False, header=False)))
+            cur.execute(
+                f"insert into {table}_original ({keys}, comment, _run_id) select o.{keys}, o.comment, %s"
+                f" from _originals o join _batch b using ({keys})"
+                f" on conflict ({keys}) do update set comment = excluded.comment, _run_id = excluded._run_id,"
+                f" _loaded_at = now()",
+                (run_id,),
+            )
         _quarantine(cur, quarantined, entity, run_id, start, end, data_columns)
         cur.execute(
             "insert into raw.load_audit (run_id, entity, interval_start, interval_end, source_files,"
             " rows_read, rows_loaded, rows_quarantined, duplicates_dropped, rows_replaced, checksum,"
-            " source_location, duration_s) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            (run_id, entity, start, end, len(paths), rows_read, rows_loaded, len(quarantined),
-             duplicates_dropped, rows_replaced, checksum, str(entity_dir), time.monotonic() - t0),
+            " source_location, duration_s, connector, load_mode, extra_columns)"
+            " values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            (run_id, entity, start, end, batch.units, rows_read, rows_loaded, len(quarantined),
+             duplicates_dropped, rows_replaced, checksum, batch.location, time.monotonic() - t0,
+             source.connector, mode, extra_columns or None),
         )
     conn.commit()
 
     result = LoadResult(
-        entity=entity, start=start, end=end, source_files=len(paths), rows_read=rows_read,
+        entity=entity, start=start, end=end, source_files=batch.units, rows_read=rows_read,
         rows_loaded=rows_loaded, rows_quarantined=len(quarantined),
         duplicates_dropped=duplicates_dropped, rows_replaced=rows_replaced, checksum=checksum,
         extra_columns=extra_columns, duration_s=round(time.monotonic() - t0, 3),
+        connector=source.connector, mode=mode, source_location=batch.location,
     )
     log.info("loaded %s", result.as_dict())
     if rows_read and len(quarantined) / rows_read > settings.max_quarantine_share:

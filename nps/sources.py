@@ -1,0 +1,191 @@
+"""Source configuration: where each entity's data comes from and how it maps onto the contract.
+
+One YAML file (default: `sources.yml` at the repository root; `NPS_SOURCES_CONFIG` points at
+another) says, per entity, which connector reads it (`file`, `http`, `sql`), with what options,
+and how source columns map onto the contract columns of docs/contracts.md. `${VAR}` and
+`${VAR:-default}` are replaced from the environment; secrets never belong in the file (HTTP auth
+comes from an env var or an Airflow connection, SQL URLs from an env var or a connection).
+
+Cheap to import: only PyYAML, loaded lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nps import config
+
+CONFIG_ENV = "NPS_SOURCES_CONFIG"
+DEFAULT_CONFIG = config.PROJECT_ROOT / "sources.yml"
+
+CONNECTORS = ("file", "http", "sql")
+FORMATS = ("csv", "jsonl", "json", "parquet")
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class SourceConfigError(ValueError):
+    """The source configuration file is missing, malformed or incomplete."""
+
+
+@dataclass(frozen=True)
+class EntitySource:
+    """One entity's source: connector kind, its options, the column mapping and load settings."""
+
+    entity: str
+    connector: str
+    options: dict[str, Any]
+    # contract column -> spec (str source column | list of candidates | dict) ; or a preset name
+    mapping: str | dict[str, Any] = "contract"
+    max_quarantine_share: float = 0.05
+    max_comment_chars: int = 5000
+    future_tolerance_hours: float = 24.0
+    keep_original_comment: bool = False
+    origin: str = ""  # the config file it came from, for error messages
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.options.get(name, default)
+
+    @property
+    def incremental_column(self) -> str | None:
+        """The source's updated-since / watermark column, if the entity is loaded incrementally."""
+        return self.options.get("watermark_column") or (self.options.get("incremental") or {}).get("column")
+
+    def describe(self) -> str:
+        return f"{self.entity} ({self.connector} source from {self.origin or 'defaults'})"
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    path: str
+    entities: dict[str, EntitySource] = field(default_factory=dict)
+
+    def entity(self, name: str) -> EntitySource:
+        try:
+            return self.entities[name]
+        except KeyError:
+            raise SourceConfigError(
+                f"{self.path}: no source configured for entity {name!r} "
+                f"(configured: {', '.join(sorted(self.entities)) or 'none'})"
+            ) from None
+
+
+def expand_vars(value: Any, env: dict[str, str]) -> Any:
+    """Replace ${VAR} / ${VAR:-default} in every string of a parsed YAML tree."""
+    if isinstance(value, str):
+        def sub(match: re.Match) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            raise SourceConfigError(f"environment variable {name} is not set (used as ${{{name}}})")
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_vars(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_vars(v, env) for v in value]
+    return value
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def _number(value: Any, name: str, where: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SourceConfigError(f"{where}: {name} must be a number, got {value!r}") from None
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Path | None = None,
+          env: dict[str, str] | None = None) -> SourcesConfig:
+    """Validate a parsed YAML document into a SourcesConfig. `sources_dir` (or the environment's
+    NPS_SOURCES_DIR, else data/sources) is what `${NPS_SOURCES_DIR}` expands to."""
+    env = dict(os.environ if env is None else env)
+    if sources_dir is not None:
+        env["NPS_SOURCES_DIR"] = str(sources_dir)
+    else:
+        env.setdefault("NPS_SOURCES_DIR", str(config.sources_dir()))
+    if not isinstance(document, dict) or not isinstance(document.get("entities"), dict):
+        raise SourceConfigError(f"{origin}: expected a mapping with an 'entities:' section")
+    defaults = document.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise SourceConfigError(f"{origin}: 'defaults' must be a mapping")
+    unknown = set(document["entities"]) - set(config.ENTITIES)
+    if unknown:
+        raise SourceConfigError(
+            f"{origin}: unknown entit(y/ies) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(config.ENTITIES)}"
+        )
+    entities: dict[str, EntitySource] = {}
+    for name, raw in document["entities"].items():
+        where = f"{origin}: entities.{name}"
+        if not isinstance(raw, dict):
+            raise SourceConfigError(f"{where} must be a mapping")
+        # settings: entity value, else defaults (env vars expanded lazily, only where used)
+        merged = {**{k: v for k, v in defaults.items()}, **raw}
+        merged = expand_vars(merged, env)
+        connector = merged.pop("connector", "file")
+        if connector not in CONNECTORS:
+            raise SourceConfigError(f"{where}: connector must be one of {', '.join(CONNECTORS)}, got {connector!r}")
+        mapping = merged.pop("mapping", "contract")
+        settings = {
+            "max_quarantine_share": _number(merged.pop("max_quarantine_share", 0.05), "max_quarantine_share", where),
+            "max_comment_chars": int(_number(merged.pop("max_comment_chars", 5000), "max_comment_chars", where)),
+            "future_tolerance_hours": _number(merged.pop("future_tolerance_hours", 24), "future_tolerance_hours",
+                                              where),
+            "keep_original_comment": _truthy(merged.pop("keep_original_comment", False)),
+        }
+        if connector == "file":
+            if not merged.get("path"):
+                raise SourceConfigError(f"{where}: a file source needs 'path' (a file, folder or glob)")
+            fmt = merged.setdefault("format", _guess_format(str(merged["path"])))
+            if fmt not in FORMATS:
+                raise SourceConfigError(f"{where}: format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        elif connector == "http" and not merged.get("url"):
+            raise SourceConfigError(f"{where}: an http source needs 'url'")
+        elif connector == "sql":
+            if not (merged.get("url") or merged.get("url_env") or merged.get("conn_id")):
+                raise SourceConfigError(f"{where}: a sql source needs 'url', 'url_env' or 'conn_id'")
+            if not (merged.get("table") or merged.get("query")):
+                raise SourceConfigError(f"{where}: a sql source needs 'table' or 'query'")
+        entities[name] = EntitySource(entity=name, connector=connector, options=merged, mapping=mapping,
+                                      origin=origin, **settings)
+    return SourcesConfig(path=origin, entities=entities)
+
+
+def _guess_format(path: str) -> str:
+    lowered = path.lower()
+    for suffix, fmt in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json"), (".parquet", "parquet")):
+        if lowered.endswith(suffix) or lowered.endswith(suffix + ".gz"):
+            return fmt
+    return "csv"
+
+
+def load(path: str | Path | None = None, *, sources_dir: Path | None = None) -> SourcesConfig:
+    """Read and validate the sources configuration (default: NPS_SOURCES_CONFIG or sources.yml)."""
+    import yaml
+
+    path = Path(path) if path else config_path()
+    if not path.is_file():
+        raise SourceConfigError(
+            f"source configuration {path} not found (set {CONFIG_ENV} or create sources.yml; see README 'Sources')"
+        )
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SourceConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse(document, origin=str(path), sources_dir=sources_dir)

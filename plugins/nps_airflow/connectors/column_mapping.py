@@ -1,0 +1,273 @@
+"""Column mappings: source columns -> contract columns, with built-in presets for real exports.
+
+In sources.yml, `mapping:` is one of
+  contract                        the source already uses the contract's column names (strict:
+                                  every contract column must be present)
+  qualtrics_csv | delighted_json  a built-in preset (below)
+  {preset: <name>, <contract column>: <rule>, ...}   a preset (or none) with per-column overrides
+A rule is a source column name (`person.id` for a nested JSON field), a list of candidates (the
+first non-empty value wins), null (the source does not have it), or
+{source: <name or list>, const: <value>, transform: timestamp, timezone: <tz>}.
+`transform: timestamp` reads Unix epochs (s or ms) and ISO strings, naive ones in `timezone`.
+Contract columns a mapping does not mention are taken from a same-named source column if present.
+Source columns no rule uses are kept per row in `extras` (jsonb) and reported as drift, except
+those a preset drops (e.g. respondent e-mail / IP address).
+
+Presets
+- qualtrics_csv: a Qualtrics "CSV export" (3 header rows: column names, question text, ImportId
+  JSON). The NPS question is the column with a `<Q>_NPS_GROUP` companion (override: `score: Q7`),
+  the comment is the column after that companion (override: `comment: Q8`), RecordedDate is
+  responded_at in the export's time zone (from the ImportId row), ResponseId the id, account_id /
+  contact_id / survey_type / trigger_event come from embedded-data columns of those names
+  (override, e.g. `account_id: AccountId`); contact_id falls back to ExternalReference.
+- delighted_json: Delighted survey_responses (`GET /v1/survey_responses.json?expand[]=person`,
+  pages of `per_page`, `since`/`until` in Unix seconds): id, score, comment, created_at (epoch),
+  person.id, person_properties.{account_id, survey_type, trigger_event, locale, Delighted Source}.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from nps_airflow.connectors import LINE, RAW, REJECT, REJECT_DETAIL, Part, parse_instant
+
+if TYPE_CHECKING:
+    from nps.sources import EntitySource
+
+EXTRAS = "_extras"
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+
+
+@dataclass
+class Rule:
+    sources: list[str] = field(default_factory=list)
+    const: str | None = None
+    transform: str | None = None
+    timezone: str | None = None
+    strict: bool = True  # a missing source column is an error (else the value is null)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    options: dict[str, Any]  # connector defaults (sources.yml values win)
+    rules: dict[str, Any]
+    drop: tuple[str, ...] = ()
+    entities: tuple[str, ...] = ("survey_responses",)
+
+
+QUALTRICS_CSV = Preset(
+    name="qualtrics_csv",
+    options={"format": "csv", "header_rows": 3, "partition_date": "none"},
+    rules={
+        "response_id": "ResponseId",
+        "responded_at": {"source": "RecordedDate", "transform": "timestamp"},
+        "account_id": "account_id",
+        "contact_id": {"source": ["contact_id", "ExternalReference"], "strict": False},
+        "channel": {"source": ["channel", "DistributionChannel"], "strict": False},
+        "language": {"source": ["language", "UserLanguage"], "strict": False},
+        "survey_id": {"source": ["survey_id", "SurveyID"], "strict": False},
+        "survey_type": {"source": ["survey_type"], "strict": False},
+        "trigger_event": {"source": ["trigger_event"], "strict": False},
+        "sent_at": {"source": ["sent_at"], "transform": "timestamp", "strict": False},
+        # score / comment: detected from the _NPS_GROUP companion column, see _qualtrics()
+    },
+    drop=("IPAddress", "RecipientEmail", "RecipientFirstName", "RecipientLastName",
+          "LocationLatitude", "LocationLongitude"),
+)
+
+DELIGHTED_JSON = Preset(
+    name="delighted_json",
+    options={
+        "format": "jsonl",
+        "params": {"expand[]": "person"},
+        "pagination": {"type": "page", "page_param": "page", "size_param": "per_page", "size": 100},
+        "window": {"from_param": "since", "to_param": "until", "format": "unix"},
+        "auth": {"env": "DELIGHTED_API_KEY", "basic": True},
+    },
+    rules={
+        "response_id": "id",
+        "score": "score",
+        "comment": {"source": ["comment"], "strict": False},
+        "responded_at": {"source": "created_at", "transform": "timestamp"},
+        "account_id": ["person_properties.account_id", "properties.account_id"],
+        "contact_id": {"source": ["person.id", "person"], "strict": False},
+        "survey_type": {"source": ["person_properties.survey_type", "properties.survey_type"], "strict": False},
+        "trigger_event": {"source": ["person_properties.trigger_event", "properties.trigger_event"],
+                          "strict": False},
+        "channel": {"source": ["person_properties.Delighted Source", "properties.channel",
+                               "person_properties.channel"], "strict": False},
+        "language": {"source": ["person_properties.locale", "properties.locale", "locale"], "strict": False},
+        "survey_id": {"source": ["person_properties.survey_id", "properties.survey_id"], "strict": False},
+        "sent_at": {"source": [], "strict": False},
+    },
+    drop=("person.email", "person.name", "person.phone_number", "permalink"),
+)
+
+PRESETS = {p.name: p for p in (QUALTRICS_CSV, DELIGHTED_JSON)}
+
+
+class MappingError(ValueError):
+    """The mapping cannot be applied to this source (a named column is missing, ...)."""
+
+
+def preset_of(source: EntitySource) -> Preset | None:
+    mapping = source.mapping
+    name = mapping if isinstance(mapping, str) else (mapping or {}).get("preset")
+    if name in (None, "contract"):
+        return None
+    if name not in PRESETS:
+        raise MappingError(
+            f"{source.describe()}: unknown mapping preset {name!r}; built in: contract, {', '.join(PRESETS)}"
+        )
+    preset = PRESETS[name]
+    if source.entity not in preset.entities:
+        raise MappingError(f"{source.describe()}: preset {name} is for {', '.join(preset.entities)}")
+    return preset
+
+
+def _rule(value: Any, strict: bool = True) -> Rule:
+    if value is None:
+        return Rule(sources=[], strict=False)
+    if isinstance(value, str):
+        return Rule(sources=[value], strict=strict)
+    if isinstance(value, list):
+        return Rule(sources=[str(v) for v in value], strict=strict)
+    if isinstance(value, dict):
+        src = value.get("source", [])
+        return Rule(
+            sources=[src] if isinstance(src, str) else [str(v) for v in src or []],
+            const=None if value.get("const") is None else str(value["const"]),
+            transform=value.get("transform"),
+            timezone=value.get("timezone"),
+            strict=bool(value.get("strict", strict)) and value.get("const") is None,
+        )
+    raise MappingError(f"mapping rule must be a column name, a list, null or a mapping, got {value!r}")
+
+
+def rules_for(source: EntitySource, columns: list[str], part: Part) -> tuple[dict[str, Rule], set[str]]:
+    """The rule per contract column for this part, and the source columns to drop."""
+    preset = preset_of(source)
+    overrides = dict(source.mapping) if isinstance(source.mapping, dict) else {}
+    overrides.pop("preset", None)
+    unknown = set(overrides) - set(columns)
+    if unknown:
+        raise MappingError(
+            f"{source.describe()}: mapping names unknown contract column(s) {', '.join(sorted(unknown))}"
+        )
+    rules: dict[str, Rule] = {}
+    drop: set[str] = set()
+    if preset is not None:
+        drop.update(preset.drop)
+        for column, value in preset.rules.items():
+            rules[column] = _rule(value)
+        if preset is QUALTRICS_CSV:
+            extra_rules, extra_drop = _qualtrics(part, overrides, source)
+            rules.update(extra_rules)
+            drop.update(extra_drop)
+    for column, value in overrides.items():
+        rules[column] = _rule(value)
+    present = set(part.frame.columns)
+    for column in columns:
+        if column not in rules:
+            # preset / explicit mapping: same-named column if any; the bare contract: strict
+            rules[column] = Rule(sources=[column], strict=preset is None and not overrides or column in present)
+    return rules, drop
+
+
+def _qualtrics(part: Part, overrides: dict[str, Any], source: EntitySource) -> tuple[dict[str, Rule], set[str]]:
+    names = [c for c in part.frame.columns if not str(c).startswith("_")]
+    rules: dict[str, Rule] = {}
+    drop = {c for c in names if str(c).endswith("_NPS_GROUP")}
+    score = overrides.get("score")
+    if score is None:
+        candidates = [c for c in names if f"{c}_NPS_GROUP" in names]
+        if len(candidates) != 1:
+            found = ", ".join(candidates) or "none"
+            raise MappingError(
+                f"{source.describe()}: {part.location}: cannot tell the NPS question (columns with a "
+                f"_NPS_GROUP companion: {found}); set mapping: {{preset: qualtrics_csv, score: <column>}}"
+            )
+        score = candidates[0]
+        rules["score"] = Rule(sources=[score])
+    if "comment" not in overrides:
+        group = f"{score}_NPS_GROUP"
+        after = names.index(group) + 1 if group in names else names.index(score) + 1 if score in names else None
+        comment = names[after] if after is not None and after < len(names) else None
+        rules["comment"] = Rule(sources=[comment] if comment else [], strict=False)
+    # time zone of RecordedDate from the ImportId row: {"ImportId":"recordedDate","timeZone":"..."}
+    tz = source.option("timezone")
+    header_rows = part.meta.get("header_rows") or []
+    if tz is None and len(header_rows) >= 3:
+        for name, raw in zip(header_rows[0], header_rows[2], strict=False):
+            if name == "RecordedDate":
+                try:
+                    tz = json.loads(raw).get("timeZone")
+                except (ValueError, AttributeError):
+                    tz = None
+    rules["responded_at"] = Rule(sources=["RecordedDate"], transform="timestamp", timezone=tz or "UTC")
+    return rules, drop
+
+
+def apply(part: Part, source: EntitySource, columns: list[str], required: frozenset[str]
+          ) -> tuple[pd.DataFrame, list[str]]:
+    """The part as contract columns (+ _extras JSON, _source_line, _reject...), and its extra
+    source columns. Raises MappingError naming the column and the source if one is missing."""
+    rules, drop = rules_for(source, columns, part)
+    frame = part.frame
+    present = [c for c in frame.columns if not str(c).startswith("_")]
+    present_set = set(present)
+    n = len(frame)
+    out: dict[str, pd.Series] = {}
+    used: set[str] = set()
+    all_rejected = REJECT in frame and bool((frame[REJECT] != "").all())
+    for column in columns:
+        rule = rules[column]
+        if rule.const is not None:
+            out[column] = pd.Series(rule.const, index=frame.index, dtype=str)
+            continue
+        found = [s for s in rule.sources if s in present_set]
+        used.update(found)
+        # a tabular source must have the columns its mapping names; a JSON record may omit a key,
+        # but a required field absent from a whole non-empty part is a missing column
+        missing = not found and (
+            (part.tabular and rule.strict and rule.sources)
+            or (not part.tabular and column in required and n > 0 and not all_rejected)
+        )
+        if missing:
+            looked = ", ".join(rule.sources) or "(no source column mapped)"
+            raise MappingError(
+                f"{source.entity}: required column {column} (source column {looked}) missing in "
+                f"{part.location} [{source.describe()}]; nothing was loaded"
+            )
+        if not found:
+            out[column] = pd.Series("", index=frame.index, dtype=str)
+            continue
+        values = frame[found[0]]
+        for other in found[1:]:
+            values = values.where(values != "", frame[other])
+        if rule.transform == "timestamp":
+            parsed = parse_instant(values, rule.timezone or source.option("timezone", "UTC"))
+            values = parsed.dt.strftime(_TS_FORMAT).where(parsed.notna(), values)
+        elif rule.transform not in (None, ""):
+            raise MappingError(f"{source.describe()}: unknown transform {rule.transform!r} for {column}")
+        out[column] = values
+    result = pd.DataFrame(out, index=frame.index)
+    extras = [c for c in present if c not in used and c not in drop]
+    if extras:
+        result[EXTRAS] = [
+            json.dumps({c: v for c, v in zip(extras, values, strict=True) if v != ""}, ensure_ascii=False)
+            for values in frame[extras].itertuples(index=False, name=None)
+        ]
+    else:
+        result[EXTRAS] = ""
+    result[LINE] = frame[LINE] if LINE in frame else range(1, n + 1)
+    for column in (REJECT, REJECT_DETAIL, RAW):
+        result[column] = frame[column] if column in frame else ""
+    if "_source_file" in frame:
+        result["_source_file"] = frame["_source_file"]
+    return result, extras
