@@ -125,7 +125,7 @@ def test_bad_raw_data_fails_the_run_and_keeps_published_marts(pipeline):
     try:
         _exec(conn, """
             alter table raw.survey_responses drop constraint survey_responses_score_check;
-            alter table raw.survey_responses drop constraint survey_responses_pkey;
+            alter table raw.survey_responses drop constraint survey_responses_pkey cascade;
             insert into raw.survey_responses (response_id, account_id, responded_at, score, comment)
             values ('BAD-11', 'A00001', '2025-02-03 10:00+00', 11, 'injected');
             insert into raw.survey_responses
@@ -146,6 +146,8 @@ def test_bad_raw_data_fails_the_run_and_keeps_published_marts(pipeline):
             alter table raw.survey_responses add constraint survey_responses_pkey primary key (response_id);
             alter table raw.survey_responses add constraint survey_responses_score_check
                 check (score between 0 and 10);
+            alter table raw.survey_responses_original add constraint survey_responses_original_response_id_fkey
+                foreign key (response_id) references raw.survey_responses (response_id) on delete cascade;
         """)
         conn.close()
 
