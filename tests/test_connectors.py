@@ -179,24 +179,27 @@ def test_qualtrics_csv_export_preset(db_conn, tmp_path):
     frame = pd.DataFrame([text_row, import_row,
                           answer("R_1abc", "2025-01-05 10:00:00", "9", "Great, but call +1 (415) 555-0132"),
                           answer("R_2def", "2025-01-31 20:00:00", "3", "slow,\nvery slow"),  # Feb 1 UTC
-                          answer("R_3ghi", "2025-01-06 10:00:00", "", "no score")],
+                          answer("R_3ghi", "2025-01-06 10:00:00", "", "no score"),
+                          # exported with choice text instead of numeric values
+                          answer("R_4jkl", "2025-01-07 10:00:00", "10 - Extremely likely", "love it"),
+                          answer("R_5mno", "2025-01-07 11:00:00", "Extremely likely", "no number")],
                          columns=header)
     path = tmp_path / "NPS_Survey_January.csv"
     frame.to_csv(path, index=False, encoding="utf-8-sig")
     src = _source("survey_responses", connector="file", path=str(path), mapping="qualtrics_csv")
     result = _load(db_conn, src)
     loaded = _rows(db_conn, "select response_id, account_id, contact_id, score, comment, channel, language,"
-                            " survey_type, responded_at, extras from raw.survey_responses")
-    assert len(loaded) == 1
+                            " survey_type, responded_at, extras from raw.survey_responses order by 1")
+    assert [(r[0], r[3]) for r in loaded] == [("R_1abc", 9), ("R_4jkl", 10)]
     rid, account, contact, score, comment, channel, language, stype, responded, extras = loaded[0]
     assert (rid, account, contact, score, channel, language, stype) == ("R_1abc", "A1", "C9", 9, "email", "EN",
                                                                       "relational")
     assert comment == "Great, but call [phone]"
     assert responded == datetime(2025, 1, 5, 17, 0, tzinfo=UTC)  # Denver is UTC-7 in January
     assert "RecipientEmail" not in extras and "IPAddress" not in extras and extras["Finished"] == "True"
-    assert _rows(db_conn, "select payload->>'response_id', rule, source_line from raw.quarantine"
-                 ) == [("R_3ghi", "missing_score", 6)]
-    assert result.rows_read == 2  # R_2def belongs to February (UTC)
+    assert _rows(db_conn, "select payload->>'response_id', rule, source_line from raw.quarantine order by 3"
+                 ) == [("R_3ghi", "missing_score", 6), ("R_5mno", "non_numeric_score", 8)]
+    assert result.rows_read == 4  # R_2def belongs to February (UTC)
     _nothing_lost(result)
 
 

@@ -151,3 +151,25 @@ def test_quarantine_threshold_fails_the_load_after_keeping_good_rows(db_conn, tm
         _load(db_conn, tmp_path, settings=config.LoadSettings(max_quarantine_share=0.1))
     assert _table(db_conn, "select response_id from raw.survey_responses") == [("R1",)]
     assert _table(db_conn, "select rule from raw.quarantine") == [("score_out_of_range",)]
+
+
+def test_rerun_replaces_the_windows_quarantine_rows_too(db_conn, tmp_path):
+    """A rerun of an interval (or a backfill that contains it) re-quarantines the same bad rows:
+    raw.quarantine holds them once, so loaded + quarantined still equals the rows in the source."""
+    _write(tmp_path, "2025-01-05", [_row("R1", "2025-01-05T10:00:00+00:00"),
+                                    _row("R2", "2025-01-05T10:00:00+00:00", score="11")])
+    day = (datetime(2025, 1, 5, tzinfo=UTC), datetime(2025, 1, 6, tzinfo=UTC))
+    _load(db_conn, tmp_path, window=day)
+    _load(db_conn, tmp_path, window=day)
+    assert _table(db_conn, "select payload->>'response_id', rule from raw.quarantine") == [
+        ("R2", "score_out_of_range")]
+    _load(db_conn, tmp_path)  # the month that contains the day
+    assert _table(db_conn, "select payload->>'response_id', interval_start::date from raw.quarantine") == [
+        ("R2", JAN[0].date())]
+    # the source is fixed: the next rerun loads the row and nothing stays in quarantine
+    _write(tmp_path, "2025-01-05", [_row("R1", "2025-01-05T10:00:00+00:00"),
+                                    _row("R2", "2025-01-05T10:00:00+00:00", score="10")])
+    _load(db_conn, tmp_path)
+    assert _table(db_conn, "select count(*) from raw.quarantine") == [(0,)]
+    assert _table(db_conn, "select response_id, score from raw.survey_responses order by 1") == [
+        ("R1", 8), ("R2", 10)]

@@ -15,7 +15,8 @@ One call loads one entity for one window `[start, end)` in one transaction:
 4. COPY the good rows into a temporary table, then window mode deletes the window from the raw
    table (a rerun replaces, never duplicates) and quarantines ids that already exist in another
    window; incremental mode replaces rows with the same key wherever they are;
-5. write a `raw.load_audit` row, commit — then fail loudly if too much was quarantined.
+5. replace the quarantine rows of earlier loads of this window (or of windows inside it), write
+   a `raw.load_audit` row, commit — then fail loudly if too much was quarantined.
 
 An advisory lock per entity serialises concurrent loads of the same entity.
 """
@@ -426,6 +427,12 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
     keys = ", ".join(spec.key)
     with conn.cursor() as cur:
         cur.execute("select pg_advisory_xact_lock(%s)", (warehouse.lock_key(f"load:{entity}"),))
+        # a rerun re-reads the same source rows, so it replaces the quarantine of every load whose
+        # window lies inside this one (the same interval, or the days of a backfilled quarter)
+        cur.execute(
+            "delete from raw.quarantine where entity = %s and interval_start >= %s and interval_end <= %s",
+            (entity, start, end),
+        )
         cur.execute(f"create temp table _batch (like {table} including defaults) on commit drop")
         cur.copy_expert(
             f"copy _batch ({', '.join(copy_columns)}) from stdin with (format csv, null '')",

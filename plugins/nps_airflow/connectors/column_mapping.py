@@ -7,15 +7,17 @@ In sources.yml, `mapping:` is one of
   {preset: <name>, <contract column>: <rule>, ...}   a preset (or none) with per-column overrides
 A rule is a source column name (`person.id` for a nested JSON field), a list of candidates (the
 first non-empty value wins), null (the source does not have it), or
-{source: <name or list>, const: <value>, transform: timestamp, timezone: <tz>}.
-`transform: timestamp` reads Unix epochs (s or ms) and ISO strings, naive ones in `timezone`.
+{source: <name or list>, const: <value>, transform: timestamp | leading_number, timezone: <tz>}.
+`transform: timestamp` reads Unix epochs (s or ms) and ISO strings, naive ones in `timezone`;
+`leading_number` reads "10 - Extremely likely" as 10 (survey exports with choice text).
 Contract columns a mapping does not mention are taken from a same-named source column if present.
 Source columns no rule uses are kept per row in `extras` (jsonb) and reported as drift, except
 those a preset drops (e.g. respondent e-mail / IP address).
 
 Presets
 - qualtrics_csv: a Qualtrics "CSV export" (3 header rows: column names, question text, ImportId
-  JSON). The NPS question is the column with a `<Q>_NPS_GROUP` companion (override: `score: Q7`),
+  JSON). The NPS question is the column with a `<Q>_NPS_GROUP` companion (override: `score: Q7`;
+  numeric values or choice text such as "0 - Not at all likely" both work),
   the comment is the column after that companion (override: `comment: Q8`), RecordedDate is
   responded_at in the export's time zone (from the ImportId row), ResponseId the id, account_id /
   contact_id / survey_type / trigger_event come from embedded-data columns of those names
@@ -193,7 +195,8 @@ def _qualtrics(part: Part, overrides: dict[str, Any], source: EntitySource) -> t
                 f"_NPS_GROUP companion: {found}); set mapping: {{preset: qualtrics_csv, score: <column>}}"
             )
         score = candidates[0]
-        rules["score"] = Rule(sources=[score])
+        # an export with "choice text" instead of numeric values says "10 - Extremely likely"
+        rules["score"] = Rule(sources=[score], transform="leading_number")
     if "comment" not in overrides:
         group = f"{score}_NPS_GROUP"
         after = names.index(group) + 1 if group in names else names.index(score) + 1 if score in names else None
@@ -253,6 +256,9 @@ def apply(part: Part, source: EntitySource, columns: list[str], required: frozen
         if rule.transform == "timestamp":
             parsed = parse_instant(values, rule.timezone or source.option("timezone", "UTC"))
             values = parsed.dt.strftime(_TS_FORMAT).where(parsed.notna(), values)
+        elif rule.transform == "leading_number":
+            number = values.str.extract(r"^\s*(-?\d+(?:\.\d+)?)(?:\s*-\s.*)?\s*$", expand=False)
+            values = number.where(number.notna(), values)  # no number: kept as is, quarantined later
         elif rule.transform not in (None, ""):
             raise MappingError(f"{source.describe()}: unknown transform {rule.transform!r} for {column}")
         out[column] = values
