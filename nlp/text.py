@@ -159,7 +159,7 @@ _PHONE_CANDIDATE_RE = re.compile(
       |
         \(\d{2,5}\)[\s.-]?\d{2,5}(?:[\s.-]\d{2,5}){0,3}   # (415) 555-0132
       |
-        \d{2,5}(?:[\s.-]\d{2,5}){1,4}                       # 415-555-0132, 020 7946 0958
+        \d{2,5}(?:[\s.-]\d{2,8}){1,4}                       # 415-555-0132, 020 7946 0958, 07700 900123
       |
         \d{10,13}                                           # 4155550132
     )
@@ -181,6 +181,12 @@ def _phone_repl(match: re.Match[str]) -> str:
         return cand  # 2025-01-03, 03/01/2025, 3.1.2025
     groups = re.split(r"[\s.()-]+", cand.strip("()"))
     groups = [g for g in groups if g]
+    if cand.startswith("00") and 10 <= digits <= 17:
+        return PHONE_TOKEN  # 0044 20 7946 0958: the international call prefix instead of "+"
+    # a national trunk prefix: 020 7946 0958, 07700 900123, 06 12 34 56 78, 030 1234567
+    trunk = cand.startswith("0") and not cand.startswith("00")
+    if any(len(g) > 5 for g in groups[1:]) and not trunk:
+        return cand  # "2024 000123": long digit runs without a trunk prefix are references
     if not 10 <= digits <= 13:
         return cand  # "3.2.1", "2 weeks", "10 20 30", "1200" are not phone numbers
     seps = {c for c in cand if c in " .-"}
@@ -190,9 +196,9 @@ def _phone_repl(match: re.Match[str]) -> str:
         return cand  # mixed separators like "10 000-20.000" look like ranges, not phones
     if len(groups) == 1:
         return PHONE_TOKEN  # 4155550132
-    if len(groups[-1]) < 4:
+    if len(groups[-1]) < 4 and not trunk:
         return cand  # "100 200 300 400" - national numbers end in a group of 4+ digits
-    if len(groups) >= 3 and len({len(g) for g in groups}) == 1:
+    if len(groups) >= 3 and len({len(g) for g in groups}) == 1 and not trunk:
         return cand  # "1200 1300 1400" - a list of equal-width numbers
     return PHONE_TOKEN
 
@@ -202,7 +208,8 @@ def redact_pii(text: str | None) -> str | None:
 
     Phone numbers: North American (``(415) 555-0132``, ``415-555-0132``, ``415.555.0132``,
     ``4155550132``) and international with a ``+`` prefix (``+44 20 7946 0958``,
-    ``+49 30 123456``, ``+1 415 555 0132``); national numbers with 10-13 digits in groups.
+    ``+49 30 123456``, ``+1 415 555 0132``, ``0044 20 7946 0958``); national numbers with 10-13
+    digits in groups (``020 7946 0958``, ``07700 900123``, ``06 12 34 56 78``).
     Ordinary numbers are kept: ``2 weeks``, ``$1200``, ``10x``, ``2025``, ``3.2.1``, ``50%``,
     dates, times, decimals.
 

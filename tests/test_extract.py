@@ -173,3 +173,27 @@ def test_rerun_replaces_the_windows_quarantine_rows_too(db_conn, tmp_path):
     assert _table(db_conn, "select count(*) from raw.quarantine") == [(0,)]
     assert _table(db_conn, "select response_id, score from raw.survey_responses order by 1") == [
         ("R1", 8), ("R2", 10)]
+
+
+PII_CANARIES = [
+    "jane.doe+nps@mail.example.co.uk", "JOHN@EXAMPLE.COM", "(415) 555-2671", "415.555.2671",
+    "+1 415 555 0132", "+44 20 7946 0958", "0044 20 7946 0958", "020 7946 0958", "07700 900123",
+    "+33 1 42 68 53 00", "06 12 34 56 78", "+49 (0)30 1234567", "030 1234567", "+91 98765 43210",
+    "+81 3-1234-5678", "+86 138 0013 8000", "+4915112345678", "tel:+14155552671",
+]
+NOT_PII = ["version 2.3.1", "2025-01-05 at 10:00", "$1,200,000", "99.9% uptime", "10/10",
+           "invoice INV-2024-000123", "order 2024 000123", "100 200 300 400 users"]
+
+
+def test_pii_in_many_formats_is_redacted_before_it_is_stored(db_conn, tmp_path):
+    rows = [_row(f"P{i}", "2025-01-05T10:00:00+00:00", comment=f"reach me at {c} please")
+            for i, c in enumerate(PII_CANARIES)]
+    rows += [_row(f"N{i}", "2025-01-05T10:00:00+00:00", comment=f"about {c} please") for i, c in enumerate(NOT_PII)]
+    _write(tmp_path, "2025-01-05", rows)
+    _load(db_conn, tmp_path)
+    stored = dict(_table(db_conn, "select response_id, comment from raw.survey_responses"))
+    for i, canary in enumerate(PII_CANARIES):
+        assert stored[f"P{i}"] in ("reach me at [email] please", "reach me at [phone] please",
+                                   "reach me at tel:[phone] please"), canary
+    for i, text in enumerate(NOT_PII):
+        assert stored[f"N{i}"] == f"about {text} please"
