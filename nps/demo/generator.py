@@ -865,16 +865,22 @@ def generate(out_dir: Path, cfg: GeneratorConfig, progress: bool = True) -> dict
         bar.update(1)
     frames = sim.frames()
 
+    # The drops are written by the file connector of the repository's sources.yml, so the demo
+    # reads back exactly what that configuration (paths, format, encoding) says.
+    from nps_airflow.connectors.file_drops import drop_writers
+
     _clear(out_dir)
-    for entity in ENTITIES:
-        (out_dir / entity).mkdir(parents=True, exist_ok=True)
+    writers = drop_writers(out_dir)
+    missing = set(ENTITIES) - set(writers)
+    if missing:
+        raise ValueError(f"sources.yml has no file source for {', '.join(sorted(missing))}: the demo writes file drops")
     groups = {e: {k: g.drop(columns="_day") for k, g in f.groupby("_day", sort=True)}
               for e, f in frames.items()}
     empty = {e: f.drop(columns="_day").iloc[0:0] for e, f in frames.items()}
     bar.set_postfix_str("writing")
     for day in days:
         for entity in ENTITIES:
-            _write_csv(groups[entity].get(day, empty[entity]), out_dir / entity / f"{entity}_{day}.csv")
+            writers[entity].write(groups[entity].get(day, empty[entity]), day)
         bar.update(1)
     stray = {e: sorted(set(groups[e]) - set(days)) for e in ENTITIES}
     if any(stray.values()):
