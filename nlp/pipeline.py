@@ -40,6 +40,7 @@ import numpy as np
 from nlp.cluster import Clusterer, HDBSCANClusterer
 from nlp.embed import DEFAULT_MODEL, Embedder, EmbeddingCache
 from nlp.label import ClassTfidfLabeler, representatives
+from nlp.overrides import apply_overrides, read_overrides
 from nlp.reduce import PCAReducer, Reducer
 from nlp.registry import ThemeRegistry
 from nlp.text import is_content_free, normalise, redact_pii, text_hash
@@ -87,6 +88,9 @@ class ThemeConfig:
     #: c-TF-IDF reads at most this many comments per theme (deterministic: ordered by text hash)
     label_max_docs_per_theme: int = 500
     representatives: int = 3
+    #: the human overrides seed (nlp/overrides.py); None = $NPS_THEME_OVERRIDES, else
+    #: dbt_project/seeds/theme_overrides.csv (absent = no overrides)
+    overrides_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -325,8 +329,10 @@ class ThemeEngine:
         t0 = time.monotonic()
         cfg = self.config
         model = self.model
+        overrides = read_overrides(cfg.overrides_path)  # a bad file fails before anything is read
         reg = ThemeRegistry(model).load(conn)
-        n_existing = len(reg.themes)
+        human = apply_overrides(conn, reg, overrides, self.cache, run_id)
+        n_existing = len(reg.active())
 
         # -- batch: new or changed comments of the interval --------------------------------
         batch = self._read_batch(conn, start, end, model)
@@ -346,6 +352,7 @@ class ThemeEngine:
             "new_themes": 0,
             "merged": 0,
             "themes_active": n_existing,
+            "overrides": human,
         }
         rows: dict[str, tuple[str, int | None, float | None, str]] = {}  # response_id -> row
 
@@ -434,6 +441,8 @@ class ThemeEngine:
                 cur.execute("update nlp.themes set merged_into = %s where merged_into = %s", (keep_id, drop))
                 touched.add(keep_id)
         touched |= {t.theme_id for t in reg.themes.values() if t.dirty and t.status == "active"}
+        human_kept = {t.merged_into for t in reg.themes.values() if t.merged_by == "human" and t.dirty}
+        touched |= {t for t in human_kept if t is not None}
         # labels are identity: only themes born or merged in this run (or never labelled) get new
         # keywords; an existing theme's label is not rewritten by the comments it absorbs later
         relabel = {t.theme_id for t in reg.themes.values() if t.is_new or not t.keywords}

@@ -43,6 +43,8 @@ class Theme:
     keywords: list[str] = field(default_factory=list)
     status: str = "active"
     merged_into: int | None = None
+    #: who merged it: 'engine' (near-duplicate centroids) or 'human' (overrides seed)
+    merged_by: str | None = None
     first_seen_at: datetime | None = None
     created_run_id: str | None = None
     is_new: bool = False
@@ -56,6 +58,8 @@ class ThemeRegistry:
         self.max_id = 0
         #: (merged_id, kept_id) pairs of the last :meth:`merge_duplicates`, in order
         self.merges: list[tuple[int, int]] = []
+        #: themes a person decided about (overrides seed): never merged away automatically
+        self.protected: set[int] = set()
 
     # -- queries -----------------------------------------------------------------------------
     def active(self) -> list[Theme]:
@@ -137,33 +141,49 @@ class ThemeRegistry:
         t = self.mint(centroid, members.shape[0], first_seen_at, run_id)
         return t.theme_id, True
 
+    def merge_into(self, drop: int, keep: int, by: str = "engine") -> None:
+        """Merge active theme ``drop`` into active theme ``keep`` (size-weighted centroid)."""
+        tk, td = self.themes[keep], self.themes[drop]
+        w_k, w_d = max(tk.size, 1), max(td.size, 1)
+        tk.centroid = _unit(tk.centroid * w_k + td.centroid * w_d)
+        tk.size += td.size
+        if td.first_seen_at is not None:
+            tk.first_seen_at = min(filter(None, (tk.first_seen_at, td.first_seen_at)))
+        tk.dirty = True
+        td.status, td.merged_into, td.merged_by, td.dirty = "merged", keep, by, True
+        for t in self.themes.values():  # keep merged_into chains flat
+            if t.merged_into == drop:
+                t.merged_into, t.dirty = keep, True
+
     def merge_duplicates(self, merge_threshold: float) -> list[tuple[int, int]]:
         """Merge active themes whose centroids have cosine >= ``merge_threshold``.
 
-        Most similar pair first; the older (smaller) id is kept. Returns (merged, kept) pairs.
+        Most similar pair first; the older (smaller) id is kept, unless only the other one is
+        :attr:`protected` (a person decided about it); two protected themes are never merged.
+        Returns (merged, kept) pairs.
         """
         merges: list[tuple[int, int]] = []
+        skip: set[tuple[int, int]] = set()
         while True:
             ids, C = self.centroid_matrix()
             if len(ids) < 2:
                 break
             S = C @ C.T
             np.fill_diagonal(S, -1.0)
+            pos = {tid: k for k, tid in enumerate(ids)}
+            for a, b in skip:
+                if a in pos and b in pos:
+                    S[pos[a], pos[b]] = S[pos[b], pos[a]] = -1.0
             i, j = np.unravel_index(int(np.argmax(S)), S.shape)
             if S[i, j] < merge_threshold:
                 break
             keep, drop = (ids[i], ids[j]) if ids[i] < ids[j] else (ids[j], ids[i])
-            tk, td = self.themes[keep], self.themes[drop]
-            w_k, w_d = max(tk.size, 1), max(td.size, 1)
-            tk.centroid = _unit(tk.centroid * w_k + td.centroid * w_d)
-            tk.size += td.size
-            if td.first_seen_at is not None:
-                tk.first_seen_at = min(filter(None, (tk.first_seen_at, td.first_seen_at)))
-            tk.dirty = True
-            td.status, td.merged_into, td.dirty = "merged", keep, True
-            for t in self.themes.values():  # keep merged_into chains flat
-                if t.merged_into == drop:
-                    t.merged_into, t.dirty = keep, True
+            if drop in self.protected:
+                if keep in self.protected:
+                    skip.add((keep, drop))
+                    continue
+                keep, drop = drop, keep
+            self.merge_into(drop, keep)
             merges.append((drop, keep))
             log.info("merged theme %s into %s (cos %.3f)", drop, keep, S[i, j])
         self.merges = merges
@@ -186,12 +206,15 @@ class ThemeRegistry:
             cur.execute("select coalesce(max(theme_id), 0) from nlp.themes")
             self.max_id = int(cur.fetchone()[0])
             cur.execute(
-                "select theme_id, centroid, size, label, keywords, first_seen_at, created_run_id "
+                "select theme_id, centroid, size, label, keywords, first_seen_at, created_run_id, "
+                "human_label is not null or is_actionable is not null "
                 "from nlp.themes where model = %s and status = 'active' and centroid is not null "
                 "order by theme_id",
                 (self.model,),
             )
-            for tid, cen, size, label, kws, fsa, crid in cur.fetchall():
+            for tid, cen, size, label, kws, fsa, crid, human in cur.fetchall():
+                if human:
+                    self.protected.add(tid)
                 self.themes[tid] = Theme(
                     theme_id=tid,
                     centroid=from_bytes(cen),
@@ -216,6 +239,7 @@ class ThemeRegistry:
                 int(t.size),
                 t.status,
                 t.merged_into,
+                t.merged_by,
                 self.model,
                 t.first_seen_at,
                 t.created_run_id,
@@ -230,16 +254,17 @@ class ThemeRegistry:
                 cur,
                 """
                 insert into nlp.themes (theme_id, label, keywords, centroid, size, status, merged_into,
-                                        model, first_seen_at, created_run_id)
+                                        merged_by, model, first_seen_at, created_run_id)
                 values %s
                 on conflict (theme_id) do update set
                     label = excluded.label, keywords = excluded.keywords, centroid = excluded.centroid,
                     size = excluded.size, status = excluded.status, merged_into = excluded.merged_into,
+                    merged_by = excluded.merged_by,
                     first_seen_at = least(nlp.themes.first_seen_at, excluded.first_seen_at),
                     updated_at = now()
                 """,
                 rows,
-                template="(%s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s)",
+                template="(%s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s, %s)",
             )
         for t in self.themes.values():
             t.dirty = False

@@ -159,6 +159,11 @@ create table if not exists nlp.comment_themes (
     run_id      text
 );
 create index if not exists comment_themes_theme_idx on nlp.comment_themes (theme_id);
+-- theme overrides seed (nlp/overrides.py): a person's label and actionable flag live beside the
+-- engine's own keyword label, so a run can refresh `label` without ever touching a human decision
+alter table nlp.themes add column if not exists human_label text;
+alter table nlp.themes add column if not exists is_actionable boolean;
+alter table nlp.themes add column if not exists merged_by text;
 
 -- source connectors (issue #3): originals of redacted comments, written only when sources.yml sets
 -- keep_original_comment: true; they go with their response (a reload without the option purges them)

@@ -13,10 +13,14 @@ renamed as (
         theme_id::integer as theme_id,
         merged_into::integer as merged_into_theme_id,
 
-        -- attributes
-        label as theme_label,
+        -- attributes: a person's label (overrides seed) wins over the engine's keyword label
+        coalesce(human_label, label) as theme_label,
+        label as auto_theme_label,
+        human_label is not null as is_renamed,
         keywords,
+        is_actionable,
         status as theme_status,
+        merged_by,
         size::integer as theme_size,
         model as embedding_model,
 
