@@ -412,6 +412,12 @@ def test_http_errors_are_clear(db_conn, delighted, monkeypatch):
     delighted.failures = [500, 500, 500]
     with pytest.raises(SourceUnavailable, match="failed after 3 attempts, last: HTTP 500"):
         _load(db_conn, src)
+    # more pages than allowed: an error, not a silently truncated load
+    delighted.records = [_delighted_record(n, f"2025-01-{n + 1:02d}T10:00:00+00:00") for n in range(25)]
+    capped = _source("survey_responses", connector="http", url=delighted.url, mapping="delighted_json",
+                     pagination={"type": "page", "size": 10, "max_pages": 2}, backoff_seconds=0.01)
+    with pytest.raises(SourceUnavailable, match="more than max_pages=2 pages"):
+        _load(db_conn, capped)
     db_conn.rollback()
     assert _rows(db_conn, "select count(*) from raw.load_audit") == [(0,)]
 

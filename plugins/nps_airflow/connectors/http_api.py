@@ -8,6 +8,8 @@ Options (sources.yml):
   pagination      {type: page, page_param: page, size_param: per_page, size: 100, first: 1}
                   | {type: cursor, cursor_param: cursor, cursor_path: next_cursor}
                   | {type: next_url, next_url_path: links.next}  | {type: none}
+                  max_pages (default 100000): more pages, or a page URL seen twice, fail the
+                  load instead of silently stopping
   window          server-side filter on the interval: {from_param: since, to_param: until,
                   format: unix | iso}
   incremental     updated-since: {column: updated_at, from_param: updated_since,
@@ -149,7 +151,17 @@ class HttpConnector:
         url = self._url(params, kind, page, size, cursor)
         parts: list[Part] = []
         max_pages = int(self.pagination.get("max_pages", 100000))
-        while url and len(parts) < max_pages:
+        seen: set[str] = set()
+        while url:
+            # stopping early would drop rows without a word: a loop or too many pages is an error
+            if url in seen:
+                raise SourceUnavailable(f"{self.source.entity}: pagination returned {url} twice (a cursor loop)")
+            if len(parts) >= max_pages:
+                raise SourceUnavailable(
+                    f"{self.source.entity}: more than max_pages={max_pages} pages from {self.url}; "
+                    "raise pagination.max_pages or narrow the window"
+                )
+            seen.add(url)
             document = self._get(url, headers)
             records = dig(document, self.source.option("records_path"))
             if records is None:
