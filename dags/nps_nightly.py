@@ -3,9 +3,10 @@
 
 One run = one data interval: by default the previous UTC day (runs at 00:00 UTC).
 
-1. **extract_*** (one task per source entity): file drops for the interval → `raw.*` with COPY;
-   one transaction per entity, rerunnable (the window is replaced, never duplicated); contract
-   breakers go to `raw.quarantine`.
+1. **extract_*** (one task per source entity): the entity's source from `sources.yml` (file
+   drops, HTTP API or SQL database) for the interval → `raw.*` with COPY; one transaction per
+   entity, rerunnable (the window is replaced, never duplicated); contract breakers go to
+   `raw.quarantine`, a row per load to `raw.load_audit`.
 2. **themes**: embed the interval's new comments (cached by text hash), assign them to the theme
    registry, discover new themes → `nlp.*`.
 3. **dbt_build** (write): staging → intermediate → marts built into the candidate schema
