@@ -197,3 +197,51 @@ def test_pii_in_many_formats_is_redacted_before_it_is_stored(db_conn, tmp_path):
                                    "reach me at tel:[phone] please"), canary
     for i, text in enumerate(NOT_PII):
         assert stored[f"N{i}"] == f"about {text} please"
+
+
+def _day(d: int) -> tuple[datetime, datetime]:
+    return datetime(2025, 1, d, tzinfo=UTC), datetime(2025, 1, d + 1, tzinfo=UTC)
+
+
+def test_a_late_row_in_a_later_days_file_is_loaded_and_survives_reruns(db_conn, tmp_path):
+    """Date-partitioned drops: the run of a day owns that day's file and loads every row in it, so a
+    response recorded on Jan 3 that only arrives in the Jan 10 drop is loaded by the Jan 10 run
+    (not dropped as 'outside the interval'), and a rerun of Jan 3 does not delete it."""
+    _write(tmp_path, "2025-01-03", [_row("R1", "2025-01-03T10:00:00+00:00")])
+    _write(tmp_path, "2025-01-10", [_row("R2", "2025-01-10T09:00:00+00:00"),
+                                    _row("LATE", "2025-01-03T23:00:00+00:00", score="2"),
+                                    _row("R1", "2025-01-03T10:00:00+00:00")])  # re-sent, same content
+    nightly = [_load(db_conn, tmp_path, window=_day(d)) for d in range(1, 12)]
+    assert sum(r.rows_read for r in nightly) == 4
+    assert sum(r.rows_loaded for r in nightly) == 3 and sum(r.duplicates_dropped for r in nightly) == 1
+    table = "select response_id, score, responded_at::date from raw.survey_responses order by 1"
+    after_nightly = _table(db_conn, table)
+    assert [r[0] for r in after_nightly] == ["LATE", "R1", "R2"]
+    assert {r.mode for r in nightly} == {"partition"}
+    _load(db_conn, tmp_path, window=_day(3))  # rerun of the response's own day
+    assert _table(db_conn, table) == after_nightly
+    _load(db_conn, tmp_path)  # backfill of the month: the same table
+    assert _table(db_conn, table) == after_nightly
+    assert _table(db_conn, "select count(*) from raw.quarantine") == [(0,)]
+
+
+def test_an_unpartitioned_source_quarantines_a_bad_row_once(db_conn, tmp_path):
+    """Every run reads an undated export in full: a row whose date cannot be parsed belongs to no
+    window and is quarantined by each run, but raw.quarantine keeps one entry for it."""
+    path = tmp_path / "export.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows([_row("R1", "2025-01-03T10:00:00+00:00"), _row("R2", "not a date"),
+                          _row("R3", "2025-01-04T10:00:00+00:00")])
+    from nps import sources as source_config
+
+    src = source_config.parse({"entities": {"survey_responses": {"path": str(path), "partition_date": "none"}}},
+                              origin="test").entity("survey_responses")
+    for d in (3, 4, 3):
+        result = load_entity(db_conn, "survey_responses", *_day(d), run_id=f"d{d}", source=src, now=NOW,
+                             settings=config.LoadSettings(max_quarantine_share=0.9))
+        assert result.mode == "window"
+    assert _table(db_conn, "select response_id from raw.survey_responses order by 1") == [("R1",), ("R3",)]
+    assert _table(db_conn, "select payload->>'response_id', rule, source_line from raw.quarantine") == [
+        ("R2", "unparseable_responded_at", 3)]

@@ -177,3 +177,10 @@ create table if not exists raw.survey_responses_original (
 alter table raw.load_audit add column if not exists connector text;
 alter table raw.load_audit add column if not exists load_mode text;
 alter table raw.load_audit add column if not exists extra_columns text[];
+-- date-partitioned file drops are replaced per source file (a run owns its days' files)
+create index if not exists survey_responses_source_file_idx on raw.survey_responses (_source_file);
+create index if not exists accounts_source_file_idx on raw.accounts (_source_file);
+create index if not exists contacts_source_file_idx on raw.contacts (_source_file);
+create index if not exists activities_source_file_idx on raw.activities (_source_file);
+create index if not exists usage_daily_source_file_idx on raw.usage_daily (_source_file);
+create index if not exists quarantine_source_idx on raw.quarantine (entity, source_file, source_line);

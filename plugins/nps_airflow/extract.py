@@ -7,16 +7,21 @@ One call loads one entity for one window `[start, end)` in one transaction:
    source location; the column mapping (contract names, a built-in preset such as a Qualtrics
    export, or the user's own) turns them into contract columns, extra source columns into
    `extras`; a mapped column missing from the source fails here, before anything is written;
-2. window mode keeps the rows whose interval column falls in the window; incremental mode
-   (an updated-since / watermark column) keeps every row the source updated in the window;
+2. three modes: *partition* (date-partitioned file drops, the default for files) loads every row
+   of the files dated on the window's days, whatever the row's own date, so a late row in a later
+   file is loaded, not dropped; *window* (HTTP / SQL / undated files) keeps the rows whose
+   interval column falls in the window; *incremental* (an updated-since / watermark column) keeps
+   every row the source updated in the window;
 3. every row is validated against the contract; contract breakers (and rows the connector could
    not decode) go to `raw.quarantine` with the raw payload, the rule broken and where they came
    from; exact duplicates are dropped; emails / phone numbers are redacted from comments;
-4. COPY the good rows into a temporary table, then window mode deletes the window from the raw
-   table (a rerun replaces, never duplicates) and quarantines ids that already exist in another
-   window; incremental mode replaces rows with the same key wherever they are;
-5. replace the quarantine rows of earlier loads of this window (or of windows inside it), write
-   a `raw.load_audit` row, commit — then fail loudly if too much was quarantined.
+4. COPY the good rows into a temporary table, then partition mode deletes the rows of the files it
+   owns, window mode the rows of the window (a rerun replaces, never duplicates), and both
+   quarantine ids that another file / window already loaded with other content (the same content:
+   counted as a duplicate); incremental mode replaces rows with the same key wherever they are;
+5. replace the quarantine rows of earlier loads of the same files (partition) or of this window
+   and windows inside it (window, incremental), and any earlier copy of a row quarantined again;
+   write a `raw.load_audit` row, commit — then fail loudly if too much was quarantined.
 
 An advisory lock per entity serialises concurrent loads of the same entity.
 """
@@ -344,6 +349,17 @@ def _quarantine(cur, quarantined: pd.DataFrame, entity: str, run_id: str, start:
             _payload_json({c: text(r.get(c)) for c in payload_columns}, text(r.get(mappings.EXTRAS)),
                           text(r.get(RAW))),
         ))
+    # a row quarantined again from the same place (an undated file every run reads, an unparseable
+    # date in every window's batch) keeps one entry: the latest
+    located = sorted({(r[4], r[5]) for r in rows if r[4] and r[5] is not None})
+    if located:
+        execute_values(
+            cur,
+            "delete from raw.quarantine q using (values %s) as v (source_file, source_line)"
+            " where q.entity = " + cur.mogrify("%s", (entity,)).decode()
+            + " and q.source_file = v.source_file and q.source_line = v.source_line",
+            located,
+        )
     execute_values(
         cur,
         "insert into raw.quarantine (entity, run_id, interval_start, interval_end, source_file,"
@@ -380,12 +396,13 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
     )
     now = now or datetime.now(UTC)
     incremental = source.incremental_column is not None
-    mode = "incremental" if incremental else "window"
 
     frame, extra_columns, batch = read_source(source, spec, start, end)
     data_columns = list(spec.columns)
+    owned_files = batch.files
+    mode = "incremental" if incremental else "partition" if owned_files is not None else "window"
 
-    if not incremental:
+    if mode == "window":
         # keep rows of this window (by the interval column); unparseable ones are validated below:
         # they belong to no window, so they are quarantined in the window of the source they came from
         when = _interval_values(frame, spec)
@@ -427,12 +444,16 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
     keys = ", ".join(spec.key)
     with conn.cursor() as cur:
         cur.execute("select pg_advisory_xact_lock(%s)", (warehouse.lock_key(f"load:{entity}"),))
-        # a rerun re-reads the same source rows, so it replaces the quarantine of every load whose
-        # window lies inside this one (the same interval, or the days of a backfilled quarter)
-        cur.execute(
-            "delete from raw.quarantine where entity = %s and interval_start >= %s and interval_end <= %s",
-            (entity, start, end),
-        )
+        # a rerun re-reads the same source rows, so it replaces the quarantine of the same files, or
+        # of every load whose window lies inside this one (the same interval, a backfilled quarter)
+        if mode == "partition":
+            cur.execute("delete from raw.quarantine where entity = %s and source_file = any(%s)",
+                        (entity, owned_files))
+        else:
+            cur.execute(
+                "delete from raw.quarantine where entity = %s and interval_start >= %s and interval_end <= %s",
+                (entity, start, end),
+            )
         cur.execute(f"create temp table _batch (like {table} including defaults) on commit drop")
         cur.copy_expert(
             f"copy _batch ({', '.join(copy_columns)}) from stdin with (format csv, null '')",
@@ -444,15 +465,20 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
                         f"({', '.join('b.' + k for k in spec.key)})")
             rows_replaced = cur.rowcount
         else:
-            cur.execute(
-                f"delete from {table} where {spec.interval_column} >= %s and {spec.interval_column} < %s",
-                (start, end),
-            )
+            if mode == "partition":
+                cur.execute(f"delete from {table} where _source_file = any(%s)", (owned_files,))
+            else:
+                cur.execute(
+                    f"delete from {table} where {spec.interval_column} >= %s and {spec.interval_column} < %s",
+                    (start, end),
+                )
             rows_replaced = cur.rowcount
-            # ids that live in another window of the raw table: keep the loaded one, quarantine this one
+            # ids another file / window already loaded: keep the loaded row; the same content is a
+            # duplicate, other content is quarantined (nothing says which one is right)
+            same = " and ".join(f"b.{c} is not distinct from t.{c}" for c in data_columns)
             cur.execute(
                 f"delete from _batch b using {table} t where ({', '.join('b.' + k for k in spec.key)}) = "
-                f"({', '.join('t.' + k for k in spec.key)}) returning b.*"
+                f"({', '.join('t.' + k for k in spec.key)}) returning b.*, ({same}) as _same_content"
             )
             clashes = cur.fetchall()
             if clashes:
@@ -460,9 +486,15 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
                 clash_frame = pd.DataFrame(
                     [[connectors.to_text(v) for v in row] for row in clashes], columns=names, dtype=object
                 )
+                repeated = clash_frame.pop("_same_content") == "true"
+                duplicates_dropped += int(repeated.sum())
+                clash_frame = clash_frame[~repeated]
                 clash_frame[LINE] = None
                 clash_frame["rule"] = "duplicate_id_other_interval"
-                clash_frame["detail"] = "id already loaded from a row in another data interval"
+                clash_frame["detail"] = (
+                    "id already loaded with other content from " + ("another file" if mode == "partition"
+                                                                     else "a row in another data interval")
+                )
                 clash_frame[mappings.EXTRAS] = clash_frame.pop("extras")
                 quarantined = pd.concat([quarantined, clash_frame])
         cur.execute(f"insert into {table} select * from _batch")

@@ -69,6 +69,9 @@ class Batch:
     parts: list[Part]
     location: str  # the source as a whole, for the audit (glob, URL, redacted SQL URL + table)
     units: int  # files / pages / chunks read
+    #: date-partitioned file drops: the files this window owns. The loader then replaces the rows
+    #: of these files, whatever each row's own date (None: the window is defined by the rows' dates)
+    files: list[str] | None = None
 
 
 class Connector(Protocol):

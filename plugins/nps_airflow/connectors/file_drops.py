@@ -5,8 +5,11 @@ Options (sources.yml):
   format          csv | jsonl | json | parquet (default: from the file name)
   encoding        any Python codec name (utf-8, cp1252, latin-1, utf-16, ...); default utf-8.
                   Bytes that are not valid in it never fail the file: the row is quarantined.
-  partition_date  filename (a YYYY-MM-DD in the path below the glob's fixed prefix selects the
-                  files of the interval, +/- 1 day) | none (every file is read every run)
+  partition_date  filename (default: a YYYY-MM-DD in the path below the glob's fixed prefix dates
+                  the file; a run owns the files dated on the days of its interval and loads every
+                  row in them, so a late row in a later day's file is loaded, never dropped; a
+                  rerun replaces those files' rows; a file without a date is loaded whole by every
+                  run) | none (every file is read every run; rows are kept by their own date)
   delimiter       CSV field separator (default ",")
   header_rows     CSV rows before the data (default 1; a Qualtrics export has 3)
   records_path    JSON: dotted path to the list of records inside the document
@@ -41,6 +44,17 @@ if TYPE_CHECKING:
     from nps.sources import EntitySource
 
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
+_UNPARTITIONED = ("none", "false", "no")
+
+
+def owned_days(start: datetime, end: datetime) -> tuple[date, date]:
+    """[first, last) of the days whose midnight (UTC) lies in [start, end); a window inside one
+    day owns that day (each such run reloads that day's file whole, which is idempotent)."""
+    def ceil(t: datetime) -> date:
+        return t.date() if (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0) else t.date() + timedelta(days=1)
+
+    first, last = ceil(start), ceil(end)
+    return (first, last) if first < last else (start.date(), start.date() + timedelta(days=1))
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -100,11 +114,20 @@ class FileConnector:
 
     # ------------------------------------------------------------ reading
 
+    @property
+    def owns_files(self) -> bool:
+        """Date-partitioned drops loaded by window (not updated-since): a run owns its days' files."""
+        return self.partition not in _UNPARTITIONED and not self.source.incremental_column
+
     def files_for_window(self, start: datetime, end: datetime) -> list[Path]:
         files = list_files(self.pattern)
-        if self.partition in ("none", "false", "no"):
+        if self.partition in _UNPARTITIONED:
             return files
-        lo, hi = start.date() - timedelta(days=1), end.date() + timedelta(days=1)
+        if self.owns_files:
+            lo, hi = owned_days(start, end)
+            hi -= timedelta(days=1)
+        else:  # updated-since over dated files: a day either side for rows near midnight
+            lo, hi = start.date() - timedelta(days=1), end.date() + timedelta(days=1)
         prefix = _fixed_prefix(self.pattern)
         chosen = []
         for path in files:
@@ -128,7 +151,8 @@ class FileConnector:
             for part in parts:
                 if watermark in part.frame.columns:
                     part.frame = part.frame[in_window(part.frame[watermark], start, end, self.timezone)]
-        return Batch(parts=parts, location=self.pattern, units=len(paths))
+        return Batch(parts=parts, location=self.pattern, units=len(paths),
+                     files=[str(p) for p in paths] if self.owns_files else None)
 
     def read_file(self, path: Path) -> Part:
         data = path.read_bytes()
