@@ -33,3 +33,18 @@ def test_every_task_has_explicit_retries_and_stage_order():
     assert dag.get_task("validate").upstream_task_ids == {"dbt_build"}
     assert dag.get_task("publish").upstream_task_ids == {"validate"}
     assert dag.get_task("report").upstream_task_ids == {"publish"}
+
+
+def test_the_plugin_loader_does_not_import_our_modules_as_top_level_modules():
+    """Airflow imports every .py under plugins/ as a top-level module named after the file;
+    plugins/.airflowignore keeps it from registering plugins/nps_airflow/dbt.py as `dbt` (and
+    extract.py as `extract`, ...), which would shadow real packages in the worker process."""
+    import sys
+
+    from airflow._shared.plugins_manager.plugins_manager import _load_plugins_from_plugin_directory
+
+    before = set(sys.modules)
+    plugins, errors = _load_plugins_from_plugin_directory(str(config.PLUGINS_DIR))
+    assert errors == {}
+    stems = {p.stem for p in config.PLUGINS_DIR.rglob("*.py")}
+    assert not (set(sys.modules) - before) & stems
