@@ -1,6 +1,7 @@
 """Warehouse access: which PostgreSQL to use, connections, schema set-up and locks.
 
-`NPS_WAREHOUSE_URL` (postgresql://...) selects any PostgreSQL. Without it, an embedded server
+`NPS_WAREHOUSE_URL` (postgresql://...) selects any PostgreSQL, or `NPS_WAREHOUSE_CONN_ID` names an
+Airflow connection that holds it. Without either, an embedded server
 (PyPI `pgserver`, a real PostgreSQL) is started in `data/warehouse` and kept running so that
 psql / BI tools can connect after the pipeline exits; `nps warehouse stop` stops it.
 """
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 URL_ENV = "NPS_WAREHOUSE_URL"
+#: alternatively, the id of an Airflow connection (postgres type) that holds the warehouse
+CONN_ID_ENV = "NPS_WAREHOUSE_CONN_ID"
 
 
 class WarehouseError(RuntimeError):
@@ -117,14 +120,41 @@ def stop_embedded(pgdata: Path | None = None) -> bool:
     return True
 
 
-def resolve_url(*, start: bool = True) -> str:
-    """The warehouse URL: NPS_WAREHOUSE_URL if set, else the embedded server (started on demand).
+def url_from_airflow_connection(conn_id: str) -> str:
+    """A postgresql:// URL from an Airflow connection (metadata DB, secrets backend or an
+    AIRFLOW_CONN_<ID> variable); imported only when configured."""
+    from urllib.parse import quote
 
-    The embedded URL is exported to the environment so child steps (dbt, GX) see the same one.
+    try:
+        from airflow.sdk import Connection
+
+        conn = Connection.get(conn_id)
+    except Exception as exc:  # the SDK raises its own error types for an unknown id
+        raise WarehouseError(f"{CONN_ID_ENV}={conn_id}: no such Airflow connection ({exc})") from exc
+    auth = quote(conn.login or "postgres", safe="")
+    if conn.password:
+        auth += ":" + quote(conn.password, safe="")
+    host, port, dbname = conn.host or "127.0.0.1", conn.port or 5432, conn.schema or "postgres"
+    if host.startswith("/"):  # a unix socket directory
+        return f"postgresql://{auth}@/{dbname}?host={host}&port={port}"
+    return f"postgresql://{auth}@{host}:{port}/{dbname}"
+
+
+def resolve_url(*, start: bool = True) -> str:
+    """The warehouse URL: NPS_WAREHOUSE_URL if set, else the Airflow connection named by
+    NPS_WAREHOUSE_CONN_ID, else the embedded server (started on demand).
+
+    A URL found here is exported as NPS_WAREHOUSE_URL so child steps (dbt, GX) see the same one.
     """
     url = os.environ.get(URL_ENV)
     if url:
         parse_url(url)  # fail early on a malformed URL
+        return url
+    conn_id = os.environ.get(CONN_ID_ENV)
+    if conn_id:
+        url = url_from_airflow_connection(conn_id)
+        parse_url(url)
+        os.environ[URL_ENV] = url
         return url
     if not start:
         raise WarehouseError(f"{URL_ENV} is not set and the embedded warehouse was not requested")

@@ -26,6 +26,7 @@ os.environ.update(orchestrate.airflow_env())
 
 # The server the tests create their databases on; the user's own warehouse is never written.
 _SERVER_URL = os.environ.pop(warehouse.URL_ENV, None)
+os.environ.pop(warehouse.CONN_ID_ENV, None)
 
 
 @pytest.fixture(scope="session")
