@@ -35,7 +35,7 @@ def _announce_warehouse(url: str) -> None:
 
 
 def _resolve_warehouse() -> str:
-    started = not os.environ.get(warehouse.URL_ENV)
+    started = not (os.environ.get(warehouse.URL_ENV) or os.environ.get(warehouse.CONN_ID_ENV))
     url = warehouse.resolve_url()
     if started:
         os.environ["NPS_EMBEDDED_STARTED"] = "1"
@@ -105,6 +105,29 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sources_check(args: argparse.Namespace) -> int:
+    from nps_airflow.extract import check_sources
+    from nps_airflow.stages import parse_when
+
+    report = check_sources(parse_when(args.start), parse_when(args.end), args.entity or None)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    for row in [] if args.json else report:
+        if "error" in row:
+            print(f"{row['entity']:<17} ERROR  {row['error']}")
+            continue
+        flag = "ok   " if row["ok"] else "FAIL "
+        print(f"{row['entity']:<17} {flag} {row['connector']}/{row['mode']} {row['units']} unit(s) from "
+              f"{row['location']}\n{'':<23}read {row['rows_read']}, would load {row['rows_to_load']}, "
+              f"quarantine {row['rows_to_quarantine']} ({row['quarantine_share']:.1%}, max "
+              f"{row['max_quarantine_share']:.1%}), exact duplicates {row['duplicates_dropped']}")
+        if row["rules"]:
+            print(f"{'':<23}rules: " + ", ".join(f"{k} x{v}" for k, v in row["rules"].items()))
+        if row["extra_columns"]:
+            print(f"{'':<23}extra columns (kept in extras): {', '.join(row['extra_columns'])}")
+    return 0 if all(row.get("ok") for row in report) else 1
+
+
 def cmd_themes_fit(args: argparse.Namespace) -> int:
     from nlp.cli import themes_fit
 
@@ -139,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("warehouse", help="show (starting if needed) or stop the embedded warehouse")
     p.add_argument("action", choices=["url", "stop"])
     p.set_defaults(func=cmd_warehouse)
+
+    src = sub.add_parser("sources", help="the configured sources (sources.yml / NPS_SOURCES_CONFIG)")
+    src_sub = src.add_subparsers(dest="sources_command", required=True)
+    p = src_sub.add_parser("check", help="dry run: what a load of the window would read, load and quarantine")
+    p.add_argument("--start", required=True, help="window start, YYYY-MM-DD[THH:MM] (UTC)")
+    p.add_argument("--end", required=True, help="window end (exclusive)")
+    p.add_argument("--entity", action="append", choices=list(config.ENTITIES),
+                   help="only this entity (repeatable; default: all)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_sources_check)
 
     themes = sub.add_parser("themes", help="the theme engine")
     themes_sub = themes.add_subparsers(dest="themes_command", required=True)

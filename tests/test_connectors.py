@@ -505,3 +505,28 @@ def test_generator_writes_through_the_file_connector(db_conn, tmp_path):
     result = load_entity(db_conn, "survey_responses", *JAN, run_id="g", sources_dir=tmp_path, now=NOW)
     assert result.rows_loaded == 1
     assert _rows(db_conn, "select comment from raw.survey_responses") == [('say "hi",\nbye',)]
+
+
+def test_sources_check_is_a_dry_run_that_names_problems(tmp_path, monkeypatch, capsys):
+    from nps.cli import main
+
+    drops = tmp_path / "drops"
+    drops.mkdir()
+    rows = [_response("R1", "2025-01-05T10:00:00+00:00"), _response("R2", "2025-01-06T10:00:00+00:00", score="11")]
+    pd.DataFrame(rows).assign(wave="w1").to_csv(drops / "survey_responses_2025-01-05.csv", index=False)
+    pd.DataFrame([{"account_id": "A1", "usage_date": "2025-01-05"}]).to_csv(drops / "usage.csv", index=False)
+    config_path = tmp_path / "sources.yml"
+    config_path.write_text(
+        "defaults: {max_quarantine_share: 0.6}\n"
+        "entities:\n"
+        f"  survey_responses: {{path: '{drops}/survey_responses_*.csv'}}\n"
+        f"  usage_daily: {{path: '{drops}/usage.csv', partition_date: none}}\n"
+    )
+    monkeypatch.setenv("NPS_SOURCES_CONFIG", str(config_path))
+    code = main(["sources", "check", "--start", "2025-01-01", "--end", "2025-02-01"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "read 2, would load 1, quarantine 1" in out and "score_out_of_range x1" in out
+    assert "extra columns (kept in extras): wave" in out
+    assert "usage_daily       ERROR" in out and "required column active_users" in out
+    assert "accounts          ERROR" in out and "no source configured for entity 'accounts'" in out

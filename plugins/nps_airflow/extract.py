@@ -375,17 +375,34 @@ def _interval_values(frame: pd.DataFrame, spec: EntitySpec) -> pd.Series:
     return _parse_timestamps(interval)
 
 
-def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime, run_id: str, *,
-                sources_dir: Path | None = None, settings: config.LoadSettings | None = None,
-                now: datetime | None = None, source: sources.EntitySource | None = None) -> LoadResult:
-    """Load one entity for the window [start, end) and commit. See the module docstring.
+@dataclass
+class PreparedBatch:
+    """One entity's rows for a window after reading, mapping, validation, de-duplication and PII
+    redaction: what would be loaded and what would be quarantined. Nothing written yet."""
+
+    source: sources.EntitySource
+    batch: connectors.Batch
+    mode: str  # partition | window | incremental
+    rows_read: int
+    good: pd.DataFrame
+    quarantined: pd.DataFrame
+    duplicates_dropped: int
+    extra_columns: list[str]
+    originals: pd.DataFrame | None  # unredacted comments, only with keep_original_comment
+    settings: config.LoadSettings
+
+
+def prepare_batch(entity: str, start: datetime, end: datetime, *, sources_dir: Path | None = None,
+                  settings: config.LoadSettings | None = None, now: datetime | None = None,
+                  source: sources.EntitySource | None = None) -> PreparedBatch:
+    """Steps 1-3 of the module docstring for one entity and window, without the database.
 
     `source` defaults to the entity's entry in the sources configuration (NPS_SOURCES_CONFIG or
     sources.yml, with `${NPS_SOURCES_DIR}` = `sources_dir` when given); `settings` to that
-    source's quarantine threshold and limits."""
+    source's quarantine threshold and limits. Raises SourceContractError when the source cannot
+    be mapped (a required column is missing)."""
     from nlp.text import redact_pii  # one PII scrubber for loader and theme engine
 
-    t0 = time.monotonic()
     spec = SPECS[entity]
     source = with_preset_options(source) if source is not None else entity_source(entity, sources_dir)
     if source.entity != entity:
@@ -399,8 +416,7 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
 
     frame, extra_columns, batch = read_source(source, spec, start, end)
     data_columns = list(spec.columns)
-    owned_files = batch.files
-    mode = "incremental" if incremental else "partition" if owned_files is not None else "window"
+    mode = "incremental" if incremental else "partition" if batch.files is not None else "window"
 
     if mode == "window":
         # keep rows of this window (by the interval column); unparseable ones are validated below:
@@ -425,6 +441,27 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
         if not quarantined.empty and not source.keep_original_comment:
             for col in (column, RAW):
                 quarantined[col] = quarantined[col].map(lambda v: redact_pii(v) if isinstance(v, str) else v)
+    return PreparedBatch(source=source, batch=batch, mode=mode, rows_read=rows_read, good=good,
+                         quarantined=quarantined, duplicates_dropped=duplicates_dropped,
+                         extra_columns=extra_columns, originals=originals, settings=settings)
+
+
+def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime, run_id: str, *,
+                sources_dir: Path | None = None, settings: config.LoadSettings | None = None,
+                now: datetime | None = None, source: sources.EntitySource | None = None) -> LoadResult:
+    """Load one entity for the window [start, end) and commit. See the module docstring and
+    :func:`prepare_batch` for the arguments."""
+    t0 = time.monotonic()
+    spec = SPECS[entity]
+    data_columns = list(spec.columns)
+    prepared = prepare_batch(entity, start, end, sources_dir=sources_dir, settings=settings, now=now,
+                             source=source)
+    source, batch, mode, settings = prepared.source, prepared.batch, prepared.mode, prepared.settings
+    good, quarantined, originals = prepared.good, prepared.quarantined, prepared.originals
+    rows_read, duplicates_dropped, extra_columns = (prepared.rows_read, prepared.duplicates_dropped,
+                                                    prepared.extra_columns)
+    owned_files = batch.files
+    incremental = mode == "incremental"
 
     if extra_columns:
         log.warning("%s: extra source column(s) kept in extras (schema drift) from %s: %s", entity,
@@ -538,3 +575,33 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
             f"rules: {rules}. Good rows were loaded; see raw.quarantine where run_id = '{run_id}'."
         )
     return result
+
+
+def check_sources(start: datetime, end: datetime, entities: list[str] | None = None, *,
+                  now: datetime | None = None) -> list[dict]:
+    """A dry run of every configured source for the window: what a load would read, load and
+    quarantine (by rule), the extra columns, or the error that would stop it. Writes nothing
+    (ids already loaded from another file or window are only found by a real load)."""
+    report = []
+    for entity in entities or list(SPECS):
+        row: dict = {"entity": entity}
+        try:
+            prepared = prepare_batch(entity, start, end, now=now)
+        except (sources.SourceConfigError, SourceContractError, connectors.SourceUnavailable,
+                mappings.MappingError, ValueError) as exc:
+            row.update(ok=False, error=str(exc))
+            report.append(row)
+            continue
+        q = prepared.quarantined
+        share = len(q) / prepared.rows_read if prepared.rows_read else 0.0
+        row.update(
+            ok=share <= prepared.settings.max_quarantine_share,
+            connector=prepared.source.connector, mode=prepared.mode, location=prepared.batch.location,
+            units=prepared.batch.units, rows_read=prepared.rows_read, rows_to_load=len(prepared.good),
+            rows_to_quarantine=len(q), duplicates_dropped=prepared.duplicates_dropped,
+            quarantine_share=round(share, 4), max_quarantine_share=prepared.settings.max_quarantine_share,
+            rules=q["rule"].value_counts().to_dict() if len(q) else {},
+            extra_columns=prepared.extra_columns,
+        )
+        report.append(row)
+    return report
