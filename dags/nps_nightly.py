@@ -10,7 +10,7 @@ One run = one data interval: by default the previous UTC day (runs at 00:00 UTC)
 2. **themes**: embed the interval's new comments (cached by text hash), assign them to the theme
    registry, discover new themes → `nlp.*`.
 3. **dbt_build** (write): staging → intermediate → marts built into the candidate schema
-   `marts_candidate`, with all dbt tests.
+   `marts_candidate`, with all dbt tests, "as of" the interval end (never the wall clock).
 4. **validate** (audit): Great Expectations suites on raw data and the candidate marts; a failed
    expectation fails the run, names the suite, expectation and offending values, and leaves
    yesterday's `marts` untouched.
@@ -85,7 +85,7 @@ def nps_nightly():
     def dbt_build() -> None:
         from nps_airflow import stages
 
-        stages.dbt_build(get_current_context()["run_id"])
+        stages.dbt_build(get_current_context()["run_id"], _interval()[1])
 
     @task
     def validate() -> dict:

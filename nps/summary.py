@@ -39,7 +39,7 @@ RECOVERY_BY_BUCKET = """
            sum(awaiting_next) as awaiting,
            sum(lost_to_churn) as lost
     from marts.detractor_recovery
-    where period_grain = 'quarter'
+    where period_grain = 'quarter' and segment_type = 'overall'
     group by follow_up_bucket
     order by array_position(array['within_24h', 'within_48h', 'later', 'never'], follow_up_bucket)
 """

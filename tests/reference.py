@@ -8,10 +8,18 @@ because they are the output of the theme engine and not a source.
 Usage::
 
     src = load_sources(sources_dir, start, end)
-    nps_by_segment(src, Params())
-    detractor_recovery(src, Params())
-    theme_recurrence(src, comment_themes_df, themes_df, Params())
-    compare_frames(actual_df, expected_df, keys=[...])
+    nps_by_segment(src, Params(), as_of=...)
+    detractor_recovery(src, Params(), as_of=...)
+    theme_recurrence(src, comment_themes_df, themes_df, Params(), as_of=...)
+    theme_alerts(src, comment_themes_df, themes_df, Params(), as_of=...)
+    detractor_queue(src, comment_themes_df, themes_df, Params(), as_of=...)
+    account_nps_trajectory(src, Params(), as_of=...)
+    nps_outcomes(src, Params(), as_of=...)
+    survey_eligibility(src, Params(), as_of=...)
+    compare_frames(actual_df, expected_df, keys=MART_KEYS[name])
+
+Every mart describes what is known at ``as_of`` (default: the UTC midnight after the latest
+response): responses, account / contact versions and activities with their timestamp before it.
 
 Choices where the contract leaves room (kept in one place so they are easy to revisit):
 
@@ -29,6 +37,9 @@ Choices where the contract leaves room (kept in one place so they are easy to re
   of its window, so a row dropped far from its date would be missing from the warehouse).
 - ``arr`` is rounded to 2 decimals (``numeric(14, 2)`` in ``raw.accounts``).
 - ``keywords`` are joined with ``Params.keywords_separator`` (", ").
+- Comments shown in a mart (queue, alert samples) are PII-redacted as the loader stores them.
+- A theme's mentions include the comments of themes merged into it (``merged_into`` chains); the
+  label shown is a person's ``human_label`` when there is one.
 """
 
 from __future__ import annotations
@@ -53,6 +64,8 @@ class Params:
     min_n: int = 30
     next_response_window_days: int = 200
     follow_up_window_days: int = 14
+    follow_up_fast_hours: float = 24
+    follow_up_slow_hours: float = 48
     theme_presence_min_mentions: int = 3
     usage_lookback_days: int = 30
     # arr_band: under_10k < 10k <= 10k_50k < 50k <= 50k_250k < 250k <= 250k_plus
@@ -62,6 +75,16 @@ class Params:
     # usage_band on sessions per day: none == 0, low < 10, medium < 50, high >= 50
     usage_band_bounds: tuple[float, float] = (10, 50)
     keywords_separator: str = ", "
+    # a theme nobody decided about is actionable when this share of its mentions are detractors
+    theme_actionable_min_detractor_share: float = 0.3
+    theme_alert_min_detractor_mentions: int = 10
+    theme_alert_sample_comments: int = 3
+    queue_max_age_days: int = 14
+    queue_high_value_arr: float = 50_000
+    trajectory_last_scores: int = 3
+    outcome_horizons_days: tuple[int, ...] = (90, 180)
+    fatigue_relational_days: int = 90
+    fatigue_transactional_days: int = 60
 
 
 SEGMENT_TYPES = [
@@ -75,6 +98,7 @@ SEGMENT_TYPES = [
     "usage_band",
     "survey_type",
     "trigger_event",
+    "account_owner",
 ]
 FOLLOW_UP_BUCKETS = ["within_24h", "within_48h", "later", "never"]
 
@@ -91,10 +115,18 @@ NPS_COLUMNS = [
     "margin_of_error",
     "revenue_weighted_nps",
     "below_min_n",
+    "previous_period_start",
+    "previous_responses",
+    "previous_nps",
+    "nps_change",
+    "change_margin_of_error",
+    "change_exceeds_margin_of_error",
 ]
 RECOVERY_COLUMNS = [
     "period_grain",
     "period_start",
+    "segment_type",
+    "segment_value",
     "follow_up_bucket",
     "detractors",
     "with_next_response",
@@ -103,15 +135,26 @@ RECOVERY_COLUMNS = [
     "awaiting_next",
     "lost_to_churn",
     "recovery_rate",
+    "full_recovery_rate",
+    "median_hours_to_first_follow_up",
+    "segment_median_hours_to_first_follow_up",
+    "sla_24h_attainment",
+    "sla_48h_attainment",
 ]
 THEME_COLUMNS = [
     "theme_id",
     "theme_label",
     "keywords",
+    "is_actionable",
+    "actionability_source",
     "quarter_start",
     "mentions",
+    "promoter_mentions",
+    "passive_mentions",
     "detractor_mentions",
     "detractor_share",
+    "promoter_mention_share",
+    "detractor_mention_share",
     "arr_at_risk",
     "quarters_present",
     "current_streak",
@@ -119,6 +162,120 @@ THEME_COLUMNS = [
     "last_seen_quarter",
     "status",
 ]
+QUEUE_COLUMNS = [
+    "response_id",
+    "account_id",
+    "contact_id",
+    "queue_position",
+    "priority_quadrant",
+    "priority_rank",
+    "account_name",
+    "plan",
+    "account_arr",
+    "is_high_value",
+    "account_owner",
+    "score",
+    "survey_type",
+    "trigger_event",
+    "comment",
+    "responded_at",
+    "theme_id",
+    "theme_label",
+    "theme_is_actionable",
+    "is_actionable",
+    "actionability_source",
+    "follow_up_due_at",
+    "is_sla_breached",
+    "hours_open",
+    "as_of",
+]
+ALERT_COLUMNS = [
+    "theme_id",
+    "month_start",
+    "theme_label",
+    "keywords",
+    "is_actionable",
+    "actionability_source",
+    "mentions",
+    "detractor_mentions",
+    "detractor_share",
+    "alert_threshold",
+    "previous_month_detractor_mentions",
+    "is_new_alert",
+    "first_alert_month",
+    "accounts_affected",
+    "arr_at_risk",
+    "first_detractor_mention_at",
+    "last_detractor_mention_at",
+    "sample_comments",
+    "sample_response_ids",
+]
+TRAJECTORY_COLUMNS = [
+    "account_id",
+    "account_name",
+    "plan",
+    "arr",
+    "account_owner",
+    "is_churned",
+    "responses",
+    "first_response_at",
+    "last_response_at",
+    "days_since_last_response",
+    "last_score",
+    "last_nps_category",
+    "previous_score",
+    "previous_nps_category",
+    "score_change",
+    "trend",
+    "last_scores",
+    "trajectory",
+    "as_of",
+]
+OUTCOME_COLUMNS = [
+    "horizon_days",
+    "segment_type",
+    "segment_value",
+    "nps_category",
+    "responses",
+    "distinct_accounts",
+    "churned",
+    "churn_rate",
+    "expanded",
+    "expansion_rate",
+    "contracted",
+    "contraction_rate",
+    "arr_at_response",
+    "arr_retained",
+    "net_revenue_retention",
+    "below_min_n",
+]
+ELIGIBILITY_COLUMNS = [
+    "contact_id",
+    "account_id",
+    "contact_role",
+    "account_name",
+    "plan",
+    "account_owner",
+    "last_relational_survey_at",
+    "last_transactional_survey_at",
+    "is_relational_fatigued",
+    "is_transactional_fatigued",
+    "is_account_churned",
+    "is_eligible",
+    "eligible_from",
+    "as_of",
+]
+#: mart name -> its grain (the keys compare_frames aligns on)
+MART_KEYS: dict[str, list[str]] = {
+    "nps_by_segment": ["period_grain", "period_start", "segment_type", "segment_value"],
+    "detractor_recovery": ["period_grain", "period_start", "segment_type", "segment_value", "follow_up_bucket"],
+    "theme_recurrence": ["theme_id", "quarter_start"],
+    "detractor_queue": ["response_id"],
+    "theme_alerts": ["theme_id", "month_start"],
+    "account_nps_trajectory": ["account_id"],
+    "nps_outcomes": ["horizon_days", "segment_type", "segment_value", "nps_category"],
+    "survey_eligibility": ["contact_id"],
+}
 
 # --------------------------------------------------------------------------------------------
 # Loading the source files
@@ -398,8 +555,48 @@ def load_sources(
 
 
 # --------------------------------------------------------------------------------------------
+# "As of": what the warehouse knows at the reference time of a build
+# --------------------------------------------------------------------------------------------
+
+
+def default_as_of(src: Sources) -> pd.Timestamp | None:
+    """The UTC midnight after the latest response (dbt's default when var as_of is unset)."""
+    if src.responses.empty:
+        return None
+    return src.responses["responded_at"].max().floor("D") + pd.Timedelta(days=1)
+
+
+def known_at(src: Sources, as_of: dt.datetime | pd.Timestamp | str) -> Sources:
+    """The rows known before ``as_of``: responses by responded_at, account and contact versions by
+    updated_at, activities by created_at (usage is only read for days before a response)."""
+    t = _utc(as_of)
+    return Sources(
+        responses=src.responses[src.responses["responded_at"] < t].reset_index(drop=True),
+        accounts=src.accounts[src.accounts["updated_at"] < t].reset_index(drop=True),
+        contacts=src.contacts[src.contacts["updated_at"] < t].reset_index(drop=True),
+        activities=src.activities[src.activities["created_at"] < t].reset_index(drop=True),
+        usage=src.usage,
+        rejected=src.rejected,
+    )
+
+
+def _resolve_as_of(src: Sources, as_of: object) -> tuple[Sources, pd.Timestamp]:
+    t = default_as_of(src) if as_of is None else _utc(as_of)
+    return known_at(src, t), t
+
+
+# --------------------------------------------------------------------------------------------
 # Shared building blocks
 # --------------------------------------------------------------------------------------------
+
+
+def _as_loaded(comments: pd.Series) -> pd.Series:
+    """Comments as the loader stores them: e-mail addresses and phone numbers replaced by the
+    loader's own scrubber (its behaviour is tested in tests/test_extract.py; here it is part of
+    the raw contract, not of a mart's logic)."""
+    from nlp.text import redact_pii
+
+    return comments.map(lambda c: redact_pii(c) if isinstance(c, str) else c)
 
 
 def _month_start(ts: pd.Series) -> pd.Series:
@@ -417,29 +614,28 @@ def _category(score: pd.Series) -> pd.Series:
     )
 
 
-def _account_attributes_as_of(responses: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFrame:
-    """Per response (same index), the account version with the greatest updated_at <= responded_at,
-    else the account's earliest version; all null when the account has no version at all."""
-    attrs = ["industry", "region", "employee_band", "plan", "arr", "customer_since"]
-    acc = accounts.sort_values(["updated_at", "account_id"], kind="stable")[
-        ["account_id", "updated_at", *attrs]
-    ]
-    left = pd.DataFrame(
-        {
-            "_i": responses.index,
-            "account_id": responses["account_id"],
-            "responded_at": responses["responded_at"],
-        }
-    ).sort_values("responded_at", kind="stable")
+ACCOUNT_ATTRIBUTES = ["name", "industry", "region", "employee_band", "plan", "arr", "customer_since", "owner"]
+
+
+def _account_as_of(account_id: pd.Series, at: pd.Series, accounts: pd.DataFrame) -> pd.DataFrame:
+    """Per row (same index), the account version with the greatest updated_at <= at, else the
+    account's earliest version; all null when the account has no version at all."""
+    attrs = ACCOUNT_ATTRIBUTES
+    acc = accounts.sort_values(["updated_at", "account_id"], kind="stable")[["account_id", "updated_at", *attrs]]
+    left = pd.DataFrame({"_i": account_id.index, "account_id": account_id, "at": at}).sort_values(
+        "at", kind="stable"
+    )
     asof = pd.merge_asof(
-        left, acc, left_on="responded_at", right_on="updated_at", by="account_id", direction="backward"
+        left, acc, left_on="at", right_on="updated_at", by="account_id", direction="backward"
     ).set_index("_i")
     earliest = acc.groupby("account_id", sort=False).head(1).set_index("account_id")
     missing = asof["updated_at"].isna()
     fill = earliest.reindex(asof.loc[missing, "account_id"])
     fill.index = asof.index[missing]
     asof.loc[missing, attrs] = fill[attrs]
-    return asof.loc[responses.index, attrs]
+    out = asof.loc[account_id.index, attrs]
+    out["arr"] = pd.to_numeric(out["arr"]).astype("float64")
+    return out
 
 
 def _latest_account_version(accounts: pd.DataFrame) -> pd.DataFrame:
@@ -482,16 +678,18 @@ def _usage_sessions_before(responses: pd.DataFrame, usage: pd.DataFrame, days: i
     return cum_through(day - pd.Timedelta(days=1)) - cum_through(day - pd.Timedelta(days=days + 1))
 
 
-def enrich_responses(src: Sources, params: Params = Params()) -> pd.DataFrame:
-    """Responses with category, periods and every segment attribute as of the response."""
+def enrich_responses(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame:
+    """Responses known at as_of with category, periods and every segment attribute as of the response."""
+    src, as_of = _resolve_as_of(src, as_of)
     r = src.responses.reset_index(drop=True).copy()
     r["category"] = _category(r["score"])
+    r["respondent"] = r["contact_id"].where(r["contact_id"].notna(), r["account_id"])
+    r["surveyed_at"] = r["sent_at"].where(r["sent_at"].notna(), r["responded_at"])
     r["month_start"] = _month_start(r["responded_at"])
     r["quarter_start"] = _quarter_start(r["responded_at"])
-    attrs = _account_attributes_as_of(r, src.accounts)
+    attrs = _account_as_of(r["account_id"], r["responded_at"], src.accounts)
     for col in attrs.columns:
-        r[col] = attrs[col]
-    r["arr"] = pd.to_numeric(r["arr"]).astype("float64")
+        r["account_name" if col == "name" else "account_owner" if col == "owner" else col] = attrs[col]
 
     r["arr_band"] = _band(r["arr"], params.arr_band_bounds, ["under_10k", "10k_50k", "50k_250k", "250k_plus"])
     resp_day = r["responded_at"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
@@ -507,10 +705,27 @@ def enrich_responses(src: Sources, params: Params = Params()) -> pd.DataFrame:
     r["usage_band"] = np.select(
         [sessions == 0, sessions < low * n, sessions < medium * n], ["none", "low", "medium"], default="high"
     )
-    for col in ["plan", "industry", "region", "employee_band", "survey_type", "trigger_event"]:
+    for col in ["plan", "industry", "region", "employee_band", "survey_type", "trigger_event", "account_owner"]:
         r[col] = r[col].astype(object).where(r[col].notna(), "unknown")
     r["overall"] = "all"
     return r
+
+
+def _segment_rows(r: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """One row per response and segment type (segment_type, segment_value) with ``columns``."""
+    return r.melt(id_vars=columns, value_vars=SEGMENT_TYPES, var_name="segment_type", value_name="segment_value")
+
+
+def _shift_period(starts: pd.Series, grains: pd.Series, sign: int = -1) -> pd.Series:
+    """The calendar period before (sign -1) each period start: a month or a quarter earlier."""
+    return pd.Series(
+        [
+            (pd.Timestamp(s) + pd.DateOffset(months=sign * (1 if g == "month" else 3))).date()
+            for s, g in zip(starts, grains, strict=True)
+        ],
+        index=starts.index,
+        dtype=object,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -518,8 +733,8 @@ def enrich_responses(src: Sources, params: Params = Params()) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def nps_by_segment(src: Sources, params: Params = Params()) -> pd.DataFrame:
-    r = enrich_responses(src, params)
+def nps_by_segment(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame:
+    r = enrich_responses(src, params, as_of)
     r["is_p"] = (r["category"] == "promoter").astype(int)
     r["is_pa"] = (r["category"] == "passive").astype(int)
     r["is_d"] = (r["category"] == "detractor").astype(int)
@@ -558,6 +773,20 @@ def nps_by_segment(src: Sources, params: Params = Params()) -> pd.DataFrame:
     for c in ["responses", "promoters", "passives", "detractors"]:
         out[c] = out[c].astype("int64")
     out["segment_value"] = out["segment_value"].astype(object)
+
+    # change vs the same segment in the previous calendar period
+    out["previous_period_start"] = _shift_period(out["period_start"], out["period_grain"])
+    prev = out[["period_grain", "period_start", "segment_type", "segment_value", "responses", "nps",
+                "margin_of_error"]].rename(
+        columns={"period_start": "previous_period_start", "responses": "previous_responses",
+                 "nps": "previous_nps", "margin_of_error": "previous_moe"}
+    )  # fmt: skip
+    out = out.merge(prev, on=["period_grain", "previous_period_start", "segment_type", "segment_value"],
+                    how="left")  # fmt: skip
+    out["nps_change"] = out["nps"] - out["previous_nps"]
+    out["change_margin_of_error"] = np.sqrt(out["margin_of_error"] ** 2 + out["previous_moe"] ** 2)
+    exceeds = out["nps_change"].abs() > out["change_margin_of_error"]
+    out["change_exceeds_margin_of_error"] = exceeds.astype(object).where(out["previous_nps"].notna(), None)
     return (
         out[NPS_COLUMNS]
         .sort_values(["period_grain", "period_start", "segment_type", "segment_value"])
@@ -570,8 +799,10 @@ def nps_by_segment(src: Sources, params: Params = Params()) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def detractor_outcomes(src: Sources, params: Params = Params()) -> pd.DataFrame:
-    """One row per detractor response with next response, first follow-up and outcome flags."""
+def detractor_outcomes(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame:
+    """One row per detractor response known at as_of with next response, first follow-up, SLA flags
+    and outcome flags."""
+    src, as_of = _resolve_as_of(src, as_of)
     r = src.responses.reset_index(drop=True).copy()
     r["respondent"] = r["contact_id"].where(r["contact_id"].notna(), r["account_id"])
     r = r.sort_values(["respondent", "responded_at", "response_id"], kind="stable").reset_index(drop=True)
@@ -582,6 +813,7 @@ def detractor_outcomes(src: Sources, params: Params = Params()) -> pd.DataFrame:
 
     det = r[r["score"] <= 6].copy().reset_index(drop=True)
     window = pd.Timedelta(days=params.next_response_window_days)
+    det["has_following"] = det["next_at"].notna()
     det["has_next"] = det["next_at"].notna() & ((det["next_at"] - det["responded_at"]) <= window)
 
     # First follow-up: linked to the response, or same account within the window, created_at >= responded_at
@@ -603,8 +835,15 @@ def detractor_outcomes(src: Sources, params: Params = Params()) -> pd.DataFrame:
     det["follow_up_hours"] = (det["first_follow_up_at"] - det["responded_at"]) / pd.Timedelta(hours=1)
     h = det["follow_up_hours"]
     det["follow_up_bucket"] = np.select(
-        [h.isna(), h <= 24, h <= 48], ["never", "within_24h", "within_48h"], default="later"
+        [h.isna(), h <= params.follow_up_fast_hours, h <= params.follow_up_slow_hours],
+        ["never", "within_24h", "within_48h"],
+        default="later",
     )
+    det["hours_since_response"] = (as_of - det["responded_at"]) / pd.Timedelta(hours=1)
+    for name, hours in (("24h", params.follow_up_fast_hours), ("48h", params.follow_up_slow_hours)):
+        met = (h <= hours).fillna(False).astype(bool)
+        det[f"sla_{name}_met"] = met
+        det[f"sla_{name}_judged"] = met | (det["hours_since_response"] > hours)
 
     churned = _latest_account_version(src.accounts)["churned_at"]
     det["churned_at"] = det["account_id"].map(churned).astype(TS_DTYPE)
@@ -621,48 +860,67 @@ def detractor_outcomes(src: Sources, params: Params = Params()) -> pd.DataFrame:
     return det
 
 
-def detractor_recovery(src: Sources, params: Params = Params()) -> pd.DataFrame:
-    det = detractor_outcomes(src, params)
+def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    return (num / den.where(den > 0)).astype("float64")
+
+
+def detractor_recovery(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame:
+    src, as_of = _resolve_as_of(src, as_of)
+    det = detractor_outcomes(src, params, as_of)
+    if det.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in RECOVERY_COLUMNS})
+    segments = enrich_responses(src, params, as_of)[["response_id", *SEGMENT_TYPES]]
+    flags = ["has_next", "recovered", "fully_recovered", "awaiting_next", "lost_to_churn", "sla_24h_met",
+             "sla_24h_judged", "sla_48h_met", "sla_48h_judged"]  # fmt: skip
+    det = _segment_rows(
+        det[["response_id", "month_start", "quarter_start", "follow_up_bucket", "follow_up_hours", *flags]].merge(
+            segments, on="response_id"
+        ),
+        ["response_id", "month_start", "quarter_start", "follow_up_bucket", "follow_up_hours", *flags],
+    )
+    seg_keys = ["period_start", "segment_type", "segment_value"]
     parts = []
     for grain, period_col in (("month", "month_start"), ("quarter", "quarter_start")):
-        g = det.groupby([period_col, "follow_up_bucket"]).agg(
+        d = det.rename(columns={period_col: "period_start"})
+        per_bucket = d.groupby([*seg_keys, "follow_up_bucket"]).agg(
             detractors=("response_id", "size"),
             with_next_response=("has_next", "sum"),
             recovered=("recovered", "sum"),
             fully_recovered=("fully_recovered", "sum"),
             awaiting_next=("awaiting_next", "sum"),
             lost_to_churn=("lost_to_churn", "sum"),
+            median_hours_to_first_follow_up=("follow_up_hours", "median"),
         )
-        full = pd.MultiIndex.from_product(
-            [sorted(det[period_col].unique()), FOLLOW_UP_BUCKETS], names=[period_col, "follow_up_bucket"]
+        per_segment = d.groupby(seg_keys).agg(
+            segment_median_hours_to_first_follow_up=("follow_up_hours", "median"),
+            met_24=("sla_24h_met", "sum"),
+            judged_24=("sla_24h_judged", "sum"),
+            met_48=("sla_48h_met", "sum"),
+            judged_48=("sla_48h_judged", "sum"),
         )
-        g = g.reindex(full, fill_value=0).reset_index().rename(columns={period_col: "period_start"})
+        per_segment["sla_24h_attainment"] = _ratio(per_segment["met_24"], per_segment["judged_24"])
+        per_segment["sla_48h_attainment"] = _ratio(per_segment["met_48"], per_segment["judged_48"])
+        spine = per_segment.reset_index()[seg_keys].merge(
+            pd.DataFrame({"follow_up_bucket": FOLLOW_UP_BUCKETS}), how="cross"
+        )
+        g = spine.merge(per_bucket.reset_index(), on=[*seg_keys, "follow_up_bucket"], how="left")
+        g = g.merge(per_segment.reset_index(), on=seg_keys, how="left")
         g.insert(0, "period_grain", grain)
         parts.append(g)
-    cols = [
-        "detractors",
-        "with_next_response",
-        "recovered",
-        "fully_recovered",
-        "awaiting_next",
-        "lost_to_churn",
-    ]
-    if not parts or det.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in RECOVERY_COLUMNS})
     out = pd.concat(parts, ignore_index=True)
-    for c in cols:
-        out[c] = out[c].astype("int64")
-    wn = out["with_next_response"]
-    out["recovery_rate"] = (out["recovered"] / wn.where(wn > 0)).astype("float64")
+    for c in ["detractors", "with_next_response", "recovered", "fully_recovered", "awaiting_next", "lost_to_churn"]:
+        out[c] = out[c].fillna(0).astype("int64")
+    out["recovery_rate"] = _ratio(out["recovered"], out["with_next_response"])
+    out["full_recovery_rate"] = _ratio(out["fully_recovered"], out["with_next_response"])
     return (
         out[RECOVERY_COLUMNS]
-        .sort_values(["period_grain", "period_start", "follow_up_bucket"])
+        .sort_values(["period_grain", "period_start", "segment_type", "segment_value", "follow_up_bucket"])
         .reset_index(drop=True)
     )
 
 
 # --------------------------------------------------------------------------------------------
-# marts.theme_recurrence
+# Themes: mentions (merges resolved) and actionability
 # --------------------------------------------------------------------------------------------
 
 
@@ -677,57 +935,133 @@ def _keywords_text(value: object, sep: str) -> object:
     return sep.join(str(v) for v in value)  # list / tuple / ndarray
 
 
+def _theme_registry(themes: pd.DataFrame) -> pd.DataFrame:
+    """nlp.themes rows (theme_id, label, keywords, status[, merged_into, human_label, is_actionable])
+    indexed by theme_id; the shown label is a person's label when there is one."""
+    t = themes.copy()
+    t["theme_id"] = t["theme_id"].astype("int64")
+    for col in ("merged_into", "human_label", "is_actionable"):
+        if col not in t.columns:
+            t[col] = None
+    t["label"] = t["human_label"].where(t["human_label"].notna(), t["label"])
+    return t.set_index("theme_id")
+
+
+def _resolve_merges(registry: pd.DataFrame, max_hops: int = 50) -> dict[int, int]:
+    """theme_id -> the theme at the end of its merged_into chain (itself when not merged)."""
+    into = {int(k): (None if pd.isna(v) else int(v)) for k, v in registry["merged_into"].items()}
+    resolved = {}
+    for theme in into:
+        current, hops = theme, 0
+        while into.get(current) is not None and into[current] in into and hops < max_hops:
+            current, hops = into[current], hops + 1
+        resolved[theme] = current
+    return resolved
+
+
+def theme_mentions(
+    src: Sources, comment_themes: pd.DataFrame, themes: pd.DataFrame, params: Params = Params(),
+    as_of: object = None,
+) -> pd.DataFrame:  # fmt: skip
+    """One row per response known at as_of whose comment's theme resolves (merged_into chain) to an
+    active theme, with the response's category, periods, account, ARR as of the response, comment
+    and the assignment confidence."""
+    r = enrich_responses(src, params, as_of)
+    registry = _theme_registry(themes)
+    resolved = _resolve_merges(registry)
+    active = set(registry.index[registry["status"] == "active"])
+    cols = ["response_id", "theme_id"] + (["confidence"] if "confidence" in comment_themes.columns else [])
+    ct = comment_themes[cols].dropna(subset=["theme_id"]).copy()
+    if "confidence" not in ct.columns:
+        ct["confidence"] = np.nan
+    ct["response_id"] = ct["response_id"].astype(str)
+    ct["theme_id"] = ct["theme_id"].astype("int64").map(resolved)
+    ct = ct[ct["theme_id"].isin(active)]
+    ct["theme_id"] = ct["theme_id"].astype("int64")
+    ct["confidence"] = pd.to_numeric(ct["confidence"]).astype("float64")
+    m = ct.merge(
+        r[["response_id", "account_id", "responded_at", "score", "category", "arr", "comment", "month_start",
+           "quarter_start"]],
+        on="response_id",
+    )  # fmt: skip
+    m["comment"] = _as_loaded(m["comment"])
+    m["is_d"] = m["category"] == "detractor"
+    m["is_p"] = m["category"] == "promoter"
+    m["is_pa"] = m["category"] == "passive"
+    return m
+
+
+def themes_classified(mentions: pd.DataFrame, themes: pd.DataFrame, params: Params = Params()) -> pd.DataFrame:
+    """Per active theme: label, keywords, the person's actionable decision, and the effective one
+    (the decision, else detractor share of its mentions >= the threshold)."""
+    registry = _theme_registry(themes)
+    t = registry[registry["status"] == "active"].copy()
+    counts = mentions.groupby("theme_id").agg(mentions=("response_id", "size"), detractors=("is_d", "sum"))
+    t = t.join(counts)
+    share = t["detractors"] / t["mentions"]
+    decided = t["is_actionable"]
+    t["is_actionable_decided"] = decided
+    heuristic = (share >= params.theme_actionable_min_detractor_share).fillna(False)
+    t["is_actionable_effective"] = [bool(d) if pd.notna(d) else bool(h) for d, h in zip(decided, heuristic,
+                                                                                        strict=True)]
+    t["actionability_source"] = np.where(decided.notna(), "human", "heuristic")
+    t["keywords_text"] = [_keywords_text(k, params.keywords_separator) for k in t["keywords"]]
+    return t
+
+
+def _arr_behind_detractors(mentions: pd.DataFrame, period_col: str) -> pd.Series:
+    """Per (theme, period): sum over accounts with a detractor mention of the ARR as of the account's
+    latest detractor mention in the period."""
+    d = mentions[mentions["is_d"]].sort_values(["responded_at", "response_id"], kind="stable")
+    last = d.groupby(["theme_id", period_col, "account_id"]).tail(1)
+    return last["arr"].fillna(0.0).groupby([last["theme_id"], last[period_col]]).sum()
+
+
+# --------------------------------------------------------------------------------------------
+# marts.theme_recurrence
+# --------------------------------------------------------------------------------------------
+
+
 def theme_recurrence(
     src: Sources,
     comment_themes: pd.DataFrame,
     themes: pd.DataFrame,
     params: Params = Params(),
+    as_of: object = None,
 ) -> pd.DataFrame:
-    r = src.responses.reset_index(drop=True).copy()
-    r["quarter_start"] = _quarter_start(r["responded_at"])
-    r["arr"] = pd.to_numeric(_account_attributes_as_of(r, src.accounts)["arr"]).astype("float64")
-
-    active = themes[themes["status"] == "active"].copy()
-    active["theme_id"] = active["theme_id"].astype("int64")
-    ct = comment_themes[["response_id", "theme_id"]].dropna(subset=["theme_id"]).copy()
-    ct["theme_id"] = ct["theme_id"].astype("int64")
-    ct["response_id"] = ct["response_id"].astype(str)
-    m = ct.merge(
-        r[["response_id", "account_id", "responded_at", "score", "arr", "quarter_start"]], on="response_id"
-    )
-    m = m[m["theme_id"].isin(active["theme_id"])]
-    m["is_d"] = m["score"] <= 6
-
+    src, as_of = _resolve_as_of(src, as_of)
+    r = enrich_responses(src, params, as_of)
+    m = theme_mentions(src, comment_themes, themes, params, as_of)
     empty = pd.DataFrame({c: pd.Series(dtype=object) for c in THEME_COLUMNS})
     if m.empty:
         return empty
+    classified = themes_classified(m, themes, params)
     latest_q = pd.Period(max(r["quarter_start"]), freq="Q")
+    quarter_totals = r.groupby("quarter_start").agg(
+        promoters=("category", lambda c: int((c == "promoter").sum())),
+        detractors=("category", lambda c: int((c == "detractor").sum())),
+    )
 
     counts = m.groupby(["theme_id", "quarter_start"]).agg(
-        mentions=("response_id", "size"), detractor_mentions=("is_d", "sum")
+        mentions=("response_id", "size"),
+        promoter_mentions=("is_p", "sum"),
+        passive_mentions=("is_pa", "sum"),
+        detractor_mentions=("is_d", "sum"),
     )
-    d = m[m["is_d"]].sort_values(["responded_at", "response_id"], kind="stable")
-    last_per_account = d.groupby(["theme_id", "quarter_start", "account_id"]).tail(1)
-    arr_risk = (
-        last_per_account["arr"]
-        .fillna(0.0)
-        .groupby([last_per_account["theme_id"], last_per_account["quarter_start"]])
-        .sum()
-    )
+    arr_risk = _arr_behind_detractors(m, "quarter_start")
 
     rows = []
     k = params.theme_presence_min_mentions
-    labels = active.set_index("theme_id")
     for theme_id, first_q in m.groupby("theme_id")["quarter_start"].min().items():
         present_before = 0
         prev_present = False
         streak = 0
         first_seen = last_seen = None
+        theme = classified.loc[theme_id]
         for period in pd.period_range(pd.Period(first_q, freq="Q"), latest_q, freq="Q"):
             q = period.start_time.date()
-            mentions = int(counts["mentions"].get((theme_id, q), 0))
-            det_mentions = int(counts["detractor_mentions"].get((theme_id, q), 0))
-            present = mentions >= k
+            c = {name: int(counts[name].get((theme_id, q), 0)) for name in counts.columns}
+            present = c["mentions"] >= k
             if present:
                 status = "new" if present_before == 0 else ("recurring" if prev_present else "re-emerged")
                 streak += 1
@@ -737,15 +1071,20 @@ def theme_recurrence(
             else:
                 status = "resolved" if prev_present else "absent"
                 streak = 0
+            q_promoters = quarter_totals["promoters"].get(q, 0)
+            q_detractors = quarter_totals["detractors"].get(q, 0)
             rows.append(
                 {
                     "theme_id": int(theme_id),
-                    "theme_label": labels.at[theme_id, "label"],
-                    "keywords": _keywords_text(labels.at[theme_id, "keywords"], params.keywords_separator),
+                    "theme_label": theme["label"],
+                    "keywords": theme["keywords_text"],
+                    "is_actionable": theme["is_actionable_effective"],
+                    "actionability_source": theme["actionability_source"],
                     "quarter_start": q,
-                    "mentions": mentions,
-                    "detractor_mentions": det_mentions,
-                    "detractor_share": det_mentions / mentions if mentions else np.nan,
+                    **c,
+                    "detractor_share": c["detractor_mentions"] / c["mentions"] if c["mentions"] else np.nan,
+                    "promoter_mention_share": c["promoter_mentions"] / q_promoters if q_promoters else np.nan,
+                    "detractor_mention_share": c["detractor_mentions"] / q_detractors if q_detractors else np.nan,
                     "arr_at_risk": float(arr_risk.get((theme_id, q), 0.0)),
                     "quarters_present": present_before,
                     "current_streak": streak,
@@ -756,12 +1095,274 @@ def theme_recurrence(
             )
             prev_present = present
     out = pd.DataFrame(rows, columns=THEME_COLUMNS)
-    for c in ["theme_id", "mentions", "detractor_mentions", "quarters_present", "current_streak"]:
+    for c in ["theme_id", "mentions", "promoter_mentions", "passive_mentions", "detractor_mentions",
+              "quarters_present", "current_streak"]:  # fmt: skip
         out[c] = out[c].astype("int64")
-    for c in ["detractor_share", "arr_at_risk"]:
+    for c in ["detractor_share", "promoter_mention_share", "detractor_mention_share", "arr_at_risk"]:
         out[c] = out[c].astype("float64")
     return out.sort_values(["theme_id", "quarter_start"]).reset_index(drop=True)
 
+
+# --------------------------------------------------------------------------------------------
+# marts.theme_alerts
+# --------------------------------------------------------------------------------------------
+
+
+def theme_alerts(
+    src: Sources,
+    comment_themes: pd.DataFrame,
+    themes: pd.DataFrame,
+    params: Params = Params(),
+    as_of: object = None,
+) -> pd.DataFrame:
+    src, as_of = _resolve_as_of(src, as_of)
+    m = theme_mentions(src, comment_themes, themes, params, as_of)
+    if m.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ALERT_COLUMNS})
+    classified = themes_classified(m, themes, params)
+    d = m[m["is_d"]]
+    monthly = m.groupby(["theme_id", "month_start"]).agg(
+        mentions=("response_id", "size"), detractor_mentions=("is_d", "sum")
+    )
+    det_stats = d.groupby(["theme_id", "month_start"]).agg(
+        accounts_affected=("account_id", "nunique"),
+        first_detractor_mention_at=("responded_at", "min"),
+        last_detractor_mention_at=("responded_at", "max"),
+    )
+    monthly = monthly.join(det_stats).reset_index()
+    monthly["previous_month"] = _shift_period(monthly["month_start"], pd.Series("month", index=monthly.index))
+    previous = monthly.set_index(["theme_id", "month_start"])["detractor_mentions"]
+    monthly["previous_month_detractor_mentions"] = [
+        int(previous.get((t, pm), 0)) for t, pm in zip(monthly["theme_id"], monthly["previous_month"], strict=True)
+    ]
+    threshold = params.theme_alert_min_detractor_mentions
+    alerts = monthly[monthly["detractor_mentions"] >= threshold].copy()
+    alerts["first_alert_month"] = alerts.groupby("theme_id")["month_start"].transform("min")
+    alerts["is_new_alert"] = alerts["previous_month_detractor_mentions"] < threshold
+    alerts["alert_threshold"] = threshold
+    alerts["detractor_share"] = alerts["detractor_mentions"] / alerts["mentions"]
+    arr = _arr_behind_detractors(m, "month_start")
+    alerts["arr_at_risk"] = [float(arr.get((t, mo), 0.0)) for t, mo in zip(alerts["theme_id"], alerts["month_start"],
+                                                                             strict=True)]  # fmt: skip
+
+    samples = d[d["comment"].fillna("").str.strip() != ""].copy()
+    samples["_conf"] = samples["confidence"].fillna(-np.inf)  # nulls last
+    samples["_t"] = samples["responded_at"].astype("int64")
+    # highest confidence first, then latest, then response_id ascending
+    samples = samples.sort_values(["_conf", "_t"], ascending=[False, False], kind="stable")
+    samples = samples.sort_values(
+        ["theme_id", "month_start", "_conf", "_t", "response_id"], ascending=[True, True, False, False, True],
+        kind="stable",
+    )  # fmt: skip
+    top = samples.groupby(["theme_id", "month_start"]).head(params.theme_alert_sample_comments)
+    comments = top.groupby(["theme_id", "month_start"])["comment"].agg(list)
+    ids = top.groupby(["theme_id", "month_start"])["response_id"].agg(list)
+    keys = list(zip(alerts["theme_id"], alerts["month_start"], strict=True))
+    alerts["sample_comments"] = [comments.get(k, []) for k in keys]
+    alerts["sample_response_ids"] = [ids.get(k, []) for k in keys]
+    alerts["theme_label"] = alerts["theme_id"].map(classified["label"])
+    alerts["keywords"] = alerts["theme_id"].map(classified["keywords_text"])
+    alerts["is_actionable"] = alerts["theme_id"].map(classified["is_actionable_effective"])
+    alerts["actionability_source"] = alerts["theme_id"].map(classified["actionability_source"])
+    for c in ["theme_id", "mentions", "detractor_mentions", "accounts_affected", "previous_month_detractor_mentions"]:
+        alerts[c] = alerts[c].astype("int64")
+    return alerts[ALERT_COLUMNS].sort_values(["theme_id", "month_start"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# marts.detractor_queue
+# --------------------------------------------------------------------------------------------
+
+
+def detractor_queue(
+    src: Sources,
+    comment_themes: pd.DataFrame,
+    themes: pd.DataFrame,
+    params: Params = Params(),
+    as_of: object = None,
+) -> pd.DataFrame:
+    src, as_of = _resolve_as_of(src, as_of)
+    det = detractor_outcomes(src, params, as_of)
+    open_ = det[
+        det["first_follow_up_at"].isna()
+        & ~det["has_following"]
+        & (det["responded_at"] >= as_of - pd.Timedelta(days=params.queue_max_age_days))
+        & (det["churned_at"].isna() | (det["churned_at"] >= as_of))
+    ].copy()
+    current = _latest_account_version(src.accounts)
+    open_["account_name"] = open_["account_id"].map(current["name"])
+    open_["plan"] = open_["account_id"].map(current["plan"])
+    open_["account_arr"] = pd.to_numeric(open_["account_id"].map(current["arr"])).astype("float64")
+    open_["account_owner"] = open_["account_id"].map(current["owner"])
+
+    m = theme_mentions(src, comment_themes, themes, params, as_of)
+    classified = themes_classified(m, themes, params)
+    theme_of = m.set_index("response_id")["theme_id"]
+    open_["theme_id"] = open_["response_id"].map(theme_of)
+    has_theme = open_["theme_id"].notna()
+    tid = open_["theme_id"]
+    open_["theme_label"] = tid.map(classified["label"])
+    open_["theme_is_actionable"] = tid.map(classified["is_actionable_decided"]).astype(object)
+    open_["theme_is_actionable"] = open_["theme_is_actionable"].where(open_["theme_is_actionable"].notna(), None)
+    open_["is_actionable"] = tid.map(classified["is_actionable_effective"]).fillna(False).astype(bool)
+    open_["actionability_source"] = np.where(has_theme, tid.map(classified["actionability_source"]), "no_theme")
+    open_["is_high_value"] = (open_["account_arr"] >= params.queue_high_value_arr).fillna(False).astype(bool)
+    hv, act = open_["is_high_value"], open_["is_actionable"]
+    open_["priority_rank"] = np.select([hv & act, hv, act], [1, 2, 3], default=4)
+    open_["priority_quadrant"] = (
+        np.where(hv, "high_value", "low_value") + np.where(act, "_high_actionability", "_low_actionability")
+    )
+    open_["follow_up_due_at"] = open_["responded_at"] + pd.Timedelta(hours=params.follow_up_fast_hours)
+    open_["is_sla_breached"] = as_of > open_["follow_up_due_at"]
+    open_["hours_open"] = open_["hours_since_response"]
+    open_["as_of"] = as_of
+    open_["_arr"] = open_["account_arr"].fillna(-np.inf)  # nulls last in "ARR descending"
+    open_ = open_.sort_values(
+        ["priority_rank", "is_sla_breached", "_arr", "responded_at", "response_id"],
+        ascending=[True, False, False, True, True],
+        kind="stable",
+    )
+    open_["queue_position"] = np.arange(1, len(open_) + 1, dtype="int64")
+    extra = src.responses.set_index("response_id")[["survey_type", "trigger_event", "comment"]].copy()
+    extra["comment"] = _as_loaded(extra["comment"])
+    for c in extra.columns:
+        open_[c] = open_["response_id"].map(extra[c])
+    open_["score"] = open_["score"].astype("int64")
+    return open_[QUEUE_COLUMNS].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# marts.account_nps_trajectory
+# --------------------------------------------------------------------------------------------
+
+_CATEGORY_RANK = {"detractor": 0, "passive": 1, "promoter": 2}
+
+
+def account_nps_trajectory(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame:
+    src, as_of = _resolve_as_of(src, as_of)
+    r = src.responses.copy()
+    r["category"] = _category(r["score"])
+    r = r.sort_values(["account_id", "responded_at", "response_id"], kind="stable")
+    current = _latest_account_version(src.accounts)
+    n = params.trajectory_last_scores
+    rows = []
+    for account_id, g in r.groupby("account_id", sort=True):
+        last, prev = g.iloc[-1], (g.iloc[-2] if len(g) > 1 else None)
+        tail = g.tail(n)
+        if prev is None:
+            trend = "first_response"
+        else:
+            delta = _CATEGORY_RANK[last["category"]] - _CATEGORY_RANK[prev["category"]]
+            trend = "improving" if delta > 0 else "declining" if delta < 0 else "stable"
+        acc = current.loc[account_id] if account_id in current.index else None
+        churned_at = acc["churned_at"] if acc is not None else pd.NaT
+        rows.append(
+            {
+                "account_id": account_id,
+                "account_name": acc["name"] if acc is not None else None,
+                "plan": acc["plan"] if acc is not None else None,
+                "arr": float(acc["arr"]) if acc is not None and pd.notna(acc["arr"]) else np.nan,
+                "account_owner": acc["owner"] if acc is not None else None,
+                "is_churned": bool(pd.notna(churned_at) and churned_at < as_of),
+                "responses": len(g),
+                "first_response_at": g["responded_at"].iloc[0],
+                "last_response_at": last["responded_at"],
+                "days_since_last_response": int(np.floor((as_of - last["responded_at"]) / pd.Timedelta(days=1))),
+                "last_score": int(last["score"]),
+                "last_nps_category": last["category"],
+                "previous_score": int(prev["score"]) if prev is not None else None,
+                "previous_nps_category": prev["category"] if prev is not None else None,
+                "score_change": int(last["score"] - prev["score"]) if prev is not None else None,
+                "trend": trend,
+                "last_scores": [int(s) for s in tail["score"]],
+                "trajectory": " -> ".join(tail["category"]),
+                "as_of": as_of,
+            }
+        )
+    return pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------
+# marts.nps_outcomes
+# --------------------------------------------------------------------------------------------
+
+
+def nps_outcomes(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame:
+    src, as_of = _resolve_as_of(src, as_of)
+    r = enrich_responses(src, params, as_of)
+    churned_at = r["account_id"].map(_latest_account_version(src.accounts)["churned_at"]).astype(TS_DTYPE)
+    parts = []
+    for horizon in params.outcome_horizons_days:
+        end = r["responded_at"] + pd.Timedelta(days=horizon)
+        mature = end <= as_of
+        o = r[mature].copy()
+        o["horizon_days"] = horizon
+        o["arr_after"] = _account_as_of(o["account_id"], end[mature], src.accounts)["arr"]
+        c = churned_at[mature]
+        o["is_churned"] = (c.notna() & (c >= o["responded_at"]) & (c <= end[mature])).astype(bool)
+        o["is_expanded"] = ~o["is_churned"] & (o["arr_after"] > o["arr"])
+        o["is_contracted"] = ~o["is_churned"] & (o["arr_after"] < o["arr"])
+        o["arr_retained"] = np.where(o["is_churned"], 0.0, o["arr_after"].fillna(0.0))
+        o["arr_at_response"] = o["arr"].fillna(0.0)
+        parts.append(o)
+    o = pd.concat(parts, ignore_index=True)
+    cols = ["response_id", "account_id", "horizon_days", "category", "is_churned", "is_expanded", "is_contracted",
+            "arr_at_response", "arr_retained"]  # fmt: skip
+    long = _segment_rows(o[cols + SEGMENT_TYPES], cols)
+    out = (
+        long.groupby(["horizon_days", "segment_type", "segment_value", "category"])
+        .agg(
+            responses=("response_id", "size"),
+            distinct_accounts=("account_id", "nunique"),
+            churned=("is_churned", "sum"),
+            expanded=("is_expanded", "sum"),
+            contracted=("is_contracted", "sum"),
+            arr_at_response=("arr_at_response", "sum"),
+            arr_retained=("arr_retained", "sum"),
+        )
+        .reset_index()
+        .rename(columns={"category": "nps_category"})
+    )
+    for c in ["horizon_days", "responses", "distinct_accounts", "churned", "expanded", "contracted"]:
+        out[c] = out[c].astype("int64")
+    out["churn_rate"] = out["churned"] / out["responses"]
+    out["expansion_rate"] = out["expanded"] / out["responses"]
+    out["contraction_rate"] = out["contracted"] / out["responses"]
+    out["net_revenue_retention"] = _ratio(out["arr_retained"], out["arr_at_response"])
+    out["below_min_n"] = out["responses"] < params.min_n
+    return out[OUTCOME_COLUMNS].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# marts.survey_eligibility
+# --------------------------------------------------------------------------------------------
+
+
+def survey_eligibility(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame:
+    src, as_of = _resolve_as_of(src, as_of)
+    contacts = src.contacts.sort_values("updated_at", kind="stable").groupby("contact_id").tail(1)
+    accounts = _latest_account_version(src.accounts)
+    r = src.responses[src.responses["contact_id"].notna()].copy()
+    r["surveyed_at"] = r["sent_at"].where(r["sent_at"].notna(), r["responded_at"])
+    last = r.pivot_table(index="contact_id", columns="survey_type", values="surveyed_at", aggfunc="max")
+    out = contacts[["contact_id", "account_id", "role"]].rename(columns={"role": "contact_role"}).copy()
+    for col, typ in (("last_relational_survey_at", "relational"), ("last_transactional_survey_at", "transactional")):
+        out[col] = out["contact_id"].map(last[typ]).astype(TS_DTYPE) if typ in last.columns else pd.NaT
+        out[col] = out[col].astype(TS_DTYPE)
+    out["account_name"] = out["account_id"].map(accounts["name"])
+    out["plan"] = out["account_id"].map(accounts["plan"])
+    out["account_owner"] = out["account_id"].map(accounts["owner"])
+    churned_at = out["account_id"].map(accounts["churned_at"]).astype(TS_DTYPE)
+    out["is_account_churned"] = (churned_at.notna() & (churned_at < as_of)).astype(bool)
+    rel_until = out["last_relational_survey_at"] + pd.Timedelta(days=params.fatigue_relational_days)
+    tr_until = out["last_transactional_survey_at"] + pd.Timedelta(days=params.fatigue_transactional_days)
+    out["is_relational_fatigued"] = (rel_until > as_of).fillna(False).astype(bool)
+    out["is_transactional_fatigued"] = (tr_until > as_of).fillna(False).astype(bool)
+    out["is_eligible"] = ~(out["is_account_churned"] | out["is_relational_fatigued"] | out["is_transactional_fatigued"])
+    frm = pd.concat([rel_until, tr_until, pd.Series(as_of, index=out.index)], axis=1).max(axis=1)
+    out["eligible_from"] = frm.where(~out["is_account_churned"]).astype(TS_DTYPE)
+    out["as_of"] = as_of
+    return out[ELIGIBILITY_COLUMNS].sort_values("contact_id").reset_index(drop=True)
 
 # --------------------------------------------------------------------------------------------
 # Comparing frames
@@ -785,8 +1386,10 @@ def _norm(v: object) -> object:
         v = v.item()
     if isinstance(v, pd.Timestamp):
         v = v.to_pydatetime()
-    if isinstance(v, dt.datetime) and v.tzinfo is not None and v.utcoffset() == dt.timedelta(0):
-        v = v.replace(tzinfo=None)  # periods are UTC: 2025-01-01 00:00+00 is the date 2025-01-01
+    if isinstance(v, dt.datetime) and v.tzinfo is not None:
+        # compare in UTC whatever the session time zone; periods are UTC: 2025-01-01 00:00+00 is
+        # the date 2025-01-01
+        v = v.astimezone(dt.UTC).replace(tzinfo=None)
     if isinstance(v, dt.datetime) and v.tzinfo is None and v.time() == dt.time(0):
         return v.date()
     if isinstance(v, bool):

@@ -4,16 +4,17 @@ is checked against an independent pandas computation from the generated source f
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from nps import orchestrate
+from tests import reference
 from tests.conftest import mart as _mart
 from tests.conftest import query as _query
-from tests.reference import compare_frames, detractor_recovery, nps_by_segment, theme_recurrence
+from tests.reference import MART_KEYS, compare_frames
 
 pytestmark = pytest.mark.integration
 
@@ -24,11 +25,27 @@ pytestmark = pytest.mark.integration
 NMI_FLOOR = 0.5
 MAX_UNASSIGNED_SHARE = 0.30
 
-MART_KEYS = {
-    "nps_by_segment": ["period_grain", "period_start", "segment_type", "segment_value"],
-    "detractor_recovery": ["period_grain", "period_start", "follow_up_bucket"],
-    "theme_recurrence": ["theme_id", "quarter_start"],
-}
+THEME_MARTS = {"theme_recurrence", "theme_alerts", "detractor_queue"}
+
+
+def data_end(manifest: dict) -> datetime:
+    """The last run's data interval end: what the marts are "as of" after the fixture."""
+    return datetime.fromisoformat(str(manifest["end"])).replace(tzinfo=UTC)
+
+
+def theme_engine_output(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """nlp.comment_themes / nlp.themes: the theme engine's output is an input of the reference."""
+    comment_themes = _query(url, "select response_id, theme_id, confidence from nlp.comment_themes")
+    themes = _query(url, "select * from nlp.themes")
+    return comment_themes, themes
+
+
+def expected_mart(name: str, src: reference.Sources, url: str, as_of: datetime) -> pd.DataFrame:
+    """The independent pandas computation of a mart."""
+    compute = getattr(reference, name)
+    if name in THEME_MARTS:
+        return compute(src, *theme_engine_output(url), as_of=as_of)
+    return compute(src, as_of=as_of)
 
 
 def test_every_source_row_is_loaded_or_quarantined(pipeline):
@@ -43,31 +60,33 @@ def test_every_source_row_is_loaded_or_quarantined(pipeline):
         assert loaded > 0
 
 
-def test_nps_by_segment_matches_independent_computation(pipeline, sources_frames):
+def test_marts_are_as_of_the_last_data_interval_end(pipeline):
+    url, _, manifest = pipeline
+    as_of = _query(url, "select as_of, as_of_source from intermediate.int_as_of_resolved")
+    assert (as_of["as_of"][0], as_of["as_of_source"][0]) == (data_end(manifest), "var")
+
+
+@pytest.mark.parametrize("name", list(MART_KEYS))
+def test_mart_matches_independent_computation(pipeline, sources_frames, name):
+    url, _, manifest = pipeline
+    actual = _mart(url, name)
+    expected = expected_mart(name, sources_frames, url, data_end(manifest))
+    compare_frames(actual, expected, MART_KEYS[name])
+    assert len(actual) > 0, f"marts.{name} is empty: the comparison proves nothing"
+
+
+def test_marts_cover_every_segment_type_and_outcome(pipeline):
     url = pipeline[0]
-    actual = _mart(url, "nps_by_segment")
-    expected = nps_by_segment(sources_frames)
-    compare_frames(actual, expected, MART_KEYS["nps_by_segment"])
-    assert {"overall", "plan", "arr_band", "tenure_band", "industry", "region", "employee_band",
-            "usage_band", "survey_type", "trigger_event"} <= set(actual["segment_type"])
-
-
-def test_detractor_recovery_matches_independent_computation(pipeline, sources_frames):
-    url = pipeline[0]
-    actual = _mart(url, "detractor_recovery")
-    expected = detractor_recovery(sources_frames)
-    compare_frames(actual, expected, MART_KEYS["detractor_recovery"])
-    assert actual["recovered"].sum() > 0 and actual["lost_to_churn"].sum() >= 0
-
-
-def test_theme_recurrence_matches_independent_computation(pipeline, sources_frames):
-    url = pipeline[0]
-    comment_themes = _query(url, "select response_id, theme_id from nlp.comment_themes")
-    themes = _query(url, "select theme_id, label, keywords, status from nlp.themes")
-    actual = _mart(url, "theme_recurrence")
-    expected = theme_recurrence(sources_frames, comment_themes, themes)
-    compare_frames(actual, expected, MART_KEYS["theme_recurrence"])
-    assert len(actual) > 0
+    for name in ("nps_by_segment", "detractor_recovery", "nps_outcomes"):
+        assert set(_mart(url, name)["segment_type"]) == set(reference.SEGMENT_TYPES), name
+    recovery = _mart(url, "detractor_recovery")
+    assert recovery["recovered"].sum() > 0 and recovery["lost_to_churn"].sum() > 0
+    assert recovery["awaiting_next"].sum() > 0
+    queue = _mart(url, "detractor_queue")
+    assert queue["is_sla_breached"].any() and len(set(queue["priority_quadrant"])) >= 2
+    assert len(_mart(url, "theme_alerts")) > 0
+    eligibility = _mart(url, "survey_eligibility")
+    assert eligibility["is_eligible"].any() and not eligibility["is_eligible"].all()
 
 
 def test_themes_recover_the_generators_latent_themes(pipeline):

@@ -2,7 +2,7 @@
 
 Each test works in its own scratch schemas (``gxt_<pid>_raw`` / ``gxt_<pid>_marts``): a copy of
 ``raw.survey_responses`` without its PK and CHECK constraint (so bad rows can be inserted) and
-the three mart tables with the columns of docs/contracts.md section 4.
+the mart tables with the columns of docs/contracts.md section 4.
 """
 
 from __future__ import annotations
@@ -42,23 +42,71 @@ create table {s}.nps_by_segment (
     period_grain text, period_start date, segment_type text, segment_value text,
     responses integer, promoters integer, passives integer, detractors integer,
     nps double precision, margin_of_error double precision,
-    revenue_weighted_nps double precision, below_min_n boolean
+    revenue_weighted_nps double precision, below_min_n boolean, previous_period_start date,
+    previous_responses integer, previous_nps double precision, nps_change double precision,
+    change_margin_of_error double precision, change_exceeds_margin_of_error boolean
 );
 create table {s}.detractor_recovery (
-    period_grain text, period_start date, follow_up_bucket text, detractors integer,
+    period_grain text, period_start date, segment_type text, segment_value text,
+    follow_up_bucket text, detractors integer,
     with_next_response integer, recovered integer, fully_recovered integer,
-    lost_to_churn integer, awaiting_next integer, recovery_rate double precision
+    lost_to_churn integer, awaiting_next integer, recovery_rate double precision,
+    full_recovery_rate double precision, median_hours_to_first_follow_up double precision,
+    segment_median_hours_to_first_follow_up double precision, sla_24h_attainment double precision,
+    sla_48h_attainment double precision
 );
 create table {s}.theme_recurrence (
-    theme_id integer, quarter_start date, theme_label text, keywords text, mentions integer,
-    detractor_mentions integer, detractor_share double precision, arr_at_risk numeric(14, 2),
-    quarters_present integer, current_streak integer, first_seen_quarter date,
-    last_seen_quarter date, status text
+    theme_id integer, quarter_start date, theme_label text, keywords text, is_actionable boolean,
+    actionability_source text, mentions integer, promoter_mentions integer, passive_mentions integer,
+    detractor_mentions integer, detractor_share double precision,
+    promoter_mention_share double precision, detractor_mention_share double precision,
+    arr_at_risk numeric(14, 2), quarters_present integer, current_streak integer,
+    first_seen_quarter date, last_seen_quarter date, status text
+);
+create table {s}.detractor_queue (
+    response_id text, account_id text, contact_id text, queue_position bigint, priority_quadrant text,
+    priority_rank integer, account_name text, plan text, account_arr numeric(14, 2),
+    is_high_value boolean, account_owner text, score integer, survey_type text, trigger_event text,
+    comment text, responded_at timestamptz, theme_id integer, theme_label text,
+    theme_is_actionable boolean, is_actionable boolean, actionability_source text,
+    follow_up_due_at timestamptz, is_sla_breached boolean, hours_open double precision,
+    as_of timestamptz
+);
+create table {s}.theme_alerts (
+    theme_id integer, month_start date, theme_label text, keywords text, is_actionable boolean,
+    actionability_source text, mentions bigint, detractor_mentions bigint,
+    detractor_share double precision, alert_threshold integer,
+    previous_month_detractor_mentions bigint, is_new_alert boolean, first_alert_month date,
+    accounts_affected bigint, arr_at_risk numeric(18, 2), first_detractor_mention_at timestamptz,
+    last_detractor_mention_at timestamptz, sample_comments text[], sample_response_ids text[]
+);
+create table {s}.account_nps_trajectory (
+    account_id text, account_name text, plan text, arr numeric(14, 2), account_owner text,
+    is_churned boolean, responses bigint, first_response_at timestamptz,
+    last_response_at timestamptz, days_since_last_response integer, last_score integer,
+    last_nps_category text, previous_score integer, previous_nps_category text,
+    score_change integer, trend text, last_scores integer[], trajectory text, as_of timestamptz
+);
+create table {s}.nps_outcomes (
+    horizon_days integer, segment_type text, segment_value text, nps_category text,
+    responses bigint, distinct_accounts bigint, churned bigint, churn_rate double precision,
+    expanded bigint, expansion_rate double precision, contracted bigint,
+    contraction_rate double precision, arr_at_response numeric(18, 2),
+    arr_retained numeric(18, 2), net_revenue_retention double precision, below_min_n boolean
+);
+create table {s}.survey_eligibility (
+    contact_id text, account_id text, contact_role text, account_name text, plan text,
+    account_owner text, last_relational_survey_at timestamptz,
+    last_transactional_survey_at timestamptz, is_relational_fatigued boolean,
+    is_transactional_fatigued boolean, is_account_churned boolean, is_eligible boolean,
+    eligible_from timestamptz, as_of timestamptz
 );
 """
 
 CLEAN_DATA = """
-truncate {r}.survey_responses, {m}.nps_by_segment, {m}.detractor_recovery, {m}.theme_recurrence;
+truncate {r}.survey_responses, {m}.nps_by_segment, {m}.detractor_recovery, {m}.theme_recurrence,
+    {m}.detractor_queue, {m}.theme_alerts, {m}.account_nps_trajectory, {m}.nps_outcomes,
+    {m}.survey_eligibility;
 insert into {r}.survey_responses
     (response_id, survey_id, survey_type, trigger_event, account_id, contact_id, channel,
      sent_at, responded_at, score, comment, language)
@@ -75,33 +123,67 @@ values
 
 insert into {m}.nps_by_segment
 select g, date '2025-01-01', t, case when t = 'overall' then 'all' else 'v' || n end,
-       10, 5, 3, 2, 30.0, 1.96 * sqrt((0.5 + 0.2 - 0.09) / 10) * 100, -12.5, true
+       10, 5, 3, 2, 30.0, 1.96 * sqrt((0.5 + 0.2 - 0.09) / 10) * 100, -12.5, true,
+       date '2024-10-01', null, null, null, null, null
 from unnest(array['overall', 'plan', 'arr_band', 'tenure_band', 'industry', 'region',
-                  'employee_band', 'usage_band', 'survey_type', 'trigger_event'])
+                  'employee_band', 'usage_band', 'survey_type', 'trigger_event', 'account_owner'])
          with ordinality as u(t, n),
      unnest(array['month', 'quarter']) as g;
 insert into {m}.nps_by_segment values
-    ('quarter', '2025-01-01', 'plan', 'enterprise', 40, 0, 0, 40, -100, 0, null, false),
-    ('quarter', '2025-01-01', 'region', 'emea', 3, 3, 0, 0, 100, 0, 100, true);
+    ('quarter', '2025-01-01', 'plan', 'enterprise', 40, 0, 0, 40, -100, 0, null, false,
+     '2024-10-01', 40, -50, -50, 20, true),
+    ('quarter', '2025-01-01', 'region', 'emea', 3, 3, 0, 0, 100, 0, 100, true,
+     '2024-10-01', 3, 100, 0, 0, false);
 
 insert into {m}.detractor_recovery values
-    ('quarter', '2025-01-01', 'within_24h', 5, 4, 2, 1, 1, 0, 0.5),
-    ('quarter', '2025-01-01', 'within_48h', 3, 0, 0, 0, 1, 2, null),
-    ('quarter', '2025-01-01', 'later', 2, 2, 2, 2, 0, 0, 1.0),
-    ('quarter', '2025-01-01', 'never', 4, 1, 0, 0, 2, 1, 0.0),
-    ('month', '2025-02-01', 'within_24h', 0, 0, 0, 0, 0, 0, null),
-    ('month', '2025-02-01', 'within_48h', 1, 1, 1, 0, 0, 0, 1.0),
-    ('month', '2025-02-01', 'later', 0, 0, 0, 0, 0, 0, null),
-    ('month', '2025-02-01', 'never', 2, 0, 0, 0, 0, 2, null);
+    ('quarter', '2025-01-01', 'overall', 'all', 'within_24h', 5, 4, 2, 1, 1, 0, 0.5, 0.25, 3, 20, 0.36, 0.57),
+    ('quarter', '2025-01-01', 'overall', 'all', 'within_48h', 3, 0, 0, 0, 1, 2, null, null, 30, 20, 0.36, 0.57),
+    ('quarter', '2025-01-01', 'overall', 'all', 'later', 2, 2, 2, 2, 0, 0, 1.0, 1.0, 70, 20, 0.36, 0.57),
+    ('quarter', '2025-01-01', 'overall', 'all', 'never', 4, 1, 0, 0, 2, 1, 0.0, 0.0, null, 20, 0.36, 0.57),
+    ('month', '2025-02-01', 'overall', 'all', 'within_24h', 0, 0, 0, 0, 0, 0, null, null, null, 40, 0, 1),
+    ('month', '2025-02-01', 'overall', 'all', 'within_48h', 1, 1, 1, 0, 0, 0, 1.0, 0, 40, 40, 0, 1),
+    ('month', '2025-02-01', 'overall', 'all', 'later', 0, 0, 0, 0, 0, 0, null, null, null, 40, 0, 1),
+    ('month', '2025-02-01', 'overall', 'all', 'never', 2, 0, 0, 0, 0, 2, null, null, null, 40, 0, 1);
 
 insert into {m}.theme_recurrence values
-    (1, '2025-01-01', 'slow support', 'slow, support', 5, 2, 0.4, 12000, 1, 1,
-     '2025-01-01', '2025-01-01', 'new'),
-    (1, '2025-04-01', 'slow support', 'slow, support', 4, 0, 0, 0, 2, 2,
-     '2025-01-01', '2025-04-01', 'recurring'),
-    (1, '2025-07-01', 'slow support', 'slow, support', 0, 0, null, 0, 2, 0,
-     '2025-01-01', '2025-04-01', 'resolved'),
-    (2, '2025-07-01', 'pricing', 'price, expensive', 1, 1, 1, 500, 0, 0, null, null, 'absent');
+    (1, '2025-01-01', 'slow support', 'slow, support', true, 'heuristic', 5, 2, 1, 2, 0.4, 0.1, 0.2,
+     12000, 1, 1, '2025-01-01', '2025-01-01', 'new'),
+    (1, '2025-04-01', 'slow support', 'slow, support', true, 'heuristic', 4, 3, 1, 0, 0, 0.3, 0,
+     0, 2, 2, '2025-01-01', '2025-04-01', 'recurring'),
+    (1, '2025-07-01', 'slow support', 'slow, support', true, 'heuristic', 0, 0, 0, 0, null, 0, 0,
+     0, 2, 0, '2025-01-01', '2025-04-01', 'resolved'),
+    (2, '2025-07-01', 'pricing', 'price, expensive', false, 'human', 1, 0, 0, 1, 1, 0, 0.05,
+     500, 0, 0, null, null, 'absent');
+
+insert into {m}.detractor_queue values
+    ('q1', 'a1', 'c1', 1, 'high_value_high_actionability', 1, 'Acme', 'pro', 90000, true, 'maya', 2,
+     'relational', 'quarterly', 'invoice wrong, call [phone]', '2025-01-02 10:00+00', 7, 'billing',
+     null, true, 'heuristic', '2025-01-03 10:00+00', true, 38, '2025-01-04 00:00+00'),
+    ('q2', 'a2', null, 2, 'low_value_low_actionability', 4, 'Beta', 'starter', 900, false, 'tom', 6,
+     'transactional', 'renewal', null, '2025-01-03 20:00+00', null, null, null, false, 'no_theme',
+     '2025-01-04 20:00+00', false, 4, '2025-01-04 00:00+00');
+
+insert into {m}.theme_alerts values
+    (7, '2025-01-01', 'billing', 'invoice, vat', true, 'heuristic', 14, 11, 11.0 / 14, 10, 3, true,
+     '2025-01-01', 9, 120000, '2025-01-02 10:00+00', '2025-01-30 10:00+00',
+     array['invoice wrong, call [phone]', 'VAT missing'], array['r1', 'r2']);
+
+insert into {m}.account_nps_trajectory values
+    ('a1', 'Acme', 'pro', 90000, 'maya', false, 3, '2024-10-01 10:00+00', '2025-01-02 10:00+00', 1,
+     2, 'detractor', 8, 'passive', -6, 'declining', array[9, 8, 2], 'promoter -> passive -> detractor',
+     '2025-01-04 00:00+00'),
+    ('a2', 'Beta', 'starter', 900, 'tom', false, 1, '2025-01-03 20:00+00', '2025-01-03 20:00+00', 0,
+     6, 'detractor', null, null, null, 'first_response', array[6], 'detractor', '2025-01-04 00:00+00');
+
+insert into {m}.nps_outcomes values
+    (90, 'overall', 'all', 'detractor', 40, 30, 4, 0.1, 5, 0.125, 2, 0.05, 400000, 380000, 0.95, false),
+    (90, 'plan', 'pro', 'promoter', 10, 8, 0, 0, 3, 0.3, 0, 0, 100000, 130000, 1.3, true);
+
+insert into {m}.survey_eligibility values
+    ('c1', 'a1', 'Admin', 'Acme', 'pro', 'maya', '2024-12-01 10:00+00', null, true, false, false, false,
+     '2025-03-01 10:00+00', '2025-01-04 00:00+00'),
+    ('c2', 'a2', 'Champion', 'Beta', 'starter', 'tom', '2024-06-01 10:00+00', null, false, false, false, true,
+     '2025-01-04 00:00+00', '2025-01-04 00:00+00');
 """
 
 
@@ -357,6 +439,11 @@ def test_inconsistent_counts_fail(clean: tuple[str, str], project: Path) -> None
         f"insert into {marts}.theme_recurrence (theme_id, quarter_start, mentions, "
         "detractor_mentions, arr_at_risk, quarters_present, current_streak, status) "
         "values (1, '2025-01-01', 3, 0, 0, 1, 1, 'new');"
+        f"update {marts}.detractor_queue set priority_rank = 3 where response_id = 'q1';"
+        f"update {marts}.theme_alerts set detractor_mentions = 9;"
+        f"update {marts}.account_nps_trajectory set trend = 'improving' where account_id = 'a1';"
+        f"update {marts}.nps_outcomes set churn_rate = 1.5 where segment_type = 'plan';"
+        f"update {marts}.survey_eligibility set is_eligible = true where contact_id = 'c1';"
     )
     with pytest.raises(DataQualityError) as excinfo:
         _validate(raw, marts, project, list(quality.MART_SUITES))
@@ -364,7 +451,11 @@ def test_inconsistent_counts_fail(clean: tuple[str, str], project: Path) -> None
     assert "promoters + passives + detractors = responses" in msg
     assert "recovered <= with_next_response" in msg
     assert "column=recovery_rate" in msg and "1.25" in msg
-    assert "every period has all four follow_up_buckets" in msg
+    assert "every period and segment has all four follow_up_buckets" in msg
+    assert "priority_quadrant / priority_rank follow is_high_value and is_actionable" in msg
+    assert "every alert crossed its threshold" in msg
+    assert "trend follows the last two categories" in msg and "column=churn_rate" in msg
+    assert "is_eligible = not fatigued and not churned" in msg
     assert "column=status" in msg and '"gone"' in msg
     assert "expect_compound_columns_to_be_unique column=theme_id,quarter_start" in msg
     report = excinfo.value.report

@@ -199,6 +199,8 @@ def test_nps_categories_moe_and_revenue_weighting(nps_sources):
     assert list(out.columns) == [
         "period_grain", "period_start", "segment_type", "segment_value", "responses", "promoters",
         "passives", "detractors", "nps", "margin_of_error", "revenue_weighted_nps", "below_min_n",
+        "previous_period_start", "previous_responses", "previous_nps", "nps_change",
+        "change_margin_of_error", "change_exceeds_margin_of_error",
     ]  # fmt: skip
     jan = row(out, period_grain="month", period_start=D(2025, 1, 1), segment_type="overall")
     assert jan["segment_value"] == "all"
@@ -213,6 +215,21 @@ def test_nps_categories_moe_and_revenue_weighting(nps_sources):
     feb = row(out, period_grain="month", period_start=D(2025, 2, 1), segment_type="overall")
     assert feb["nps"] == pytest.approx(0.0)
     assert np.isnan(feb["revenue_weighted_nps"])  # ARR sum is 0 (null arr = weight 0)
+    # change vs January: 0 - 30; February p = d = 0.5, n = 2: var = (1 - 0) / 2 -> MoE 138.6;
+    # combined sqrt(138.6^2 + 48.4^2) = 146.8 > 30: not a significant move
+    assert (feb["previous_period_start"], feb["previous_responses"]) == (D(2025, 1, 1), 10)
+    assert feb["nps_change"] == pytest.approx(-30.0)
+    moe_feb, moe_jan = 1.96 * math.sqrt(0.5) * 100, 1.96 * math.sqrt(0.061) * 100
+    assert feb["change_margin_of_error"] == pytest.approx(math.hypot(moe_feb, moe_jan))
+    assert feb["change_exceeds_margin_of_error"] is False
+    # January has no December: no comparison
+    assert jan["previous_period_start"] == D(2024, 12, 1)
+    assert np.isnan(jan["previous_nps"]) and jan["change_exceeds_margin_of_error"] is None
+    assert row(out, period_grain="quarter", segment_type="overall")["previous_period_start"] == D(2024, 10, 1)
+    # account_owner as of the response is a segment type (default owner o1)
+    assert row(out, period_grain="month", period_start=D(2025, 1, 1), segment_type="account_owner")[
+        "segment_value"
+    ] == "o1"
 
     q1 = row(out, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="overall")
     assert (q1["responses"], q1["promoters"], q1["detractors"]) == (12, 6, 3)
@@ -432,7 +449,7 @@ def test_detractor_recovery_mart(recovery_sources):
     ]
     for grain in ["month", "quarter"]:
         for bucket, (*counts, rate) in expected.items():
-            got = row(out, period_grain=grain, follow_up_bucket=bucket)
+            got = row(out, period_grain=grain, follow_up_bucket=bucket, segment_type="overall")
             assert [int(got[c]) for c in cols] == counts, (grain, bucket)
             assert np.isnan(got["recovery_rate"]) if rate is None else got["recovery_rate"] == rate, bucket
             assert (
@@ -497,9 +514,10 @@ def test_theme_recurrence_statuses_and_arr_at_risk(tmp_path):
     )
     out = theme_recurrence(load_sources(tmp_path), comment_themes, themes)
     assert list(out.columns) == [
-        "theme_id", "theme_label", "keywords", "quarter_start", "mentions", "detractor_mentions",
-        "detractor_share", "arr_at_risk", "quarters_present", "current_streak", "first_seen_quarter",
-        "last_seen_quarter", "status",
+        "theme_id", "theme_label", "keywords", "is_actionable", "actionability_source", "quarter_start",
+        "mentions", "promoter_mentions", "passive_mentions", "detractor_mentions", "detractor_share",
+        "promoter_mention_share", "detractor_mention_share", "arr_at_risk", "quarters_present",
+        "current_streak", "first_seen_quarter", "last_seen_quarter", "status",
     ]  # fmt: skip
     assert set(out["theme_id"]) == {7, 9}
 
@@ -524,7 +542,25 @@ def test_theme_recurrence_statuses_and_arr_at_risk(tmp_path):
     t7.insert(0, "theme_id", 7)
     t7.insert(1, "theme_label", "Login / SSO")
     t7.insert(2, "keywords", "login, sso")
-    compare_frames(out[out.theme_id == 7], t7, keys=["theme_id", "quarter_start"])
+    compare_frames(out[out.theme_id == 7][t7.columns], t7, keys=["theme_id", "quarter_start"])
+    # Q2'25: mentions 2 (6 is a detractor too), 0, 10 -> 1 promoter, 0 passive, 3 detractors; the
+    # quarter has 1 promoter (b4) and 3 detractors overall: each mentions the theme
+    q2_row = row(out, theme_id=7, quarter_start=q2)
+    assert (q2_row["promoter_mentions"], q2_row["passive_mentions"], q2_row["detractor_mentions"]) == (1, 0, 3)
+    assert (q2_row["promoter_mention_share"], q2_row["detractor_mention_share"]) == (1.0, 1.0)
+    # Q3'25: detractors c1, t9, m1 (m1's theme 8 is merged without a target: dropped); c1 mentions 7
+    assert row(out, theme_id=7, quarter_start=q3)["detractor_mention_share"] == pytest.approx(1 / 3)
+    # nobody decided: theme 7 has 4 detractor mentions of 12 (0.33 >= 0.3), theme 9 1 of 1
+    assert row(out, theme_id=7, quarter_start=q1)["is_actionable"]
+    assert row(out, theme_id=9, quarter_start=q3)["is_actionable"]
+    assert set(out["actionability_source"]) == {"heuristic"}
+    stricter = theme_recurrence(load_sources(tmp_path), comment_themes, themes,
+                                Params(theme_actionable_min_detractor_share=0.34))  # fmt: skip
+    assert not row(stricter, theme_id=7, quarter_start=q1)["is_actionable"]
+    # a person's decision wins over the heuristic
+    decided = themes.assign(is_actionable=[False, None, None])
+    assert not row(theme_recurrence(load_sources(tmp_path), comment_themes, decided), theme_id=7,
+                   quarter_start=q1)[["is_actionable"]].item()  # fmt: skip
 
     t9 = out[out.theme_id == 9]
     assert list(t9["quarter_start"]) == [q3, q4, q5, q6]

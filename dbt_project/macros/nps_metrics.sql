@@ -92,3 +92,57 @@
 {% macro safe_ratio(numerator, denominator) -%}
     ({{ numerator }}::double precision / nullif({{ denominator }}, 0))
 {%- endmacro %}
+
+
+{#-
+    The build's reference time as a timestamptz literal, from var `as_of` (ISO 8601; without an
+    offset it is taken as UTC), or none when the var is unset. Parsed here so that the session
+    time zone of the warehouse connection can never shift it.
+-#}
+{% macro as_of_literal() -%}
+    {%- set value = var('as_of', none) -%}
+    {%- if value is none or (value | string | trim) == '' -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set parsed = modules.datetime.datetime.fromisoformat(value | string | trim) -%}
+    {%- if parsed.tzinfo is none -%}
+        {%- set parsed = parsed.replace(tzinfo=modules.pytz.utc) -%}
+    {%- endif -%}
+    {{ return("'" ~ parsed.astimezone(modules.pytz.utc).isoformat() ~ "'::timestamptz") }}
+{%- endmacro %}
+
+
+{#- Hours between two timestamptz, double precision. -#}
+{% macro hours_between(start_ts, end_ts) -%}
+    (extract(epoch from ({{ end_ts }}) - ({{ start_ts }}))::double precision / 3600)
+{%- endmacro %}
+
+
+{#- Category rank for trends: detractor 0 < passive 1 < promoter 2. -#}
+{% macro nps_category_rank(category) -%}
+    case {{ category }} when 'detractor' then 0 when 'passive' then 1 when 'promoter' then 2 end
+{%- endmacro %}
+
+
+{#-
+    Rows of an incremental model whose key is gone from its source (deleted or re-windowed by a
+    reload) are deleted after each build, so the incremental history keeps equal to a full refresh.
+    Used as a post_hook; a no-op on the first build.
+-#}
+{% macro delete_rows_missing_from(source_relation, key) -%}
+    delete from {{ this }} as target
+    where not exists (
+        select 1 from {{ source_relation }} as source_rows
+        where source_rows.{{ key }} = target.{{ key }}
+    )
+{%- endmacro %}
+
+
+{#- The segment types of nps_by_segment / detractor_recovery / nps_outcomes, 'overall' first. Each one
+    but 'overall' is a column of int_responses_enriched (the value as of the response). -#}
+{% macro segment_types() -%}
+    {{ return([
+        'overall', 'plan', 'arr_band', 'tenure_band', 'industry', 'region',
+        'employee_band', 'usage_band', 'survey_type', 'trigger_event', 'account_owner',
+    ]) }}
+{%- endmacro %}

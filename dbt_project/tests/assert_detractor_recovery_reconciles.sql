@@ -1,5 +1,5 @@
--- Every detractor is counted exactly once per period grain, and every period with a detractor has
--- all four follow-up buckets.
+-- Every detractor is counted exactly once per period grain and segment type, and every period and
+-- segment with a detractor has all four follow-up buckets.
 with
 
 detractor_recovery as (
@@ -26,29 +26,68 @@ expected as (
 
 ),
 
-actual as (
+per_segment_type as (
 
     select
         period_grain,
         period_start,
-        sum(detractors) as detractors,
+        segment_type,
+        sum(detractors) as detractors
+    from detractor_recovery
+    group by period_grain, period_start, segment_type
+
+),
+
+bucket_counts as (
+
+    select
+        period_grain,
+        period_start,
+        segment_type,
+        segment_value,
         count(*) as buckets
     from detractor_recovery
-    group by period_grain, period_start
+    group by period_grain, period_start, segment_type, segment_value
+
+),
+
+segment_type_counts as (
+
+    select count(distinct segment_type) as segment_types
+    from detractor_recovery
 
 )
 
 select
-    coalesce(expected.period_grain, actual.period_grain) as period_grain,
-    coalesce(expected.period_start, actual.period_start) as period_start,
+    expected.period_grain,
+    expected.period_start,
+    per_segment_type.segment_type,
     expected.detractors as expected_detractors,
-    actual.detractors as actual_detractors,
-    actual.buckets
+    per_segment_type.detractors as actual_detractors,
+    null::bigint as buckets
 from expected
-full outer join actual
+left join per_segment_type
     on
-        expected.period_grain = actual.period_grain
-        and expected.period_start = actual.period_start
-where
-    expected.detractors is distinct from actual.detractors
-    or actual.buckets is distinct from 4
+        expected.period_grain = per_segment_type.period_grain
+        and expected.period_start = per_segment_type.period_start
+where per_segment_type.detractors is distinct from expected.detractors
+union all
+select
+    period_grain,
+    period_start,
+    segment_type,
+    null as expected_detractors,
+    null as actual_detractors,
+    buckets
+from bucket_counts
+where buckets <> 4
+union all
+select
+    null as period_grain,
+    null as period_start,
+    null as segment_type,
+    {{ segment_types() | length }} as expected_detractors,
+    segment_types as actual_detractors,
+    null as buckets
+from segment_type_counts
+where segment_types not in (0, {{ segment_types() | length }})

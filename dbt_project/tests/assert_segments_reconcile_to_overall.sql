@@ -51,4 +51,4 @@ left join segment_totals
         and responses_per_period.period_start = segment_totals.period_start
 where
     segment_totals.responses is distinct from responses_per_period.responses
-    or (select count(distinct segment_type) from segment_totals) not in (0, 10)
+    or (select count(distinct segment_type) from segment_totals) not in (0, {{ segment_types() | length }})

@@ -8,11 +8,24 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nps import config, warehouse
 
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as PgConnection
+
 log = logging.getLogger(__name__)
+
+#: the survey feed: a run's marts are "as of" the newest interval loaded for it
+AS_OF_ENTITY = "survey_responses"
+#: the nightly build: models, snapshots, seeds and every data test, stopping at the first failure.
+#: Unit tests (fixed inputs, they check the SQL, not the data) run in the test suite instead, as
+#: dbt recommends for production runs (tests/test_dbt_project.py).
+BUILD_ARGS = ["build", "--fail-fast", "--exclude-resource-type", "unit_test"]
 
 
 class DbtError(RuntimeError):
@@ -29,12 +42,17 @@ def dbt_env(url: str) -> dict[str, str]:
     env.update(warehouse.libpq_env(url))
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     env.setdefault("DBT_PROFILES_DIR", str(config.DBT_PROJECT_DIR))
+    # Sessions in UTC: "+ interval '14 days'" on a timestamptz counts calendar days in the session
+    # time zone, and the metric definitions count 24-hour days. JIT off: the models are many small
+    # analytic queries that PostgreSQL's JIT takes far longer to compile (measured ~1 s per model on
+    # the test data) than to run. Appended to the caller's PGOPTIONS (the later -c wins).
+    env["PGOPTIONS"] = " ".join(filter(None, [os.environ.get("PGOPTIONS", ""), "-c timezone=UTC -c jit=off"]))
     return env
 
 
-def failed_nodes(project_dir: Path) -> list[str]:
+def failed_nodes(target_dir: Path) -> list[str]:
     """Failing models/tests from dbt's run_results.json, with their messages."""
-    path = project_dir / "target" / "run_results.json"
+    path = target_dir / "run_results.json"
     if not path.exists():
         return []
     results = json.loads(path.read_text())["results"]
@@ -46,17 +64,52 @@ def failed_nodes(project_dir: Path) -> list[str]:
 
 
 def run_dbt(args: list[str], url: str, *, vars: dict | None = None,
-            project_dir: Path = config.DBT_PROJECT_DIR) -> str:
-    """Run `dbt <args>` and return its output; raise DbtError naming failing nodes on failure."""
+            project_dir: Path = config.DBT_PROJECT_DIR, target_dir: Path | None = None) -> str:
+    """Run `dbt <args>` and return its output; raise DbtError naming failing nodes on failure.
+
+    Each call gets its own target and log folder (a temporary one unless `target_dir` is given),
+    so concurrent builds never overwrite each other's manifest or run results; partial parsing
+    would not help anyway, as the vars change every run. A failed call keeps its folder and names it.
+    """
+    own_dir = target_dir is None
+    target = Path(tempfile.mkdtemp(prefix="nps-dbt-")) if own_dir else Path(target_dir)
     cmd = [dbt_executable(), *args, "--project-dir", str(project_dir),
-           "--profiles-dir", str(project_dir)]
+           "--profiles-dir", str(project_dir), "--target-path", str(target),
+           "--log-path", str(target / "logs")]
     if vars:
-        cmd += ["--vars", json.dumps(vars)]
+        cmd += ["--vars", json.dumps(vars, default=str)]
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(cmd, env=dbt_env(url), capture_output=True, text=True, check=False)
     output = proc.stdout + proc.stderr
     log.info("dbt output:\n%s", output[-20000:])
     if proc.returncode != 0:
-        failures = failed_nodes(project_dir) or [output.strip()[-2000:]]
-        raise DbtError(f"dbt {' '.join(args)} failed ({len(failures)} node(s)):\n" + "\n".join(failures))
+        failures = failed_nodes(target) or [output.strip()[-2000:]]
+        raise DbtError(f"dbt {' '.join(args)} failed ({len(failures)} node(s)); compiled SQL and logs "
+                       f"in {target}:\n" + "\n".join(failures))
+    if own_dir:
+        shutil.rmtree(target, ignore_errors=True)
     return output
+
+
+def build_as_of(conn: PgConnection, interval_end: datetime | None) -> datetime | None:
+    """The reference time ("as of") of a build: the run's data interval end, or the end of the newest
+    interval already loaded for the survey feed when that is later.
+
+    Time-dependent marts (today's detractor queue, days since the last response, survey
+    eligibility) then never depend on the wall clock: a rerun of an interval, a backfill of quarter
+    after quarter, or the nightly runs give the same marts. Re-running an *old* interval (a backfill
+    after a source fix) keeps the marts at the newest data instead of publishing them as they were
+    back then. None (no interval, nothing loaded) lets dbt fall back to the UTC midnight after the
+    latest response.
+    """
+    with conn.cursor() as cur:
+        cur.execute("select max(interval_end) from raw.load_audit where entity = %s", (AS_OF_ENTITY,))
+        loaded = cur.fetchone()[0]
+    candidates = [t.astimezone(UTC) for t in (interval_end, loaded) if t is not None]
+    return max(candidates) if candidates else None
+
+
+def build_vars(run_id: str, marts_schema: str, as_of: datetime | None) -> dict[str, str | None]:
+    """The --vars of the pipeline's `dbt build`."""
+    return {"run_id": run_id, "marts_schema": marts_schema,
+            "as_of": as_of.astimezone(UTC).isoformat() if as_of is not None else None}

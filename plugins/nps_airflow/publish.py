@@ -10,7 +10,10 @@ that candidate, and only then does `publish` copy it into `marts` in ONE transac
 - a mart that is new is created with the candidate's columns, indexes, constraints and comments;
 - a new column is added in place; a removed or retyped column needs the table rebuilt, which is
   done only when no view depends on it — otherwise publish stops and names the views, leaving
-  the published marts as they were.
+  the published marts as they were;
+- the indexes follow the candidate's (dbt's index config): an index the new build no longer has is
+  dropped before the rows are copied (an old unique index could reject the new grain), a new
+  one is created after.
 
 If validation fails, publish never runs: yesterday's marts stay, the candidate stays for
 inspection.
@@ -83,6 +86,43 @@ def _dependent_views(cur, schema: str, table: str) -> list[str]:
     return sorted(r[0] for r in cur.fetchall())
 
 
+def _index_definitions(cur, schema: str, table: str) -> dict[str, str]:
+    """Index name -> its definition without name and schema ("UNIQUE USING btree (a, b)"), for
+    indexes that do not back a constraint (those come and go with the table)."""
+    cur.execute(
+        "select i.relname, pg_get_indexdef(x.indexrelid), x.indisunique "
+        "from pg_index x join pg_class i on i.oid = x.indexrelid "
+        "join pg_class t on t.oid = x.indrelid join pg_namespace n on n.oid = t.relnamespace "
+        "where n.nspname = %s and t.relname = %s "
+        "and not exists (select 1 from pg_constraint c where c.conindid = x.indexrelid)",
+        (schema, table),
+    )
+    out = {}
+    for name, definition, unique in cur.fetchall():
+        using = definition[definition.index(" USING ") + 1:]
+        out[name] = ("UNIQUE " if unique else "") + using
+    return out
+
+
+def _sync_indexes_before_copy(cur, candidate: str, target: str, table: str) -> list[str]:
+    """Drop the target's indexes the candidate does not have; return the definitions to create."""
+    wanted = set(_index_definitions(cur, candidate, table).values())
+    present = _index_definitions(cur, target, table)
+    for name, definition in present.items():
+        if definition not in wanted:
+            cur.execute(f"drop index {_ident(target)}.{_ident(name)}")
+            log.info("publish %s.%s: dropped index %s (%s)", target, table, name, definition)
+    return sorted(wanted - set(present.values()))
+
+
+def _create_indexes(cur, target: str, table: str, definitions: list[str]) -> None:
+    for definition in definitions:
+        unique, _, using = definition.rpartition("USING ")
+        cur.execute(f"create {'unique ' if unique.strip() else ''}index on "
+                    f"{_ident(target)}.{_ident(table)} using {using}")
+        log.info("publish %s.%s: created index %s", target, table, definition)
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -103,6 +143,7 @@ def publish(conn: PgConnection, *, candidate: str = CANDIDATE_SCHEMA, target: st
             live_cols = _columns(cur, target, table)
             created = rebuilt = False
             added: list[str] = []
+            new_indexes: list[str] = []
             if not live_cols:
                 cur.execute(f"create table {dst} (like {src} including all)")
                 created = True
@@ -125,10 +166,12 @@ def publish(conn: PgConnection, *, candidate: str = CANDIDATE_SCHEMA, target: st
                         if column not in live_cols:
                             cur.execute(f"alter table {dst} add column {_ident(column)} {type_}")
                             added.append(column)
+                    new_indexes = _sync_indexes_before_copy(cur, candidate, target, table)
             column_list = ", ".join(_ident(c) for c in cand_cols)
             cur.execute(f"delete from {dst}")
             cur.execute(f"insert into {dst} ({column_list}) select {column_list} from {src}")
             rows = cur.rowcount
+            _create_indexes(cur, target, table, new_indexes)
             cur.execute(f"analyze {dst}")
             results.append(PublishedTable(table, rows, created, tuple(added), rebuilt))
     conn.commit()

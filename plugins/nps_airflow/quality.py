@@ -95,12 +95,32 @@ SUITE_TABLES: dict[str, tuple[str, str]] = {
     "marts_nps_by_segment": (DATASOURCE_MARTS, "nps_by_segment"),
     "marts_detractor_recovery": (DATASOURCE_MARTS, "detractor_recovery"),
     "marts_theme_recurrence": (DATASOURCE_MARTS, "theme_recurrence"),
+    "marts_detractor_queue": (DATASOURCE_MARTS, "detractor_queue"),
+    "marts_theme_alerts": (DATASOURCE_MARTS, "theme_alerts"),
+    "marts_account_nps_trajectory": (DATASOURCE_MARTS, "account_nps_trajectory"),
+    "marts_nps_outcomes": (DATASOURCE_MARTS, "nps_outcomes"),
+    "marts_survey_eligibility": (DATASOURCE_MARTS, "survey_eligibility"),
 }
 RAW_SUITES: tuple[str, ...] = ("raw_survey_responses",)
 MART_SUITES: tuple[str, ...] = (
     "marts_nps_by_segment",
     "marts_detractor_recovery",
     "marts_theme_recurrence",
+    "marts_detractor_queue",
+    "marts_theme_alerts",
+    "marts_account_nps_trajectory",
+    "marts_nps_outcomes",
+    "marts_survey_eligibility",
+)
+#: marts that keep their history and only grow: a candidate with far fewer rows than the published
+#: mart lost data. Today's queue and the alert list legitimately shrink, so they have no such bound.
+GROWING_MART_SUITES: tuple[str, ...] = (
+    "marts_nps_by_segment",
+    "marts_detractor_recovery",
+    "marts_theme_recurrence",
+    "marts_account_nps_trajectory",
+    "marts_nps_outcomes",
+    "marts_survey_eligibility",
 )
 ALL_SUITES: tuple[str, ...] = RAW_SUITES + MART_SUITES
 
@@ -116,9 +136,18 @@ SEGMENT_TYPES = (
     "usage_band",
     "survey_type",
     "trigger_event",
+    "account_owner",
 )
 FOLLOW_UP_BUCKETS = ("within_24h", "within_48h", "later", "never")
 THEME_STATUSES = ("new", "recurring", "resolved", "re-emerged", "absent")
+NPS_CATEGORIES = ("promoter", "passive", "detractor")
+PRIORITY_QUADRANTS = (
+    "high_value_high_actionability",
+    "high_value_low_actionability",
+    "low_value_high_actionability",
+    "low_value_low_actionability",
+)
+TRENDS = ("improving", "declining", "stable", "first_response")
 SURVEY_TYPES = ("relational", "transactional")
 #: responded_at may be at most this far ahead of the database clock (clock skew between sources)
 FUTURE_TOLERANCE = "1 hour"
@@ -317,7 +346,7 @@ def raise_for_failures(report: ValidationReport) -> ValidationReport:
 
 SUITE_PARAMETER_DEFAULTS: dict[str, Any] = {
     "raw_survey_responses__freshest_min": None,
-    **{f"{name}__min_rows": None for name in MART_SUITES},
+    **{f"{name}__min_rows": None for name in GROWING_MART_SUITES},
 }
 
 
@@ -338,7 +367,7 @@ def suite_parameters(
         params["raw_survey_responses__freshest_min"] = interval_end - freshness_lag
     _check_schema(published_schema)
     with conn.cursor() as cur:
-        for name in MART_SUITES:
+        for name in GROWING_MART_SUITES:
             table = SUITE_TABLES[name][1]
             cur.execute("select to_regclass(%s)", (f"{published_schema}.{table}",))
             if cur.fetchone()[0] is None:
@@ -349,8 +378,19 @@ def suite_parameters(
     return params
 
 
+def _literal_braces(regex: str) -> str:
+    """A regex inside an UnexpectedRowsExpectation query: GX formats the query ({batch}), so
+    literal braces are doubled."""
+    return regex.replace("{", "{{").replace("}", "}}")
+
+
+def _rank(score: str) -> str:
+    """NPS category rank of a score in SQL: detractor 0 < passive 1 < promoter 2."""
+    return f"(case when {score} >= 9 then 2 when {score} >= 7 then 1 else 0 end)"
+
+
 def build_suites() -> dict[str, ExpectationSuite]:
-    """The four expectation suites, built in code (``--init`` writes them as JSON)."""
+    """The expectation suites (raw + one per mart), built in code (``--init`` writes them as JSON)."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -411,6 +451,12 @@ def build_suites() -> dict[str, ExpectationSuite]:
         "margin_of_error",
         "revenue_weighted_nps",
         "below_min_n",
+        "previous_period_start",
+        "previous_responses",
+        "previous_nps",
+        "nps_change",
+        "change_margin_of_error",
+        "change_exceeds_margin_of_error",
     ]
     nps_by_segment = [
         gxe.ExpectTableColumnsToMatchSet(column_set=nps_cols, exact_match=False),
@@ -455,6 +501,16 @@ def build_suites() -> dict[str, ExpectationSuite]:
             "select period_grain, period_start, segment_value from {batch} "
             "where segment_type = 'overall' and segment_value <> 'all'",
         ),
+        gxe.ExpectColumnValuesToBeBetween(column="previous_nps", min_value=-100, max_value=100),
+        gxe.ExpectColumnValuesToBeBetween(column="change_margin_of_error", min_value=0),
+        sql(
+            "change_exceeds_margin_of_error = |nps - previous_nps| > sqrt(moe^2 + previous moe^2)",
+            "select period_grain, period_start, segment_type, segment_value, nps_change, "
+            "change_margin_of_error, change_exceeds_margin_of_error from {batch} "
+            "where nps_change is distinct from nps - previous_nps "
+            "or (change_exceeds_margin_of_error is null) <> (previous_nps is null) "
+            "or change_exceeds_margin_of_error <> (abs(nps_change) > change_margin_of_error)",
+        ),
     ]
 
     recovery_counts = [
@@ -470,18 +526,33 @@ def build_suites() -> dict[str, ExpectationSuite]:
             column_set=[
                 "period_grain",
                 "period_start",
+                "segment_type",
+                "segment_value",
                 "follow_up_bucket",
                 *recovery_counts,
                 "recovery_rate",
+                "full_recovery_rate",
+                "median_hours_to_first_follow_up",
+                "segment_median_hours_to_first_follow_up",
+                "sla_24h_attainment",
+                "sla_48h_attainment",
             ],
             exact_match=False,
         ),
-        *not_null("period_grain", "period_start", "follow_up_bucket", *recovery_counts),
+        *not_null("period_grain", "period_start", "segment_type", "segment_value", "follow_up_bucket",
+                  *recovery_counts),
         gxe.ExpectColumnValuesToBeInSet(column="period_grain", value_set=list(PERIOD_GRAINS)),
+        gxe.ExpectColumnValuesToBeInSet(column="segment_type", value_set=list(SEGMENT_TYPES)),
         gxe.ExpectColumnValuesToBeInSet(column="follow_up_bucket", value_set=list(FOLLOW_UP_BUCKETS)),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["period_grain", "period_start", "follow_up_bucket"]),
-        *non_negative(*recovery_counts),
-        gxe.ExpectColumnValuesToBeBetween(column="recovery_rate", min_value=0, max_value=1),
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=["period_grain", "period_start", "segment_type", "segment_value", "follow_up_bucket"]
+        ),
+        *non_negative(*recovery_counts, "median_hours_to_first_follow_up",
+                      "segment_median_hours_to_first_follow_up"),
+        *[
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1)
+            for c in ("recovery_rate", "full_recovery_rate", "sla_24h_attainment", "sla_48h_attainment")
+        ],
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="with_next_response",
             column_B="recovered",
@@ -509,10 +580,27 @@ def build_suites() -> dict[str, ExpectationSuite]:
             "abs(recovery_rate - recovered::float8 / with_next_response) > 1e-6))",
         ),
         sql(
-            "every period has all four follow_up_buckets",
-            "select period_grain, period_start, count(distinct follow_up_bucket) as buckets "
-            "from {batch} group by period_grain, period_start "
+            "every period and segment has all four follow_up_buckets",
+            "select period_grain, period_start, segment_type, segment_value, "
+            "count(distinct follow_up_bucket) as buckets "
+            "from {batch} group by period_grain, period_start, segment_type, segment_value "
             f"having count(distinct follow_up_bucket) <> {len(FOLLOW_UP_BUCKETS)}",
+        ),
+        sql(
+            "each segment type counts every detractor of the period once",
+            "with d as (select * from {batch}) "
+            "select d.period_grain, d.period_start, d.segment_type, sum(d.detractors) as detractors "
+            "from d group by d.period_grain, d.period_start, d.segment_type "
+            "having sum(d.detractors) <> (select sum(o.detractors) from d as o "
+            "where o.segment_type = 'overall' and o.period_grain = d.period_grain "
+            "and o.period_start = d.period_start)",
+        ),
+        sql(
+            "SLA attainment: 48 h at least 24 h, the same on the four bucket rows",
+            "select period_grain, period_start, segment_type, segment_value from {batch} "
+            "group by period_grain, period_start, segment_type, segment_value "
+            "having count(distinct sla_24h_attainment) > 1 or count(distinct sla_48h_attainment) > 1 "
+            "or max(sla_24h_attainment) > max(sla_48h_attainment) + 1e-9",
         ),
     ]
 
@@ -523,9 +611,15 @@ def build_suites() -> dict[str, ExpectationSuite]:
                 "quarter_start",
                 "theme_label",
                 "keywords",
+                "is_actionable",
+                "actionability_source",
                 "mentions",
+                "promoter_mentions",
+                "passive_mentions",
                 "detractor_mentions",
                 "detractor_share",
+                "promoter_mention_share",
+                "detractor_mention_share",
                 "arr_at_risk",
                 "quarters_present",
                 "current_streak",
@@ -560,6 +654,195 @@ def build_suites() -> dict[str, ExpectationSuite]:
             "select theme_id, quarter_start, mentions, detractor_share from {batch} "
             "where (mentions = 0) <> (detractor_share is null)",
         ),
+        *[
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1)
+            for c in ("promoter_mention_share", "detractor_mention_share")
+        ],
+        sql(
+            "promoter + passive + detractor mentions = mentions",
+            "select theme_id, quarter_start, mentions, promoter_mentions, passive_mentions, "
+            "detractor_mentions from {batch} "
+            "where promoter_mentions + passive_mentions + detractor_mentions <> mentions",
+        ),
+    ]
+
+    detractor_queue = [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[
+                "response_id", "account_id", "contact_id", "queue_position", "priority_quadrant",
+                "priority_rank", "account_name", "plan", "account_arr", "is_high_value",
+                "account_owner", "score", "survey_type", "trigger_event", "comment", "responded_at",
+                "theme_id", "theme_label", "theme_is_actionable", "is_actionable",
+                "actionability_source", "follow_up_due_at", "is_sla_breached", "hours_open", "as_of",
+            ],
+            exact_match=False,
+        ),
+        *not_null("response_id", "account_id", "queue_position", "priority_quadrant", "priority_rank",
+                  "score", "responded_at", "is_actionable", "follow_up_due_at", "is_sla_breached", "as_of"),
+        gxe.ExpectColumnValuesToBeUnique(column="response_id"),
+        gxe.ExpectColumnValuesToBeUnique(column="queue_position"),
+        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=6),
+        gxe.ExpectColumnValuesToBeInSet(column="priority_quadrant", value_set=list(PRIORITY_QUADRANTS)),
+        *non_negative("account_arr", "hours_open"),
+        gxe.ExpectColumnValuesToNotMatchRegex(
+            column="comment", regex=EMAIL_REGEX, description="comment has no e-mail address"
+        ),
+        gxe.ExpectColumnValuesToNotMatchRegex(
+            column="comment", regex=PHONE_REGEX, description="comment has no phone number"
+        ),
+        sql(
+            "priority_quadrant / priority_rank follow is_high_value and is_actionable",
+            "select response_id, priority_quadrant, priority_rank, is_high_value, is_actionable from {batch} "
+            "where priority_rank <> case when is_high_value and is_actionable then 1 when is_high_value "
+            "then 2 when is_actionable then 3 else 4 end "
+            "or priority_quadrant <> (case when is_high_value then 'high_value' else 'low_value' end) "
+            "|| (case when is_actionable then '_high_actionability' else '_low_actionability' end)",
+        ),
+        sql(
+            "queue_position is 1..n in priority_rank order",
+            "select response_id, queue_position, priority_rank from ("
+            "select response_id, queue_position, priority_rank, "
+            "lag(priority_rank) over (order by queue_position) as previous_rank, "
+            "row_number() over (order by queue_position) as n from {batch}) as q "
+            "where queue_position <> n or previous_rank > priority_rank",
+        ),
+        sql(
+            "is_sla_breached = as_of > follow_up_due_at; one as_of; responded before as_of",
+            "select response_id, as_of, follow_up_due_at, is_sla_breached from {batch} "
+            "where is_sla_breached <> (as_of > follow_up_due_at) or responded_at >= as_of "
+            "or as_of <> (select min(as_of) from {batch})",
+        ),
+    ]
+
+    theme_alerts = [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[
+                "theme_id", "month_start", "theme_label", "keywords", "is_actionable",
+                "actionability_source", "mentions", "detractor_mentions", "detractor_share",
+                "alert_threshold", "previous_month_detractor_mentions", "is_new_alert",
+                "first_alert_month", "accounts_affected", "arr_at_risk", "first_detractor_mention_at",
+                "last_detractor_mention_at", "sample_comments", "sample_response_ids",
+            ],
+            exact_match=False,
+        ),
+        *not_null("theme_id", "month_start", "theme_label", "mentions", "detractor_mentions",
+                  "alert_threshold", "is_new_alert", "first_alert_month", "accounts_affected",
+                  "arr_at_risk", "sample_comments"),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["theme_id", "month_start"]),
+        *non_negative("arr_at_risk", "previous_month_detractor_mentions"),
+        gxe.ExpectColumnValuesToBeBetween(column="detractor_share", min_value=0, max_value=1),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="mentions", column_B="detractor_mentions", or_equal=True,
+            description="detractor_mentions <= mentions",
+        ),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="detractor_mentions", column_B="accounts_affected", or_equal=True,
+            description="accounts_affected <= detractor_mentions",
+        ),
+        sql(
+            "every alert crossed its threshold; is_new_alert = previous month below it",
+            "select theme_id, month_start, detractor_mentions, alert_threshold, is_new_alert from {batch} "
+            "where detractor_mentions < alert_threshold or is_new_alert <> "
+            "(previous_month_detractor_mentions < alert_threshold) or first_alert_month > month_start",
+        ),
+        sql(
+            "sample comments: one response id each, no e-mail address or phone number",
+            "select theme_id, month_start, sample_comments from {batch} "
+            "where cardinality(sample_comments) <> cardinality(sample_response_ids) "
+            f"or array_to_string(sample_comments, ' | ') ~ '{_literal_braces(EMAIL_REGEX)}' "
+            f"or array_to_string(sample_comments, ' | ') ~ '{_literal_braces(PHONE_REGEX)}'",
+        ),
+    ]
+
+    account_nps_trajectory = [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[
+                "account_id", "account_name", "plan", "arr", "account_owner", "is_churned", "responses",
+                "first_response_at", "last_response_at", "days_since_last_response", "last_score",
+                "last_nps_category", "previous_score", "previous_nps_category", "score_change", "trend",
+                "last_scores", "trajectory", "as_of",
+            ],
+            exact_match=False,
+        ),
+        *not_null("account_id", "responses", "last_response_at", "days_since_last_response", "last_score",
+                  "last_nps_category", "trend", "last_scores", "trajectory", "as_of"),
+        gxe.ExpectColumnValuesToBeUnique(column="account_id"),
+        gxe.ExpectColumnValuesToBeBetween(column="responses", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="days_since_last_response", min_value=0),
+        *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=10)
+          for c in ("last_score", "previous_score")],
+        gxe.ExpectColumnValuesToBeInSet(column="last_nps_category", value_set=list(NPS_CATEGORIES)),
+        gxe.ExpectColumnValuesToBeInSet(column="trend", value_set=list(TRENDS)),
+        sql(
+            "category follows the score; trend follows the last two categories",
+            "select account_id, last_score, previous_score, last_nps_category, trend from {batch} "
+            "where last_nps_category <> case when last_score >= 9 then 'promoter' when last_score >= 7 "
+            "then 'passive' else 'detractor' end or trend <> case when previous_score is null "
+            f"then 'first_response' when {_rank('last_score')} > {_rank('previous_score')} then 'improving' "
+            f"when {_rank('last_score')} < {_rank('previous_score')} then 'declining' else 'stable' end",
+        ),
+        sql(
+            "the latest score ends last_scores; last response before as_of",
+            "select account_id, last_score, last_scores from {batch} "
+            "where last_scores[cardinality(last_scores)] <> last_score or last_response_at >= as_of "
+            "or cardinality(last_scores) > responses",
+        ),
+    ]
+
+    outcome_counts = ["responses", "distinct_accounts", "churned", "expanded", "contracted"]
+    nps_outcomes = [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[
+                "horizon_days", "segment_type", "segment_value", "nps_category", *outcome_counts,
+                "churn_rate", "expansion_rate", "contraction_rate", "arr_at_response", "arr_retained",
+                "net_revenue_retention", "below_min_n",
+            ],
+            exact_match=False,
+        ),
+        *not_null("horizon_days", "segment_type", "segment_value", "nps_category", *outcome_counts,
+                  "churn_rate", "expansion_rate", "contraction_rate", "below_min_n"),
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=["horizon_days", "segment_type", "segment_value", "nps_category"]
+        ),
+        gxe.ExpectColumnValuesToBeInSet(column="segment_type", value_set=list(SEGMENT_TYPES)),
+        gxe.ExpectColumnValuesToBeInSet(column="nps_category", value_set=list(NPS_CATEGORIES)),
+        gxe.ExpectColumnValuesToBeBetween(column="horizon_days", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="responses", min_value=1),
+        *non_negative(*outcome_counts, "arr_at_response", "arr_retained", "net_revenue_retention"),
+        *[
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1)
+            for c in ("churn_rate", "expansion_rate", "contraction_rate")
+        ],
+        sql(
+            "churned + expanded + contracted <= responses; rates = counts / responses",
+            "select horizon_days, segment_type, segment_value, nps_category from {batch} "
+            "where churned + expanded + contracted > responses "
+            "or abs(churn_rate - churned::float8 / responses) > 1e-9 "
+            "or abs(expansion_rate - expanded::float8 / responses) > 1e-9",
+        ),
+    ]
+
+    survey_eligibility = [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[
+                "contact_id", "account_id", "contact_role", "account_name", "plan", "account_owner",
+                "last_relational_survey_at", "last_transactional_survey_at", "is_relational_fatigued",
+                "is_transactional_fatigued", "is_account_churned", "is_eligible", "eligible_from", "as_of",
+            ],
+            exact_match=False,
+        ),
+        *not_null("contact_id", "account_id", "is_relational_fatigued", "is_transactional_fatigued",
+                  "is_account_churned", "is_eligible", "as_of"),
+        gxe.ExpectColumnValuesToBeUnique(column="contact_id"),
+        sql(
+            "is_eligible = not fatigued and not churned; eligible_from consistent",
+            "select contact_id, is_eligible, is_relational_fatigued, is_transactional_fatigued, "
+            "is_account_churned, eligible_from from {batch} "
+            "where is_eligible <> not (is_relational_fatigued or is_transactional_fatigued "
+            "or is_account_churned) or (is_eligible and eligible_from <> as_of) "
+            "or (not is_account_churned and eligible_from < as_of) "
+            "or last_relational_survey_at >= as_of or last_transactional_survey_at >= as_of",
+        ),
     ]
 
     # Bounds that depend on the run (see suite_parameters()): freshness relative to the data
@@ -571,24 +854,25 @@ def build_suites() -> dict[str, ExpectationSuite]:
             description="freshness: the newest response is not older than the allowed lag before the interval end",
         )
     )
-    for expectations, name in (
-        (nps_by_segment, "marts_nps_by_segment"),
-        (detractor_recovery, "marts_detractor_recovery"),
-        (theme_recurrence, "marts_theme_recurrence"),
-    ):
-        expectations.append(
+    specs = {
+        "raw_survey_responses": raw,
+        "marts_nps_by_segment": nps_by_segment,
+        "marts_detractor_recovery": detractor_recovery,
+        "marts_theme_recurrence": theme_recurrence,
+        "marts_detractor_queue": detractor_queue,
+        "marts_theme_alerts": theme_alerts,
+        "marts_account_nps_trajectory": account_nps_trajectory,
+        "marts_nps_outcomes": nps_outcomes,
+        "marts_survey_eligibility": survey_eligibility,
+    }
+    for name in GROWING_MART_SUITES:
+        specs[name].append(
             gxe.ExpectTableRowCountToBeBetween(
                 min_value={"$PARAMETER": f"{name}__min_rows"},
                 description="row count within the tolerance of the previously published mart",
             )
         )
 
-    specs = {
-        "raw_survey_responses": raw,
-        "marts_nps_by_segment": nps_by_segment,
-        "marts_detractor_recovery": detractor_recovery,
-        "marts_theme_recurrence": theme_recurrence,
-    }
     suites: dict[str, ExpectationSuite] = {}
     for name, expectations in specs.items():
         datasource, table = SUITE_TABLES[name]
@@ -863,7 +1147,7 @@ def validate(
     project_root: Path | str | None = None,
     parameters: dict[str, Any] | None = None,
 ) -> ValidationReport:
-    """Run the GX checkpoints of ``suites`` (default: all four) against the warehouse.
+    """Run the GX checkpoints of ``suites`` (default: all of them) against the warehouse.
 
     ``schema`` is where the mart tables are (``marts`` or a write-audit-publish candidate),
     ``raw_schema`` where ``survey_responses`` is. Each suite has its own committed checkpoint

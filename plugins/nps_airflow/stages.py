@@ -75,15 +75,17 @@ def build_themes(start: datetime, end: datetime, run_id: str) -> dict:
     return stats
 
 
-def dbt_build(run_id: str) -> None:
-    """Build staging -> intermediate -> marts; the marts land in the candidate schema (write)."""
-    from nps_airflow.dbt import run_dbt
+def dbt_build(run_id: str, end: datetime | None = None) -> None:
+    """Build staging -> intermediate -> marts; the marts land in the candidate schema (write).
+    They are "as of" the data interval end (`end`), or the newest interval loaded when later."""
+    from nps_airflow.dbt import BUILD_ARGS, build_as_of, build_vars, run_dbt
     from nps_airflow.publish import CANDIDATE_SCHEMA
 
     url = warehouse.resolve_url()
-    with warehouse.transaction(url, lock="dbt") as _:
+    with warehouse.transaction(url, lock="dbt") as conn:
         # the lock only serialises concurrent builds; dbt opens its own connections
-        run_dbt(["build", "--fail-fast"], url, vars={"run_id": run_id, "marts_schema": CANDIDATE_SCHEMA})
+        as_of = build_as_of(conn, end)
+        run_dbt(BUILD_ARGS, url, vars=build_vars(run_id, CANDIDATE_SCHEMA, as_of))
 
 
 def validate(run_id: str, start: datetime | None = None, end: datetime | None = None) -> dict:

@@ -1,6 +1,7 @@
--- One row per detractor response: first follow-up (earliest activity at or after the response that is
--- linked to it, or on the same account within follow_up_window_days), its bucket, and the recovery
--- outcome in the next survey cycle.
+-- One row per detractor response known at as_of: first follow-up (earliest activity before as_of, at or
+-- after the response, that is linked to it or on the same account within follow_up_window_days), its
+-- bucket, whether the 24 h / 48 h follow-up SLAs were met (and whether they can be judged yet), and the
+-- recovery outcome in the next survey cycle.
 with
 
 responses as (
@@ -18,6 +19,21 @@ cycles as (
 activities as (
 
     select * from {{ ref('stg_crm__activities') }}
+
+),
+
+as_of as (
+
+    select * from {{ ref('int_as_of_resolved') }}
+
+),
+
+known_activities as (
+
+    select activities.*
+    from activities
+    cross join as_of
+    where activities.created_at < as_of.as_of
 
 ),
 
@@ -46,7 +62,7 @@ linked_follow_ups as (
         activities.activity_id,
         activities.created_at
     from detractors
-    inner join activities
+    inner join known_activities as activities
         on
             detractors.response_id = activities.response_id
             and detractors.responded_at <= activities.created_at
@@ -60,7 +76,7 @@ same_account_follow_ups as (
         activities.activity_id,
         activities.created_at
     from detractors
-    inner join activities
+    inner join known_activities as activities
         on
             detractors.account_id = activities.account_id
             and detractors.responded_at <= activities.created_at
@@ -94,8 +110,10 @@ joined as (
         detractors.*,
         first_follow_ups.first_follow_up_activity_id,
         first_follow_ups.first_follow_up_at,
-        extract(epoch from first_follow_ups.first_follow_up_at - detractors.responded_at)::double precision
-        / 3600 as hours_to_first_follow_up,
+        {{ hours_between('detractors.responded_at', 'first_follow_ups.first_follow_up_at') }}
+            as hours_to_first_follow_up,
+        {{ hours_between('detractors.responded_at', 'as_of.as_of') }} as hours_since_response,
+        cycles.following_response_id is not null as has_following_response,
         cycles.has_next_response,
         cycles.next_response_id,
         cycles.next_responded_at,
@@ -105,6 +123,7 @@ joined as (
         on detractors.response_id = cycles.response_id
     left join first_follow_ups
         on detractors.response_id = first_follow_ups.response_id
+    cross join as_of
 
 ),
 
@@ -123,6 +142,7 @@ final as (
         responded_at,
         response_month,
         response_quarter,
+        hours_since_response,
 
         -- follow-up
         first_follow_up_activity_id,
@@ -130,7 +150,20 @@ final as (
         hours_to_first_follow_up,
         {{ follow_up_bucket('hours_to_first_follow_up') }} as follow_up_bucket,
 
+        -- SLAs: met = followed up within the hours; judged = met, or the deadline passed before as_of
+        coalesce(hours_to_first_follow_up <= {{ var('follow_up_fast_hours') }}, false) as is_24h_sla_met,
+        coalesce(hours_to_first_follow_up <= {{ var('follow_up_slow_hours') }}, false) as is_48h_sla_met,
+        (
+            coalesce(hours_to_first_follow_up <= {{ var('follow_up_fast_hours') }}, false)
+            or hours_since_response > {{ var('follow_up_fast_hours') }}
+        ) as is_24h_sla_judged,
+        (
+            coalesce(hours_to_first_follow_up <= {{ var('follow_up_slow_hours') }}, false)
+            or hours_since_response > {{ var('follow_up_slow_hours') }}
+        ) as is_48h_sla_judged,
+
         -- next survey cycle
+        has_following_response,
         has_next_response,
         next_response_id,
         next_responded_at,

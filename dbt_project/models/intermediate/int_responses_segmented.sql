@@ -1,9 +1,6 @@
--- One row per response and segment type: the segment value the response falls in
+-- One row per response and segment type: the segment value the response falls in, as of the response
 -- (null attributes -> 'unknown'; segment type 'overall' has the single value 'all').
-{%- set segment_types = [
-    'plan', 'arr_band', 'tenure_band', 'industry', 'region',
-    'employee_band', 'usage_band', 'survey_type', 'trigger_event',
-] %}
+{%- set segment_types = segment_types() %}
 
 with
 
@@ -17,6 +14,7 @@ segmented as (
 
     select
         response_id,
+        account_id,
         'overall' as segment_type,
         'all' as segment_value,
         responded_at,
@@ -30,11 +28,12 @@ segmented as (
         arr
     from responses
 
-    {% for segment_type in segment_types %}
+    {% for segment_type in segment_types if segment_type != 'overall' %}
         union all
 
         select
             response_id,
+            account_id,
             '{{ segment_type }}' as segment_type,
             coalesce({{ segment_type }}::text, 'unknown') as segment_value,
             responded_at,

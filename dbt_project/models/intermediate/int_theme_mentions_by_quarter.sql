@@ -1,18 +1,12 @@
 -- One row per active theme and UTC quarter, from the quarter of the theme's first mention to the latest
--- quarter with any response (quarters without mentions included, with 0). With var theme_resolve_merges
--- (default true) mentions of a merged theme count for the active theme it was (transitively) merged into;
--- otherwise they are dropped with the merged theme.
+-- quarter with any response (quarters without mentions included, with 0): mentions by NPS category, ARR
+-- behind the detractor mentions, and the quarter's responses per category (the denominators of "share of
+-- promoters / detractors mentioning the theme").
 with
 
-themes as (
+theme_mentions as (
 
-    select * from {{ ref('stg_nlp__themes') }}
-
-),
-
-comment_themes as (
-
-    select * from {{ ref('stg_nlp__comment_themes') }}
+    select * from {{ ref('int_theme_mentions_resolved') }}
 
 ),
 
@@ -22,96 +16,30 @@ responses as (
 
 ),
 
-resolved_themes as (
-
-    {% if var('theme_resolve_merges') %}
-        -- follow merged_into transitively (nested so that dbt can still inject CTEs in front of the model)
-        with recursive theme_merge_chain as (
-
-            select
-                theme_id,
-                theme_id as current_theme_id,
-                merged_into_theme_id as next_theme_id,
-                0 as hops
-            from themes
-
-            union all
-
-            select
-                theme_merge_chain.theme_id,
-                themes.theme_id as current_theme_id,
-                themes.merged_into_theme_id as next_theme_id,
-                theme_merge_chain.hops + 1 as hops
-            from theme_merge_chain
-            inner join themes
-                on theme_merge_chain.next_theme_id = themes.theme_id
-            where theme_merge_chain.hops < 50
-
-        )
-
-        select distinct on (theme_id)
-            theme_id,
-            current_theme_id as resolved_theme_id
-        from theme_merge_chain
-        order by theme_id asc, hops desc
-    {% else %}
-        select
-            theme_id,
-            theme_id as resolved_theme_id
-        from themes
-    {% endif %}
-
-),
-
-active_themes as (
-
-    select theme_id from themes
-    where theme_status = 'active'
-
-),
-
-theme_mentions as (
-
-    select
-        resolved_themes.resolved_theme_id as theme_id,
-        responses.response_id,
-        responses.account_id,
-        responses.responded_at,
-        responses.response_quarter as quarter_start,
-        responses.is_detractor,
-        responses.arr
-    from comment_themes
-    inner join resolved_themes
-        on comment_themes.theme_id = resolved_themes.theme_id
-    inner join active_themes
-        on resolved_themes.resolved_theme_id = active_themes.theme_id
-    inner join responses
-        on comment_themes.response_id = responses.response_id
-
-),
-
 mention_counts as (
 
     select
         theme_id,
-        quarter_start,
+        response_quarter as quarter_start,
         count(*) as mentions,
+        count(*) filter (where is_promoter) as promoter_mentions,
+        count(*) filter (where is_passive) as passive_mentions,
         count(*) filter (where is_detractor) as detractor_mentions
     from theme_mentions
-    group by theme_id, quarter_start
+    group by theme_id, response_quarter
 
 ),
 
 latest_detractor_mention_per_account as (
 
-    select distinct on (theme_id, quarter_start, account_id)
+    select distinct on (theme_id, response_quarter, account_id)
         theme_id,
-        quarter_start,
+        response_quarter as quarter_start,
         account_id,
         arr
     from theme_mentions
     where is_detractor
-    order by theme_id asc, quarter_start asc, account_id asc, responded_at desc, response_id collate "C" desc
+    order by theme_id asc, response_quarter asc, account_id asc, responded_at desc, response_id collate "C" desc
 
 ),
 
@@ -123,6 +51,17 @@ arr_at_risk as (
         sum(coalesce(arr, 0)) as arr_at_risk
     from latest_detractor_mention_per_account
     group by theme_id, quarter_start
+
+),
+
+quarter_responses as (
+
+    select
+        response_quarter as quarter_start,
+        count(*) filter (where is_promoter) as quarter_promoters,
+        count(*) filter (where is_detractor) as quarter_detractors
+    from responses
+    group by response_quarter
 
 ),
 
@@ -164,8 +103,12 @@ final as (
         quarter_spine.theme_id,
         quarter_spine.quarter_start,
         coalesce(mention_counts.mentions, 0) as mentions,
+        coalesce(mention_counts.promoter_mentions, 0) as promoter_mentions,
+        coalesce(mention_counts.passive_mentions, 0) as passive_mentions,
         coalesce(mention_counts.detractor_mentions, 0) as detractor_mentions,
-        coalesce(arr_at_risk.arr_at_risk, 0) as arr_at_risk
+        coalesce(arr_at_risk.arr_at_risk, 0) as arr_at_risk,
+        coalesce(quarter_responses.quarter_promoters, 0) as quarter_promoters,
+        coalesce(quarter_responses.quarter_detractors, 0) as quarter_detractors
     from quarter_spine
     left join mention_counts
         on
@@ -175,6 +118,8 @@ final as (
         on
             quarter_spine.theme_id = arr_at_risk.theme_id
             and quarter_spine.quarter_start = arr_at_risk.quarter_start
+    left join quarter_responses
+        on quarter_spine.quarter_start = quarter_responses.quarter_start
 
 )
 

@@ -17,7 +17,7 @@ theme_quarters as (
 
 themes as (
 
-    select * from {{ ref('stg_nlp__themes') }}
+    select * from {{ ref('int_themes_classified') }}
 
 ),
 
@@ -27,8 +27,12 @@ presence as (
         theme_id,
         quarter_start,
         mentions,
+        promoter_mentions,
+        passive_mentions,
         detractor_mentions,
         arr_at_risk,
+        quarter_promoters,
+        quarter_detractors,
         mentions >= {{ var('theme_presence_min_mentions') }} as is_present,
         row_number() over (partition by theme_id order by quarter_start) as quarter_index
     from theme_quarters
@@ -77,10 +81,16 @@ final as (
         classified.theme_id::integer as theme_id,
         classified.quarter_start::date as quarter_start,
         themes.theme_label::text as theme_label,
-        array_to_string(themes.keywords, ', ')::text as keywords,
+        themes.keywords::text as keywords,
+        themes.is_actionable::boolean as is_actionable,
+        themes.actionability_source::text as actionability_source,
         classified.mentions::bigint as mentions,
+        classified.promoter_mentions::bigint as promoter_mentions,
+        classified.passive_mentions::bigint as passive_mentions,
         classified.detractor_mentions::bigint as detractor_mentions,
         {{ safe_ratio('classified.detractor_mentions', 'classified.mentions') }} as detractor_share,
+        {{ safe_ratio('classified.promoter_mentions', 'classified.quarter_promoters') }} as promoter_mention_share,
+        {{ safe_ratio('classified.detractor_mentions', 'classified.quarter_detractors') }} as detractor_mention_share,
         classified.arr_at_risk::numeric(18, 2) as arr_at_risk,
         classified.quarters_present::bigint as quarters_present,
         classified.current_streak::bigint as current_streak,
