@@ -45,6 +45,22 @@ RECOVERY_BY_BUCKET = """
 """
 
 
+QUEUE = """
+    select max(as_of), priority_quadrant, count(*), count(*) filter (where is_sla_breached)
+    from marts.detractor_queue
+    group by priority_quadrant
+    order by min(priority_rank)
+"""
+
+ALERTS = """
+    select month_start, theme_label, detractor_mentions, accounts_affected, arr_at_risk, is_new_alert
+    from marts.theme_alerts
+    where month_start = (select max(month_start) from marts.theme_alerts)
+    order by detractor_mentions desc, theme_id
+    limit %s
+"""
+
+
 def _fetch(conn: PgConnection, sql: str, params: tuple = ()) -> list[tuple]:
     with conn.cursor() as cur:
         cur.execute(sql, params)
@@ -82,4 +98,21 @@ def render_summary(conn: PgConnection, *, top_themes: int = 8) -> str:
     for bucket, det, nxt, rec, awaiting, lost in _fetch(conn, RECOVERY_BY_BUCKET):
         rate = f"{rec / nxt:.0%}" if nxt else "n/a"
         lines.append(f"  {bucket:<11} {det:>10} {nxt:>9} {rec:>9} {rate:>6} {awaiting:>8} {lost:>7}")
+
+    queue = _fetch(conn, QUEUE)
+    as_of = f" as of {queue[0][0]:%Y-%m-%d %H:%M} UTC" if queue else ""
+    lines += ["", f"Detractors to call (marts.detractor_queue{as_of})"]
+    if not queue:
+        lines.append("  (none open)")
+    for _, quadrant, n, breached in queue:
+        lines.append(f"  {quadrant:<31} {n:>4} open, {breached:>4} past the 24 h follow-up SLA")
+
+    alerts = _fetch(conn, ALERTS, (top_themes,))
+    if alerts:
+        month = alerts[0][0]
+        lines += ["", f"Theme alerts {month:%Y-%m} (marts.theme_alerts)"]
+        for _, label, det, accounts, arr, new in alerts:
+            flag = "new" if new else "running"
+            lines.append(f"  {label[:40]:<40} {det:>4} detractor mentions, {accounts:>3} accounts, "
+                         f"ARR {arr:>12,.0f}, {flag}")
     return "\n".join(lines) + "\n"
