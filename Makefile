@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: install demo test lint bench bench-load clean stop-warehouse
+.PHONY: install demo test lint bench bench-load bench-themes bench-themes-scale clean stop-warehouse
 
 install: $(VENV)/.installed
 
@@ -31,9 +31,24 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest -q
 
+# every benchmark (figures in BENCHMARKS.md)
+bench: bench-load bench-themes
+
 # loading throughput: load_entity vs a bare COPY of the same rows (figures in BENCHMARKS.md)
 bench-load: install
 	$(BIN)/python bench/bench_load.py
+
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	@touch $@
+
+# theme engine vs BERTopic defaults on human-labelled sets, nightly stability (about 20 minutes)
+bench-themes: $(VENV)/.bench-installed
+	$(BIN)/python bench/bench_themes.py
+
+# the nightly theme step for 10,000 new comments over a 1,000,000-comment history vs a bare encode
+bench-themes-scale: install
+	$(BIN)/python bench/bench_themes.py --skip-quality --skip-stability --scale
 
 stop-warehouse: install
 	$(BIN)/nps warehouse stop

@@ -1,8 +1,29 @@
 """Density clustering of the discovery pool (HDBSCAN on PCA-reduced embeddings).
 
-How the defaults were chosen (measured on real human-labelled text, MiniLM-L6-v2, 3,000-row
-random samples: banking77 ``train.csv`` with its 77 intents, and the negative tweets of
-twitter_airline_sentiment without "Can't Tell", 9 reasons, @handles stripped). Pipeline per row:
+Current defaults (second grid, 2026-12-02, whole sets rather than samples: banking77 train+test
+13,083 queries / 77 intents; airline 7,988 negative tweets / 9 reasons; the demo generator's
+16,408 and 1,784 themed comments / 13 latent themes). Pipeline: near-duplicates (cosine >=
+``dedup``) collapsed to one point -> PCA(dims) -> HDBSCAN(leaf, min_samples 3, min_cluster_size
+max(10, n / per)) -> themes merged at centroid cosine >= 0.80 -> 5 nearest-centroid refinement
+passes -> rows below cosine 0.40 to every theme unassigned. 36 combinations were run
+(dims 10/20 x per 300/450/600 x dedup none/0.90/0.92 x min_samples 3/5); a few rows::
+
+    dims per  dedup | banking77 NMI  themes | airline NMI themes unassigned | demo NMI themes | small NMI themes
+    10   300  none  |     .722      47      |      .192     6     13.7 %    |   .705    51    |   .758    29
+    10   600  0.90  |     .758      65      |      .202     8     11.6 %    |   .726    36    |   .790    19
+    20   300  0.90  |     .721      39      |      .205     7     11.9 %    |   .738    35    |   .798    19
+    20   600  none  |     .779      98      |      .248    11     10.3 %    |   .652   108    |   .731    32
+    20   600  0.90  |     .766      72      |      .247    11     10.3 %    |   .698    60    |   .798    19  <- default
+
+20 dims and n / 600 lift the two human-labelled sets (airline .20 -> .25); collapsing
+near-duplicates keeps the demo's templated praise from splitting into dozens of micro-themes
+(108 -> 60 themes) at a small cost on banking. Pools under 1,000 comments (a first night) are
+reduced to 10 dims instead (nlp/reduce.py). The figures next to BERTopic are in BENCHMARKS.md.
+
+First grid (2026-11, samples), how the earlier defaults were chosen (measured on real
+human-labelled text, MiniLM-L6-v2, 3,000-row random samples: banking77 ``train.csv`` with its 77
+intents, and the negative tweets of twitter_airline_sentiment without "Can't Tell", 9 reasons,
+@handles stripped). Pipeline per row:
 PCA(dims) -> HDBSCAN(mcs, ms, method) -> unclustered comments assigned to the nearest theme when
 cosine >= thr -> themes merged at centroid cosine >= 0.85. NMI / ARI (sklearn) count
 "unassigned" as one extra cluster::
@@ -44,11 +65,11 @@ banking77 51 themes, NMI .728, ARI .383, 1.2 % unassigned; airline 11 themes, NM
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Clusterer", "HDBSCANClusterer", "scaled_min_cluster_size"]
+__all__ = ["Clusterer", "HDBSCANClusterer", "collapse_near_duplicates", "scaled_min_cluster_size"]
 
 
 @runtime_checkable
@@ -58,8 +79,8 @@ class Clusterer(Protocol):
         ...
 
 
-def scaled_min_cluster_size(n: int, per: int = 300, floor: int = 10, cap: int = 100) -> int:
-    """``max(floor, round(n / per))`` capped at ``cap``: 10 up to 3,150 points, then n / 300."""
+def scaled_min_cluster_size(n: int, per: int = 600, floor: int = 10, cap: int = 100) -> int:
+    """``max(floor, round(n / per))`` capped at ``cap``: 10 up to 6,300 points, then n / 600."""
     return int(min(cap, max(floor, round(n / per))))
 
 
@@ -71,7 +92,7 @@ class HDBSCANClusterer:
         min_cluster_size: int | None = None,
         min_samples: int = 3,
         cluster_selection_method: str = "leaf",
-        mcs_per: int = 300,
+        mcs_per: int = 600,
         mcs_floor: int = 10,
         mcs_cap: int = 100,
     ) -> None:
@@ -104,3 +125,57 @@ class HDBSCANClusterer:
             core_dist_n_jobs=1,
         )
         return np.asarray(model.fit_predict(np.asarray(X, dtype=np.float64)), dtype=np.int64)
+
+
+def collapse_near_duplicates(E: np.ndarray, threshold: float, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy leader clustering: every row joins the first earlier leader with cosine >= ``threshold``.
+
+    Returns (leader row indices, leader row index per row). ``E`` rows must be L2-normalised.
+    Deterministic (input order). Blocks of ``block`` rows are compared with all leaders in one
+    matrix product, so 16,000 rows take about a second.
+    """
+    n = E.shape[0]
+    leader_of = np.full(n, -1, dtype=np.int64)
+    leaders: list[int] = []
+    L = np.zeros((0, E.shape[1]), dtype=np.float32)
+    for s in range(0, n, block):
+        idx = np.arange(s, min(n, s + block))
+        rest = idx
+        if leaders:
+            S = E[idx] @ L.T
+            best = S.argmax(axis=1)
+            ok = S[np.arange(idx.size), best] >= threshold
+            leader_of[idx[ok]] = np.asarray(leaders)[best[ok]]
+            rest = idx[~ok]
+        if rest.size == 0:
+            continue
+        SS = E[rest] @ E[rest].T
+        new: list[int] = []
+        for k in range(rest.size):
+            i = int(rest[k])
+            if leader_of[i] >= 0:
+                continue
+            leader_of[i] = i
+            new.append(i)
+            close = rest[k + 1 :][SS[k, k + 1 :] >= threshold]
+            leader_of[close[leader_of[close] < 0]] = i
+        leaders += new
+        L = np.vstack([L, E[new]]).astype(np.float32)
+    return np.asarray(leaders, dtype=np.int64), leader_of
+
+
+def discover_labels(
+    E: np.ndarray, reducer: Any, clusterer: Clusterer, collapse_threshold: float | None
+) -> np.ndarray:
+    """Cluster labels per row (-1 noise): near-duplicates collapsed to one point, PCA, HDBSCAN.
+
+    Collapsing first stops a phrase repeated many times (templates, copy-pasted praise) from
+    forming its own dense micro-theme; each collapsed row takes its leader's label.
+    """
+    if collapse_threshold is None or E.shape[0] == 0:
+        return clusterer.fit_predict(reducer.fit_transform(E))
+    leaders, leader_of = collapse_near_duplicates(E, collapse_threshold)
+    pos = np.full(E.shape[0], -1, dtype=np.int64)
+    pos[leaders] = np.arange(leaders.size)
+    labels = clusterer.fit_predict(reducer.fit_transform(E[leaders]))
+    return labels[pos[leader_of]]

@@ -7,6 +7,7 @@ network. Embeddings are L2-normalised float32, so a dot product is a cosine simi
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Sequence
@@ -111,6 +112,10 @@ class Embedder:
         return np.ascontiguousarray(emb, dtype=np.float32)
 
 
+def _copy_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def to_bytes(vec: np.ndarray) -> bytes:
     """float32 little-endian bytes (the ``bytea`` layout of nlp.embeddings / nlp.themes)."""
     return np.ascontiguousarray(vec, dtype="<f4").tobytes()
@@ -138,7 +143,6 @@ class EmbeddingCache:
         ``texts`` must be the normalised, PII-redacted comments whose sha256 are ``hashes``.
         Writes go through the caller's transaction (no commit here).
         """
-        from psycopg2.extras import execute_values
 
         if len(hashes) != len(texts):
             raise ValueError("hashes and texts differ in length")
@@ -160,14 +164,22 @@ class EmbeddingCache:
             if missing:
                 vecs = self.embedder.encode([unique[h] for h in missing])
                 self.last_misses = len(missing)
-                dim = vecs.shape[1]
-                execute_values(
-                    cur,
-                    "insert into nlp.embeddings (text_hash, model, dim, embedding) values %s "
-                    "on conflict (text_hash, model) do nothing",
-                    [(h, self.model, dim, to_bytes(v)) for h, v in zip(missing, vecs, strict=True)],
-                    page_size=1000,
-                )
+                self._store(cur, missing, vecs)
                 for h, v in zip(missing, vecs, strict=True):
                     found[h] = v
         return np.vstack([found[h] for h in hashes]).astype(np.float32)
+
+    def _store(self, cur: Any, hashes: Sequence[str], vecs: np.ndarray) -> None:
+        """New vectors into nlp.embeddings with one COPY (a night may bring tens of thousands)."""
+        cur.execute("create temp table if not exists _new_embeddings (like nlp.embeddings including defaults)"
+                    " on commit drop")
+        cur.execute("truncate _new_embeddings")
+        buf = io.StringIO()
+        model, dim = _copy_text(self.model), vecs.shape[1]
+        for h, v in zip(hashes, vecs, strict=True):
+            buf.write(f"{_copy_text(h)}\t{model}\t{dim}\t\\\\x{to_bytes(v).hex()}\n")
+        buf.seek(0)
+        cur.copy_expert("copy _new_embeddings (text_hash, model, dim, embedding) from stdin", buf)
+        cur.execute("insert into nlp.embeddings (text_hash, model, dim, embedding)"
+                    " select text_hash, model, dim, embedding from _new_embeddings"
+                    " on conflict (text_hash, model) do nothing")

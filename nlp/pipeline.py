@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from nlp.cluster import Clusterer, HDBSCANClusterer
+from nlp.cluster import Clusterer, HDBSCANClusterer, discover_labels
 from nlp.embed import DEFAULT_MODEL, Embedder, EmbeddingCache
 from nlp.label import ClassTfidfLabeler, representatives
 from nlp.overrides import apply_overrides, read_overrides
@@ -63,15 +63,22 @@ class ThemeConfig:
     #: a discovered cluster reuses an existing theme id when cosine(centroids) >= this
     match_threshold: float = 0.80
     #: two active themes are merged when cosine(centroids) >= this
-    merge_threshold: float = 0.85
-    reduce_dims: int = 10
-    #: None = scaled with the pool: max(5, round(n / 300)), capped at 100
+    merge_threshold: float = 0.80
+    reduce_dims: int = 20
+    #: near-duplicate comments (cosine >= this) are one point for HDBSCAN (None = no collapsing)
+    collapse_threshold: float | None = 0.90
+    #: fit_transform: nearest-centroid (spherical k-means) passes after discovery and merging
+    refine_iterations: int = 5
+    #: None = scaled with the pool: max(10, round(n / 600)), capped at 100
     min_cluster_size: int | None = None
     min_samples: int = 3
     cluster_selection_method: str = "leaf"
     #: discovery runs only when the pool (new unassigned + recent noise) has this many comments
     min_discovery_pool: int = 30
     discovery_lookback_days: int = 180
+    #: at most this many of those earlier noise comments (the most recent) join a night's pool, so
+    #: the night's cost does not grow with how many responses the lookback window holds
+    max_noise_pool: int = 3000
     #: run_interval clusters the new comments together with up to this many of the most recent
     #: already-themed comments from before the interval (density context; their theme never changes)
     discovery_context: int = 3000
@@ -80,8 +87,23 @@ class ThemeConfig:
     #: of old topics: 10-80 % of expected); otherwise it joins the theme most of its context
     #: members have (when one theme has half of them) or a theme matching its centroid
     context_novelty: float = 0.1
+    #: a cluster of new comments joins the theme most of its context members have only when its
+    #: centroid has cosine >= this with that theme's centroid (None = always)
+    context_join_threshold: float | None = 0.70
+    #: ... otherwise, with at least this many new comments, it starts a theme of its own
+    min_split_size: int = 10
     #: nearest-theme fallback in run_interval: best cosine must beat the second best by this much
     assign_margin: float = 0.03
+    #: run_interval's nearest-theme fallback for comments outside every cluster (None = assign_threshold).
+    #: Stricter than fit_transform's: a night sees only part of the picture, and a loose fallback lets
+    #: the first few themes absorb every later topic before it can form a cluster of its own
+    nightly_assign_threshold: float | None = 0.60
+    #: ... or when it is at least assign_threshold close and beats the second nearest theme by
+    #: this much: clearly one theme's comment, only phrased differently (None = no such rule)
+    nightly_clear_margin: float | None = 0.15
+    #: ... except for comments that have stayed noise this many days: by then the themes around
+    #: them have had their chance to form, and they join the nearest one at assign_threshold
+    noise_settle_days: int = 28
     random_state: int = 42
     top_n_keywords: int = 10
     label_terms: int = 3
@@ -141,8 +163,7 @@ class ThemeEngine:
         out = np.full(E.shape[0], -1, dtype=np.int64)
         if E.shape[0] < self.config.min_discovery_pool:
             return out, 0
-        X = self.reducer.fit_transform(E)
-        labels = self.clusterer.fit_predict(X)
+        labels = self._labels(E)
         minted = 0
         for c in sorted(int(c) for c in np.unique(labels) if c >= 0):
             idx = np.flatnonzero(labels == c)
@@ -151,6 +172,35 @@ class ThemeEngine:
             minted += int(new)
             out[idx] = tid
         return out, minted
+
+    def _labels(self, E: np.ndarray) -> np.ndarray:
+        return discover_labels(E, self.reducer, self.clusterer, self.config.collapse_threshold)
+
+    def _refine(self, reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray) -> np.ndarray:
+        """Spherical k-means passes seeded with the discovered themes: every row goes to its
+        nearest centroid, centroids become the mean of their rows; themes left empty are dropped.
+
+        HDBSCAN finds the themes; this places the rows between them (banking77: NMI .716 -> .741
+        with the old defaults, and nothing stays 'noise' only because it fell between two
+        dense regions)."""
+        from nlp.registry import _unit
+
+        for _ in range(self.config.refine_iterations):
+            ids, C = reg.centroid_matrix()
+            if not ids:
+                break
+            best = np.asarray(ids, dtype=np.int64)[(E @ C.T).argmax(axis=1)]
+            if np.array_equal(best, theme):
+                break
+            theme = best
+            for tid in ids:
+                m = theme == tid
+                if m.any():
+                    reg.themes[tid].centroid = _unit(E[m].mean(axis=0))
+                    reg.themes[tid].size = int(m.sum())
+                else:
+                    del reg.themes[tid]
+        return theme
 
     def _discover_in_context(
         self,
@@ -175,8 +225,7 @@ class ThemeEngine:
         n, n_ctx = E.shape[0], E_ctx.shape[0]
         out = np.full(n, -1, dtype=np.int64)
         X_all = np.vstack([E, E_ctx]) if n_ctx else E
-        X = self.reducer.fit_transform(X_all)
-        labels = self.clusterer.fit_predict(X)
+        labels = self._labels(X_all)
         ctx_share = n_ctx / X_all.shape[0]
         minted = 0
         for c in sorted(int(c) for c in np.unique(labels) if c >= 0):
@@ -196,8 +245,29 @@ class ThemeEngine:
             first = min(times) if times else None
             centroid = E[cand].mean(axis=0)
             novel = n_ctx == 0 or ctx_t.size <= cfg.context_novelty * expected
-            if not novel and top_n >= 0.5 * ctx_t.size:
+            unit_c = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+            log.debug(
+                "cluster %d: %d new, %d context (expected %.1f), top theme %s x%d (cos %.3f)", c, cand.size,
+                ctx_t.size, expected, top, top_n, float(unit_c @ reg.themes[top].centroid) if top >= 0 else -1,
+            )
+            close_to_top = top >= 0 and (
+                cfg.context_join_threshold is None
+                or float(unit_c @ reg.themes[top].centroid) >= cfg.context_join_threshold
+            )
+            if not novel and top_n >= 0.5 * ctx_t.size and close_to_top:
                 tid = top
+            elif not novel and top_n >= 0.5 * ctx_t.size and cand.size >= cfg.min_split_size:
+                # the new comments share a region with theme `top` but sit apart from its centroid:
+                # a topic of their own (e.g. a broad early theme that now splits). Old comments keep
+                # their theme; new ones start the new theme.
+                near, sims = reg.nearest(unit_c[None, :])
+                if near[0] >= 0 and sims[0] >= cfg.match_threshold:
+                    tid = int(near[0])
+                else:
+                    t = reg.mint(centroid, int(cand.size), first, run_id)
+                    out[cand] = t.theme_id
+                    minted += 1
+                    continue
             else:
                 near, sims = reg.nearest(centroid[None, :] / max(float(np.linalg.norm(centroid)), 1e-12))
                 if near[0] >= 0 and sims[0] >= cfg.match_threshold:
@@ -213,6 +283,12 @@ class ThemeEngine:
                     out[cand] = t.theme_id
                     minted += 1
                     continue
+            # the cluster proposes, the centroids dispose: a candidate whose nearest theme is
+            # another one (a cluster straddling two themes) is left to the nearest-theme step
+            near_c, _ = reg.nearest(E[cand])
+            cand = cand[near_c == tid]
+            if cand.size == 0:
+                continue
             reg.absorb(tid, E[cand].sum(axis=0), int(cand.size), first)
             out[cand] = tid
         return out, minted
@@ -228,15 +304,31 @@ class ThemeEngine:
         theme[out] = -1
         return out
 
-    def _reassign(self, reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray, margin: float = 0.0) -> np.ndarray:
-        """Rows without a theme join the nearest active theme when cosine >= assign_threshold
-        (and, with ``margin``, beats the second nearest theme by at least ``margin``)."""
+    def _reassign(
+        self,
+        reg: ThemeRegistry,
+        E: np.ndarray,
+        theme: np.ndarray,
+        margin: float = 0.0,
+        threshold: float | None = None,
+        loose: np.ndarray | None = None,
+        clear_margin: float | None = None,
+    ) -> np.ndarray:
+        """Rows without a theme join the nearest active theme when cosine >= ``threshold``
+        (default assign_threshold) and, with ``margin``, beats the second nearest by ``margin``;
+        with ``clear_margin``, also when cosine >= assign_threshold and it beats the second
+        nearest by ``clear_margin``."""
         left = np.flatnonzero(theme < 0)
         hit = np.zeros(theme.shape[0], dtype=bool)
         if left.size == 0:
             return hit
+        thr = np.full(theme.shape[0], self.config.assign_threshold if threshold is None else threshold)
+        if loose is not None:
+            thr[loose] = self.config.assign_threshold
         ids, sims, second = reg.nearest2(E[left])
-        ok = (ids >= 0) & (sims >= self.config.assign_threshold) & (sims - second >= margin)
+        ok = (ids >= 0) & (sims >= thr[left]) & (sims - second >= margin)
+        if clear_margin is not None:
+            ok |= (ids >= 0) & (sims >= self.config.assign_threshold) & (sims - second >= clear_margin)
         theme[left[ok]] = ids[ok]
         hit[left[ok]] = True
         return hit
@@ -257,30 +349,42 @@ class ThemeEngine:
     # ======================================================================================
     # in memory
     # ======================================================================================
-    def fit_transform(self, texts: Sequence[str | None]) -> Any:
+    def fit_transform(self, texts: Sequence[str | None], embeddings: np.ndarray | None = None) -> Any:
         """Themes for a list of comments, no database.
 
         Returns a DataFrame aligned with ``texts``: ``theme_id`` (Int64, NA for empty / noise),
         ``theme_label`` and ``confidence`` (cosine to the theme centroid). ``self.themes_`` holds
         one row per theme (label, keywords, size, representative comments).
+        ``embeddings`` (one L2-normalised row per text, e.g. computed once for a benchmark) skips
+        the encoding; rows of content-free texts are ignored.
         """
         import pandas as pd
 
         prepared = [self.prepare(t) for t in texts]
         empty = np.array([is_content_free(t) for t in prepared], dtype=bool)
         idx = np.flatnonzero(~empty)
-        uniq: dict[str, int] = {}
-        for i in idx:
-            uniq.setdefault(prepared[i], len(uniq))
-        U = self.embedder.encode(list(uniq))
-        E = U[[uniq[prepared[i]] for i in idx]] if idx.size else np.zeros((0, 1), dtype=np.float32)
+        if embeddings is not None:
+            if len(embeddings) != len(prepared):
+                raise ValueError(f"{len(embeddings)} embeddings for {len(prepared)} texts")
+            E = np.asarray(embeddings, dtype=np.float32)[idx]
+        else:
+            uniq: dict[str, int] = {}
+            for i in idx:
+                uniq.setdefault(prepared[i], len(uniq))
+            U = self.embedder.encode(list(uniq))
+            E = U[[uniq[prepared[i]] for i in idx]] if idx.size else np.zeros((0, 1), dtype=np.float32)
 
         reg = ThemeRegistry(self.model)
         theme, _ = self._discover(reg, E, [None] * len(idx), None)
         reg.merge_duplicates(self.config.merge_threshold)
         self._resolve(reg, theme)
-        self._prune(reg, E, theme)
-        self._reassign(reg, E, theme)
+        if self.config.refine_iterations > 0:
+            theme = self._refine(reg, E, theme)
+            conf = self._confidence(reg, E, theme)
+            theme[~(conf >= self.config.assign_threshold)] = -1  # too far from every theme: unassigned
+        else:
+            self._prune(reg, E, theme)
+            self._reassign(reg, E, theme)
         conf = self._confidence(reg, E, theme)
 
         docs: dict[int, list[str]] = defaultdict(list)
@@ -330,8 +434,17 @@ class ThemeEngine:
         cfg = self.config
         model = self.model
         overrides = read_overrides(cfg.overrides_path)  # a bad file fails before anything is read
+        steps: dict[str, float] = {}
+        lap = [time.monotonic()]
+
+        def step(name: str) -> None:  # wall time per step, reported in stats["step_seconds"]
+            now = time.monotonic()
+            steps[name] = round(steps.get(name, 0.0) + now - lap[0], 3)
+            lap[0] = now
+
         reg = ThemeRegistry(model).load(conn)
         human = apply_overrides(conn, reg, overrides, self.cache, run_id)
+        step("registry_overrides")
         n_existing = len(reg.active())
 
         # -- batch: new or changed comments of the interval --------------------------------
@@ -369,7 +482,9 @@ class ThemeEngine:
         hashes = [text_hash(t) for t in texts]
 
         # -- embed (cache) ----------------------------------------------------------------------
+        step("read_batch")
         E = self.cache.get_or_compute(conn, hashes, texts) if texts else np.zeros((0, 1), np.float32)
+        step("embed")
         stats["embedded"] = self.cache.last_misses
 
         # -- discovery pool: new + recent noise + recent assigned context -------------------------
@@ -384,11 +499,13 @@ class ThemeEngine:
         ctx: list[tuple[Any, ...]] = []
         if n_new:
             since = start - timedelta(days=cfg.discovery_lookback_days)
-            old = self._read_noise(conn, since, end, model, set(ids))
+            old = self._read_noise(conn, since, end, model, set(ids), cfg.max_noise_pool)
             ctx = self._read_context(conn, start, model, cfg.discovery_context, set(ids))
+        step("read_pool")
         n_old, n_ctx = len(old), len(ctx)
         E_old = self._embed_rows(conn, old, dim, stats)
         E_ctx = self._embed_rows(conn, ctx, dim, stats)
+        step("embed_pool")
         stats["pool"] = n_new + n_old
         stats["context"] = n_ctx
         cand_theme = np.full(n_new + n_old, -1, dtype=np.int64)
@@ -402,12 +519,16 @@ class ThemeEngine:
                     reg, E_cand, cand_seen, E_ctx, ctx_theme, run_id
                 )
                 cand_method[cand_theme >= 0] = "discovered"
-                merges = reg.merge_duplicates(cfg.merge_threshold)
+                merges = reg.merge_duplicates(cfg.merge_threshold, only_new=True)
                 stats["merged"] = len(merges)
                 self._resolve(reg, cand_theme)
                 cand_method[self._prune(reg, E_cand, cand_theme)] = "noise"
+                step("discover")
             # -- assign: comments outside every cluster join the nearest theme (clear winner)
-            hit = self._reassign(reg, E_cand, cand_theme, cfg.assign_margin)
+            settled = start - timedelta(days=cfg.noise_settle_days)
+            loose = np.array([False] * n_new + [o[1] is not None and o[1] < settled for o in old], dtype=bool)
+            hit = self._reassign(reg, E_cand, cand_theme, cfg.assign_margin, cfg.nightly_assign_threshold, loose,
+                                 cfg.nightly_clear_margin)
             cand_method[hit] = "assigned"
             self._absorb(reg, E_cand, cand_theme, hit, cand_seen)
             theme[:] = cand_theme[:n_new]
@@ -428,6 +549,7 @@ class ThemeEngine:
         stats["assigned"] = int(sum(1 for m in method if m == "assigned"))
         stats["discovered"] = int(sum(1 for m in method if m == "discovered"))
         stats["noise"] = int(sum(1 for m in method if m == "noise"))
+        step("assign")
 
         # -- write -----------------------------------------------------------------------------
         self._write_rows(conn, rows, model, run_id)
@@ -447,8 +569,12 @@ class ThemeEngine:
         # keywords; an existing theme's label is not rewritten by the comments it absorbs later
         relabel = {t.theme_id for t in reg.themes.values() if t.is_new or not t.keywords}
         relabel |= {keep_id for _drop, keep_id in reg.merges}
+        step("write")
         self._refresh_labels(conn, reg, touched, relabel)
+        step("labels")
         reg.save(conn)
+        step("save")
+        stats["step_seconds"] = steps
         stats["themes_active"] = len(reg.active())
         stats["seconds"] = round(time.monotonic() - t0, 3)
         log.info("themes run %s [%s, %s): %s", run_id, start, end, stats)
@@ -514,22 +640,27 @@ class ThemeEngine:
 
     @staticmethod
     def _read_noise(
-        conn: Any, since: datetime, until: datetime, model: str, exclude: set[str]
+        conn: Any, since: datetime, until: datetime, model: str, exclude: set[str], limit: int
     ) -> list[tuple[Any, ...]]:
-        """(response_id, responded_at, text_hash, comment) of earlier noise comments."""
+        """(response_id, responded_at, text_hash, comment) of the ``limit`` most recent earlier
+        noise comments, oldest first."""
         with conn.cursor() as cur:
             cur.execute(
                 """
-                select ct.response_id, r.responded_at, ct.text_hash, r.comment
-                from nlp.comment_themes ct
-                join raw.survey_responses r on r.response_id = ct.response_id
-                where ct.method = 'noise' and ct.model = %s
-                  and r.responded_at >= %s and r.responded_at < %s
-                order by r.responded_at, ct.response_id
+                select * from (
+                    select ct.response_id, r.responded_at, ct.text_hash, r.comment
+                    from nlp.comment_themes ct
+                    join raw.survey_responses r on r.response_id = ct.response_id
+                    where ct.method = 'noise' and ct.model = %s
+                      and r.responded_at >= %s and r.responded_at < %s
+                      and not (ct.response_id = any(%s))
+                    order by r.responded_at desc, ct.response_id desc
+                    limit %s
+                ) recent order by responded_at, response_id
                 """,
-                (model, since, until),
+                (model, since, until, sorted(exclude), limit),
             )
-            return [row for row in cur.fetchall() if row[0] not in exclude]
+            return cur.fetchall()
 
     @staticmethod
     def _write_rows(
@@ -565,25 +696,30 @@ class ThemeEngine:
         if not touched or not active:
             return
         docs: dict[int, list[str]] = defaultdict(list)
-        sizes: dict[int, int] = {}
         with conn.cursor() as cur:
+            # a bounded sample per theme through the (theme_id, text_hash, response_id) index: the
+            # cost does not grow with the themes' history
             cur.execute(
                 """
-                select theme_id, comment, n from (
-                    select ct.theme_id, r.comment,
-                           row_number() over (
-                               partition by ct.theme_id order by ct.text_hash, ct.response_id) rn,
-                           count(*) over (partition by ct.theme_id) n
-                    from nlp.comment_themes ct
-                    join raw.survey_responses r on r.response_id = ct.response_id
-                    where ct.theme_id = any(%s)
-                ) s where rn <= %s
+                select t.theme_id, r.comment
+                from unnest(%s::int[]) as t (theme_id)
+                cross join lateral (
+                    select ct.response_id from nlp.comment_themes ct
+                    where ct.theme_id = t.theme_id
+                    order by ct.text_hash, ct.response_id
+                    limit %s
+                ) sample
+                join raw.survey_responses r on r.response_id = sample.response_id
                 """,
                 (active, self.config.label_max_docs_per_theme),
             )
-            for tid, comment, n in cur.fetchall():
+            for tid, comment in cur.fetchall():
                 docs[tid].append(self.prepare(comment))
-                sizes[tid] = int(n)
+            cur.execute(
+                "select theme_id, count(*) from nlp.comment_themes where theme_id = any(%s) group by theme_id",
+                (sorted(touched),),
+            )
+            sizes = {int(tid): int(n) for tid, n in cur.fetchall()}
         kws = self.labeler.keywords(docs)
         for tid in touched:
             t = reg.themes.get(tid)

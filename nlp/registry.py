@@ -155,11 +155,13 @@ class ThemeRegistry:
             if t.merged_into == drop:
                 t.merged_into, t.dirty = keep, True
 
-    def merge_duplicates(self, merge_threshold: float) -> list[tuple[int, int]]:
+    def merge_duplicates(self, merge_threshold: float, only_new: bool = False) -> list[tuple[int, int]]:
         """Merge active themes whose centroids have cosine >= ``merge_threshold``.
 
         Most similar pair first; the older (smaller) id is kept, unless only the other one is
         :attr:`protected` (a person decided about it); two protected themes are never merged.
+        With ``only_new``, a pair needs a theme minted in this run (``is_new``), and that one is
+        the one merged away: comments themed on earlier nights never change theme.
         Returns (merged, kept) pairs.
         """
         merges: list[tuple[int, int]] = []
@@ -178,6 +180,12 @@ class ThemeRegistry:
             if S[i, j] < merge_threshold:
                 break
             keep, drop = (ids[i], ids[j]) if ids[i] < ids[j] else (ids[j], ids[i])
+            if only_new:
+                if not self.themes[drop].is_new:
+                    if not self.themes[keep].is_new:
+                        skip.add((keep, drop))
+                        continue
+                    keep, drop = drop, keep
             if drop in self.protected:
                 if keep in self.protected:
                     skip.add((keep, drop))

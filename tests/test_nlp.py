@@ -472,3 +472,22 @@ def test_registry_merge_repoints(conn: Any) -> None:
     reg2 = ThemeRegistry("test-model").load(conn)
     assert [t.theme_id for t in reg2.active()] == [t1.theme_id, t3.theme_id]
     assert reg2.mint(c, 1).theme_id == 4  # never reuses ids
+
+
+def test_embedding_cache_round_trips_vectors_and_encodes_only_misses(conn: Any, embedder: Any) -> None:
+    import numpy as np
+
+    from nlp.embed import EmbeddingCache
+
+    cache = EmbeddingCache(embedder)
+    texts = ["the export is slow", "billing\tis wrong", "love it\\really"]
+    hashes = [text_hash(t) for t in texts]
+    first = cache.get_or_compute(conn, hashes, texts)
+    assert cache.last_misses == 3
+    again = cache.get_or_compute(conn, hashes[::-1] + hashes[:1], texts[::-1] + texts[:1])
+    assert cache.last_misses == 0
+    np.testing.assert_array_equal(again[:3], first[::-1])
+    np.testing.assert_allclose(first, embedder.encode(texts), atol=1e-6)
+    with conn.cursor() as cur:
+        cur.execute("select count(*), min(dim) from nlp.embeddings")
+        assert cur.fetchone() == (3, first.shape[1])

@@ -159,6 +159,9 @@ create table if not exists nlp.comment_themes (
     run_id      text
 );
 create index if not exists comment_themes_theme_idx on nlp.comment_themes (theme_id);
+-- the theme engine's label sample per theme, and the night's pool of earlier noise comments
+create index if not exists comment_themes_label_sample_idx on nlp.comment_themes (theme_id, text_hash, response_id);
+create index if not exists comment_themes_noise_idx on nlp.comment_themes (response_id) where method = 'noise';
 -- theme overrides seed (nlp/overrides.py): a person's label and actionable flag live beside the
 -- engine's own keyword label, so a run can refresh `label` without ever touching a human decision
 alter table nlp.themes add column if not exists human_label text;

@@ -1,0 +1,120 @@
+"""Labelled comment sets for the theme benchmark, and their MiniLM embeddings (cached on disk).
+
+* ``banking77`` — ../shared/data/themes/banking77 train.csv + test.csv: 13,083 online-banking
+  customer queries, 77 intents (CC BY 4.0, PolyAI).
+* ``airline`` — ../shared/data/themes/twitter_airline_sentiment Tweets.csv: the negative tweets
+  with a negative reason other than "Can't Tell" (7,988 tweets, 9 reasons; CC BY-NC-SA 4.0,
+  evaluation only). @handles and links are stripped and HTML entities unescaped, the same text
+  for both engines.
+* ``demo`` / ``demo-small`` — the demo generator's comments (presets ``demo`` / ``small``) with
+  their latent theme key from the generator's ground truth; comments without a theme key (empty,
+  "n/a", ...) are left out, as they have no label.
+
+Every text goes through ``ThemeEngine.prepare`` (PII redacted, normalised) — the text the engine
+itself embeds — and both engines get exactly these texts and embeddings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("NPS_SHARED_DIR", ROOT.parent / "shared"))
+DATA = SHARED / "data" / "themes"
+CACHE = ROOT / ".bench" / "themes"
+
+_HANDLE_RE = re.compile(r"@\w+")
+_URL_RE = re.compile(r"https?://\S+")
+
+
+@dataclass
+class LabelledSet:
+    name: str
+    texts: list[str]  # prepared (redacted, normalised) comments
+    labels: list[str]
+    note: str
+    #: responded_at per row when the set has time (demo), for nightly splits
+    times: list[pd.Timestamp] | None = None
+    ids: list[str] | None = None
+
+
+def _prepare(texts: list[str]) -> list[str]:
+    from nlp.pipeline import ThemeEngine
+
+    return [ThemeEngine.prepare(t) for t in texts]
+
+
+def banking77() -> LabelledSet:
+    d = DATA / "banking77"
+    df = pd.concat([pd.read_csv(d / "train.csv"), pd.read_csv(d / "test.csv")], ignore_index=True)
+    return LabelledSet("banking77", _prepare(df["text"].tolist()), df["category"].tolist(),
+                       "train + test, 77 intents")
+
+
+def clean_tweet(text: str) -> str:
+    return " ".join(_URL_RE.sub(" ", _HANDLE_RE.sub(" ", html.unescape(text))).split())
+
+
+def airline() -> LabelledSet:
+    df = pd.read_csv(DATA / "twitter_airline_sentiment" / "Tweets.csv")
+    df = df[(df["airline_sentiment"] == "negative") & df["negativereason"].notna()
+            & (df["negativereason"] != "Can't Tell")]
+    texts = _prepare([clean_tweet(t) for t in df["text"]])
+    return LabelledSet("airline", texts, df["negativereason"].tolist(),
+                       "negative tweets without \"Can't Tell\", 9 reasons, @handles/links stripped")
+
+
+def demo_frame(preset: str) -> pd.DataFrame:
+    """The generator's responses (response_id, responded_at, comment, theme_key, ...), in memory:
+    the same simulation ``nps.demo.generator.generate`` writes to file drops and _truth/."""
+    from nps.demo.generator import PRESETS, _Sim
+
+    sim = _Sim(PRESETS[preset])
+    for step in (sim.accounts, sim.contacts, sim.usage, sim.surveys, sim.scores, sim.comments):
+        step()
+    df = sim.resp.copy()
+    df["responded_at"] = pd.to_datetime(df["resp"], unit="s", utc=True)
+    return df
+
+
+def demo(preset: str = "demo") -> LabelledSet:
+    df = demo_frame(preset)
+    df = df[df["theme_key"] != ""].sort_values(["responded_at", "response_id"])
+    name = "demo" if preset == "demo" else f"demo-{preset}"
+    return LabelledSet(name, _prepare(df["comment"].tolist()), df["theme_key"].tolist(),
+                       f"generator preset '{preset}', {df['theme_key'].nunique()} latent themes",
+                       times=list(df["responded_at"]), ids=df["response_id"].tolist())
+
+
+SETS = {"banking77": banking77, "airline": airline, "demo": demo, "demo-small": lambda: demo("small")}
+
+
+def embeddings(texts: list[str], embedder, tag: str = "") -> tuple[np.ndarray, float]:
+    """MiniLM embeddings of ``texts`` (row per text), cached under .bench/themes/ by content.
+
+    Returns (embeddings, seconds spent encoding; 0.0 when read from the cache).
+    """
+    import time
+
+    uniq = list(dict.fromkeys(texts))
+    key = hashlib.sha256(("\n".join(uniq) + "\x00" + embedder.key).encode()).hexdigest()[:16]
+    path = CACHE / f"emb-{tag}-{key}.npy"
+    seconds = 0.0
+    if path.exists():
+        U = np.load(path)
+    else:
+        t0 = time.perf_counter()
+        U = embedder.encode(uniq)
+        seconds = time.perf_counter() - t0
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(path, U)
+    pos = {t: i for i, t in enumerate(uniq)}
+    return U[[pos[t] for t in texts]], seconds
