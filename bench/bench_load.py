@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -103,48 +102,44 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="nps-bench-"))
-    server = os.environ.get(warehouse.URL_ENV) or warehouse.start_embedded(workdir / "pgdata", keep_running=False)
-    name = f"nps_bench_{uuid.uuid4().hex[:8]}"
-    admin = warehouse.connect(server)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'create database "{name}"')
-    p = warehouse.parse_url(server)
-    auth = p.user + (f":{p.password}" if p.password else "")
-    url = (f"postgresql://{auth}@/{name}?host={p.host}&port={p.port}" if p.is_socket
-           else f"postgresql://{auth}@{p.host}:{p.port}/{name}")
-    conn = warehouse.connect(url)
-    warehouse.ensure_schema(conn)
+    with warehouse.scratch_database("nps_bench") as url:
+        conn = warehouse.connect(url)
+        try:
+            results = measure(conn, workdir, args)
+        finally:
+            conn.close()
+    report(results, args.repeat)
+    return 0
+
+
+def measure(conn: object, workdir: Path, args: argparse.Namespace) -> list[tuple]:
     rng = np.random.default_rng(7)
     results = []
-    try:
-        usage = make_usage(args.usage_rows, rng)
-        days = usage["usage_date"].nunique()
-        responses = make_responses(args.responses, days, rng)
-        start = datetime(2025, 1, 1, tzinfo=UTC)
-        end = start + timedelta(days=days)
-        for entity, frame in (("usage_daily", usage), ("survey_responses", responses)):
-            connector = write_drops(frame, workdir / "sources", entity)
-            files = connector.files_for_window(start, end)
-            loads, copies, indexed = [], [], []
-            for i in range(args.repeat):
-                t0 = time.perf_counter()
-                result = load_entity(conn, entity, start, end, f"bench{i}", sources_dir=workdir / "sources",
-                                     now=datetime(2026, 1, 1, tzinfo=UTC))
-                loads.append(time.perf_counter() - t0)
-                copies.append(bare_copy(conn, entity, files))
-                indexed.append(bare_copy(conn, entity, files, indexed=True))
-            assert result.rows_loaded == len(frame), result
-            load_s, copy_s = statistics.median(loads), statistics.median(copies)
-            results.append((entity, len(frame), len(files), load_s, copy_s, statistics.median(indexed)))
-    finally:
-        conn.close()
-        with admin.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
+    usage = make_usage(args.usage_rows, rng)
+    days = usage["usage_date"].nunique()
+    responses = make_responses(args.responses, days, rng)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    end = start + timedelta(days=days)
+    for entity, frame in (("usage_daily", usage), ("survey_responses", responses)):
+        connector = write_drops(frame, workdir / "sources", entity)
+        files = connector.files_for_window(start, end)
+        loads, copies, indexed = [], [], []
+        for i in range(args.repeat):
+            t0 = time.perf_counter()
+            result = load_entity(conn, entity, start, end, f"bench{i}", sources_dir=workdir / "sources",
+                                 now=datetime(2026, 1, 1, tzinfo=UTC))
+            loads.append(time.perf_counter() - t0)
+            copies.append(bare_copy(conn, entity, files))
+            indexed.append(bare_copy(conn, entity, files, indexed=True))
+        assert result.rows_loaded == len(frame), result
+        load_s, copy_s = statistics.median(loads), statistics.median(copies)
+        results.append((entity, len(frame), len(files), load_s, copy_s, statistics.median(indexed)))
+    return results
 
+
+def report(results: list[tuple], repeat: int) -> None:
     print(f"loading benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU, "
-          f"Python {platform.python_version()}, pandas {pd.__version__}, median of {args.repeat}")
+          f"Python {platform.python_version()}, pandas {pd.__version__}, median of {repeat}")
     print("load_entity = rerun of the whole window (read, validate, redact, COPY, replace, audit); bare COPY ="
           " the same files into a scratch table, without / with the raw table's key and indexes")
     print(f"{'entity':18}{'rows':>8}{'files':>6}{'load_entity':>12}{'rows/s':>9}{'bare COPY':>10}{'rows/s':>10}"
@@ -153,7 +148,6 @@ def main() -> int:
         print(f"{entity:18}{rows:>8}{files:>6}{load_s:>11.2f}s{rows / load_s:>9,.0f}{copy_s:>9.2f}s"
               f"{rows / copy_s:>10,.0f}{load_s / copy_s:>6.1f}x{idx_s:>8.2f}s{rows / idx_s:>10,.0f}"
               f"{load_s / idx_s:>6.1f}x")
-    return 0
 
 
 if __name__ == "__main__":

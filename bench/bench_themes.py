@@ -39,11 +39,8 @@ import logging
 import os
 import platform
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -112,30 +109,6 @@ def quality(names: list[str], embedder: Embedder, bertopic: bool) -> list[dict[s
 # ------------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def scratch_database(prefix: str = "nps_bench_themes") -> Iterator[str]:
-    workdir = Path(tempfile.mkdtemp(prefix="nps-bench-themes-"))
-    server = os.environ.get(warehouse.URL_ENV) or warehouse.start_embedded(workdir / "pgdata", keep_running=False)
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = warehouse.connect(server)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'create database "{name}"')
-    p = warehouse.parse_url(server)
-    auth = p.user + (f":{p.password}" if p.password else "")
-    url = (f"postgresql://{auth}@/{name}?host={p.host}&port={p.port}" if p.is_socket
-           else f"postgresql://{auth}@{p.host}:{p.port}/{name}")
-    conn = warehouse.connect(url)
-    warehouse.ensure_schema(conn)
-    conn.close()
-    try:
-        yield url
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
-
-
 def copy_rows(conn: Any, table: str, columns: list[str], frame: pd.DataFrame) -> None:
     buf = io.StringIO()
     frame[columns].to_csv(buf, index=False, header=False)
@@ -188,7 +161,7 @@ def stability(preset: str, embedder: Embedder, night_days: int, config: ThemeCon
     start = df["responded_at"].min().normalize().to_pydatetime()
     end = df["responded_at"].max().normalize().to_pydatetime() + timedelta(days=1)
     engine = ThemeEngine(config or ThemeConfig(), embedder=embedder)
-    with scratch_database() as url:
+    with warehouse.scratch_database("nps_bench_themes") as url:
         conn = warehouse.connect(url)
         load_responses(conn, df)
         conn.commit()
@@ -272,7 +245,7 @@ def history_base(embedder: Embedder) -> dict[str, Any]:
         return pickle.loads(path.read_bytes())
     df = td.demo_frame("demo")
     engine = ThemeEngine(ThemeConfig(), embedder=embedder)
-    with scratch_database() as url:
+    with warehouse.scratch_database("nps_bench_themes") as url:
         conn = warehouse.connect(url)
         load_responses(conn, df)
         conn.commit()
@@ -376,7 +349,7 @@ def scale(embedder: Embedder, history: int, new: int) -> dict[str, Any]:
                      show_progress_bar=False)
         return time.perf_counter() - t0
 
-    with scratch_database() as url:
+    with warehouse.scratch_database("nps_bench_themes") as url:
         conn = warehouse.connect(url)
         out = build_history(conn, base, history)
         rng = np.random.default_rng(11)

@@ -163,6 +163,45 @@ def resolve_url(*, start: bool = True) -> str:
     return url
 
 
+def database_url(url: str, dbname: str) -> str:
+    """The URL of another database on the same server (same user, host or socket, port)."""
+    p = parse_url(url)
+    auth = p.user + (f":{p.password}" if p.password else "")
+    if p.is_socket:
+        return f"postgresql://{auth}@/{dbname}?host={p.host}&port={p.port}"
+    return f"postgresql://{auth}@{p.host}:{p.port}/{dbname}"
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str, server_url: str | None = None) -> Iterator[str]:
+    """A new database with the raw / nlp schemas, dropped on exit, on the server of
+    ``server_url`` (default NPS_WAREHOUSE_URL, else a throw-away embedded server) — for
+    benchmarks, which must never write to the user's own database."""
+    import tempfile
+    import uuid
+
+    server = server_url or os.environ.get(URL_ENV)
+    if not server:
+        server = start_embedded(Path(tempfile.mkdtemp(prefix=f"{prefix}-")) / "pgdata", keep_running=False)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = connect(server)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'create database "{name}"')
+        url = database_url(server, name)
+        conn = connect(url)
+        try:
+            ensure_schema(conn)
+        finally:
+            conn.close()
+        yield url
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
+
+
 def psql_hint(url: str) -> str:
     p = parse_url(url)
     return f"psql -h {p.host} -p {p.port} -U {p.user} -d {p.dbname}"

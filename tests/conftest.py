@@ -43,14 +43,6 @@ def _admin(url: str):
     return conn
 
 
-def _with_db(url: str, dbname: str) -> str:
-    p = warehouse.parse_url(url)
-    auth = p.user + (f":{p.password}" if p.password else "")
-    if p.is_socket:
-        return f"postgresql://{auth}@/{dbname}?host={p.host}&port={p.port}"
-    return f"postgresql://{auth}@{p.host}:{p.port}/{dbname}"
-
-
 @pytest.fixture(scope="session")
 def make_database(pg_server_url: str) -> Iterator:
     """Factory: a new empty database on the test server with raw/nlp schemas; dropped at the end."""
@@ -63,7 +55,7 @@ def make_database(pg_server_url: str) -> Iterator:
             cur.execute(f'create database "{name}"')
         admin.close()
         created.append(name)
-        url = _with_db(pg_server_url, name)
+        url = warehouse.database_url(pg_server_url, name)
         conn = warehouse.connect(url)
         warehouse.ensure_schema(conn)
         conn.close()
