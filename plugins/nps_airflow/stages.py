@@ -65,12 +65,23 @@ def extract(entity: str, start: datetime, end: datetime, run_id: str) -> dict:
         conn.close()
 
 
+def theme_config() -> Any:
+    """The theme engine's configuration for the nightly run: defaults, with the sentence-transformers
+    model from NPS_THEME_MODEL (a local directory, or a name already in the local cache; nothing
+    is downloaded) and the device from NPS_THEME_DEVICE (e.g. cuda on a GPU worker)."""
+    from nlp import ThemeConfig
+
+    overrides = {k: os.environ[env] for k, env in (("model", "NPS_THEME_MODEL"), ("device", "NPS_THEME_DEVICE"))
+                 if os.environ.get(env)}
+    return ThemeConfig(**overrides)
+
+
 def build_themes(start: datetime, end: datetime, run_id: str) -> dict:
     """Embed the window's new comments, assign them to registry themes, discover new themes."""
-    from nlp import ThemeConfig, ThemeEngine
+    from nlp import ThemeEngine
 
     with warehouse.transaction(lock="themes") as conn:
-        stats = ThemeEngine(ThemeConfig()).run_interval(conn, start, end, run_id)
+        stats = ThemeEngine(theme_config()).run_interval(conn, start, end, run_id)
     log.info("themes: %s", stats)
     return stats
 
