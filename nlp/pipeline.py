@@ -43,7 +43,7 @@ from nlp.label import ClassTfidfLabeler, representatives
 from nlp.overrides import apply_overrides, read_overrides
 from nlp.reduce import PCAReducer, Reducer
 from nlp.registry import ThemeRegistry
-from nlp.text import is_content_free, normalise, redact_pii, text_hash
+from nlp.text import is_content_free, normalise, redact_pii, strip_markup, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,8 @@ class ThemeEngine:
     # ======================================================================================
     @staticmethod
     def prepare(comment: str | None) -> str:
-        """The text that is hashed, embedded and labelled: PII redacted, normalised."""
-        return normalise(redact_pii(comment) or "")
+        """The text that is hashed, embedded and labelled: PII redacted, links dropped, normalised."""
+        return normalise(strip_markup(redact_pii(comment)))
 
     def _discover(
         self,

@@ -6,6 +6,8 @@
 * :func:`is_content_free` — comments that say nothing ("n/a", "nothing", "-", ...).
 * :func:`redact_pii` — replaces e-mail addresses with ``[email]`` and phone numbers with
   ``[phone]``. The loader applies it before ``raw.survey_responses`` is written.
+* :func:`strip_markup` — drops links and decodes HTML entities, so "https://t.co/x" or "&amp;"
+  never become theme keywords or pull comments together.
 
 Pure standard library: importing this module is cheap (the loader and Airflow DAG files use it).
 """
@@ -13,6 +15,7 @@ Pure standard library: importing this module is cheap (the loader and Airflow DA
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "is_content_free",
     "normalise",
     "redact_pii",
+    "strip_markup",
     "text_hash",
 ]
 
@@ -41,6 +45,21 @@ def normalise(text: str | None) -> str:
 def text_hash(text: str | None) -> str:
     """sha256 hex digest of :func:`normalise` (text)."""
     return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()
+
+
+_URL_RE = re.compile(r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>\"']+", re.IGNORECASE)
+
+
+def strip_markup(text: str | None) -> str:
+    """``text`` without links (``http(s)://...``, ``www....``) and with HTML entities decoded."""
+    if not text:
+        return ""
+    text = str(text)
+    if "&" in text:
+        text = html.unescape(text)
+    if "://" in text or "www." in text.lower():
+        text = _URL_RE.sub(" ", text)
+    return text
 
 
 # --------------------------------------------------------------------------------------------

@@ -131,7 +131,9 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
 def cmd_themes_fit(args: argparse.Namespace) -> int:
     from nlp.cli import themes_fit
 
-    return themes_fit(args.input, args.text_column, args.out, model=args.model)
+    themes_fit(args.input, args.text_column, args.out, model=args.model, encoding=args.encoding,
+               delimiter=args.delimiter, header_rows=args.header_rows)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--model", default=None, help="sentence-transformers model name or path")
+    p.add_argument("--encoding", default="utf-8-sig", help="file encoding (default UTF-8, BOM or not)")
+    p.add_argument("--delimiter", default=None, help="field delimiter (default: sniffed from , ; tab |)")
+    p.add_argument("--header-rows", type=int, default=None,
+                   help="rows before the data, header included (default 1; 3 for a Qualtrics export, detected)")
     p.set_defaults(func=cmd_themes_fit)
     return parser
 

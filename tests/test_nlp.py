@@ -7,6 +7,8 @@ server, else an embedded pgserver).
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -137,6 +139,18 @@ def test_normalise_and_hash() -> None:
     assert normalise("  Too   SLOW\n\tto load ") == "too slow to load"
     assert text_hash("Too slow") == text_hash("  too   SLOW ")
     assert len(text_hash("x")) == 64
+
+
+def test_links_and_entities_never_reach_the_embedding() -> None:
+    from nlp.pipeline import ThemeEngine
+
+    prep = ThemeEngine.prepare
+    got = prep("Export fails, see https://app.example.com/x?id=42 &amp; www.example.org/help!")
+    assert "http" not in got and "example" not in got and "&amp;" not in got
+    assert got.startswith("export fails, see") and "&" in got
+    assert prep("Mail me at ana@example.com, details: http://t.co/Ab12") == "mail me at [email], details:"
+    assert is_content_free(prep("https://t.co/xyz"))  # a bare link says nothing
+    assert prep("price went up 20% & support is slow") == "price went up 20% & support is slow"
 
 
 def test_import_is_light() -> None:
@@ -319,6 +333,60 @@ def test_cli_themes_fit(tmp_path: Path, embedder: Any, monkeypatch: pytest.Monke
     assert "themes" in capsys.readouterr().out
     with pytest.raises(ValueError, match="nope"):
         themes_fit(src, "nope", out)
+
+
+def test_cli_themes_fit_reads_real_exports(
+    tmp_path: Path, embedder: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Through `nps themes fit`: exit code 0, a cp1252 semicolon file, a Qualtrics export, bad input."""
+    import json
+
+    import pandas as pd
+
+    import nlp.pipeline
+    from nps.cli import main
+
+    real = nlp.pipeline.ThemeEngine
+    monkeypatch.setattr(nlp.pipeline, "ThemeEngine", lambda config=None, **kw: real(config, embedder=embedder, **kw))
+    data = synthetic(30, seed=5)
+    texts = [t + " café" if i % 7 == 0 else t for i, (_, t) in enumerate(data)]
+
+    # an Excel-on-Windows export: cp1252, semicolons, a comment with a ; inside quotes
+    euro = tmp_path / "euro.csv"
+    frame = pd.DataFrame({"id": range(len(texts)), "Kommentar": texts})
+    frame.loc[0, "Kommentar"] = "slow; very slow export"
+    frame.to_csv(euro, sep=";", index=False, encoding="cp1252")
+    out = tmp_path / "euro_out.csv"
+    assert main(["themes", "fit", str(euro), "--text-column", "Kommentar", "--out", str(out)]) == 2
+    assert "--encoding" in capsys.readouterr().err  # not valid UTF-8: says what to pass
+    assert main(["themes", "fit", str(euro), "--text-column", "Kommentar", "--out", str(out),
+                 "--encoding", "cp1252"]) == 0
+    got = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert got["Kommentar"].tolist() == frame["Kommentar"].tolist()  # every row, text intact
+    assert list(got.columns) == ["id", "Kommentar", "theme_id", "theme_label", "confidence"]
+    assert (got["theme_id"] != "").mean() >= 0.85
+
+    # a Qualtrics export: column names, question text, ImportId row, then the data (BOM too)
+    qualtrics = tmp_path / "qualtrics.csv"
+    cols = ["ResponseId", "Q1_NPS_GROUP", "Q2"]
+    rows = [cols, ["Response ID", "How likely...? - Group", "Why?"],
+            [json.dumps({"ImportId": c}) for c in ("_recordId", "QID1_NPS_GROUP", "QID2_TEXT")]]
+    rows += [[f"R_{i}", "Promoter", t] for i, t in enumerate(texts)]
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    qualtrics.write_text("\ufeff" + buf.getvalue(), encoding="utf-8")
+    out = tmp_path / "q_out.csv"
+    assert main(["themes", "fit", str(qualtrics), "--text-column", "Q2", "--out", str(out)]) == 0
+    got = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert got["ResponseId"].tolist() == [f"R_{i}" for i in range(len(texts))]  # header rows skipped
+
+    # a missing column and an empty file: exit 2 with the reason, no traceback
+    assert main(["themes", "fit", str(qualtrics), "--text-column", "Q9", "--out", str(out)]) == 2
+    assert "ResponseId" in capsys.readouterr().err  # lists the columns there are
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert main(["themes", "fit", str(empty), "--text-column", "x", "--out", str(out)]) == 2
+    assert "empty" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------
