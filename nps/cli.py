@@ -45,15 +45,22 @@ def _resolve_warehouse() -> str:
 def run_windows(start: date, end: date, by: str) -> None:
     from nps import orchestrate
 
-    if by == "quarter":
-        windows = list(orchestrate.quarter_windows(start, end))
-    else:
-        windows = [(start, end)]
+    windows = list(orchestrate.windows(start, end, by))
     for i, (s, e) in enumerate(windows, 1):
         t0 = time.monotonic()
         print(f"[{i}/{len(windows)}] nps_nightly for [{s}, {e}) ...", flush=True)
-        orchestrate.run_window(s, e)
+        try:
+            orchestrate.run_window(s, e)
+        except orchestrate.PipelineRunFailed as exc:
+            # every window is idempotent: resuming from the failed one redoes nothing twice
+            done = f"windows before {s} are done; " if i > 1 else ""
+            raise RunFailed(f"{exc}\n{done}after fixing the cause, resume with: nps run --start {s} "
+                            f"--end {end} --by {by}") from None
         print(f"[{i}/{len(windows)}] done in {time.monotonic() - t0:.0f}s", flush=True)
+
+
+class RunFailed(RuntimeError):
+    """A window of `nps run` / `nps demo` failed (exit code 1, not a traceback)."""
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -76,10 +83,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from nps import orchestrate
+
+    start, end = _parse_day(args.start, "--start"), _parse_day(args.end, "--end")
+    list(orchestrate.windows(start, end, args.by))  # a bad range fails before anything starts
     url = _resolve_warehouse()
     _announce_warehouse(url)
-    run_windows(date.fromisoformat(args.start), date.fromisoformat(args.end), args.by)
+    run_windows(start, end, args.by)
     return 0
+
+
+def _parse_day(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{option} {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -154,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run nps_nightly (through Airflow) over a date range")
     p.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
     p.add_argument("--end", required=True, help="day after the last one, YYYY-MM-DD")
-    p.add_argument("--by", choices=["quarter", "whole"], default="quarter",
-                   help="one run per calendar quarter (default) or one run for the whole range")
+    p.add_argument("--by", choices=["day", "month", "quarter", "whole"], default="quarter",
+                   help="one run per calendar day, month or quarter (default), or one for the whole range")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("summary", help="print the summary of the current marts")
@@ -203,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     except (warehouse.WarehouseError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RunFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

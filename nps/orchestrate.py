@@ -100,11 +100,27 @@ def run_window(start: date | datetime, end: date | datetime, *, raise_on_failure
     return outcome
 
 
-def quarter_windows(start: date, end: date) -> Iterable[tuple[date, date]]:
-    """Calendar quarters covering [start, end), clipped to it."""
+def windows(start: date, end: date, by: str = "quarter") -> Iterable[tuple[date, date]]:
+    """Calendar days, months or quarters covering [start, end), clipped to it; ``whole``: one."""
+    if end <= start:
+        raise ValueError(f"empty range: end {end} is not after start {start}")
+    if by == "whole":
+        yield start, end
+        return
+    if by not in ("day", "month", "quarter"):
+        raise ValueError(f"unknown window size {by!r}: day, month, quarter or whole")
+    step = {"month": 1, "quarter": 3}.get(by, 0)
     cursor = start
     while cursor < end:
-        q_month = ((cursor.month - 1) // 3) * 3 + 1
-        nxt = date(cursor.year + (q_month + 3 > 12), (q_month + 3 - 1) % 12 + 1, 1)
+        if by == "day":
+            nxt = date.fromordinal(cursor.toordinal() + 1)
+        else:
+            first = ((cursor.month - 1) // step) * step + 1
+            nxt = date(cursor.year + (first + step > 12), (first + step - 1) % 12 + 1, 1)
         yield cursor, min(nxt, end)
         cursor = min(nxt, end)
+
+
+def quarter_windows(start: date, end: date) -> Iterable[tuple[date, date]]:
+    """Calendar quarters covering [start, end), clipped to it."""
+    return windows(start, end, "quarter")
