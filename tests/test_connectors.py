@@ -314,10 +314,28 @@ class _Delighted:
                     if param in q:
                         bound = int(q[param])
                         rows = [r for r in rows if (r[field] >= bound if op == "ge" else r[field] < bound)]
-                per_page, page = int(q.get("per_page", 20)), int(q.get("page", 1))
-                body = json.dumps(rows[(page - 1) * per_page: page * per_page]).encode()
+                # pagination styles: page/per_page (Delighted), offset/limit, cursor in an
+                # envelope, a next link in the body, a Link header (GitHub)
+                per_page = int(q.get("per_page", q.get("limit", 20)))
+                if "offset" in q or "cursor" in q or q.get("style") == "envelope":
+                    first = int(q.get("offset", q.get("cursor", 0)))
+                else:
+                    first = (int(q.get("page", 1)) - 1) * per_page
+                chunk, more = rows[first: first + per_page], first + per_page < len(rows)
+                document: object = chunk
+                link = None
+                if more:
+                    nxt = dict(q, cursor=str(first + per_page)) if q.get("style") == "envelope" else \
+                        dict(q, page=str(first // per_page + 2))
+                    link = urllib.parse.urlsplit(self.path).path + "?" + urllib.parse.urlencode(nxt)
+                if q.get("style") == "envelope":
+                    document = {"data": chunk, "next_cursor": str(first + per_page) if more else None,
+                                "links": {"next": link}}
+                body = json.dumps(document).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
+                if link and q.get("style") == "link":
+                    self.send_header("Link", f'<http://{self.headers["Host"]}{link}>; rel="next", <x>; rel="last"')
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -382,6 +400,37 @@ def test_http_api_paginates_retries_and_maps_delighted(db_conn, delighted, monke
     _load(db_conn, src)  # rerun: identical table
     after = _rows(db_conn, "select * from raw.survey_responses order by response_id")
     assert [r[:-1] for r in before] == [r[:-1] for r in after]  # all but _loaded_at
+
+
+@pytest.mark.parametrize(
+    ("pagination", "extra"),
+    [
+        ({"type": "offset", "size": 10}, {}),
+        ({"type": "cursor", "size": 10, "cursor_path": "next_cursor"},
+         {"records_path": "data", "params": {"style": "envelope"}}),
+        ({"type": "next_url", "size": 10, "next_url_path": "links.next"},
+         {"records_path": "data", "params": {"style": "envelope", "limit": 10}}),
+        ({"type": "link_header", "size": 10}, {"params": {"style": "link"}}),
+    ],
+    ids=["offset", "cursor", "next_url", "link_header"],
+)
+def test_http_pagination_styles_read_every_page(db_conn, delighted, monkeypatch, pagination, extra):
+    monkeypatch.setenv("DELIGHTED_API_KEY", "sekret")
+    delighted.records = [_delighted_record(n, f"2025-01-{n + 1:02d}T10:00:00+00:00") for n in range(25)]
+    src = _source("survey_responses", connector="http", url=delighted.url, mapping="delighted_json",
+                  pagination=pagination, backoff_seconds=0.01, **extra)
+    result = _load(db_conn, src)
+    assert result.rows_read == 25 and result.rows_loaded == 25 and result.source_files == 3
+    assert _rows(db_conn, "select count(distinct response_id) from raw.survey_responses") == [(25,)]
+    _nothing_lost(result)
+
+
+def test_http_unknown_pagination_fails_before_any_request(db_conn, delighted):
+    src = _source("survey_responses", connector="http", url=delighted.url, mapping="delighted_json",
+                  pagination={"type": "pages"})
+    with pytest.raises(ValueError, match="unknown pagination type 'pages'"):
+        _load(db_conn, src)
+    assert delighted.requests == []
 
 
 def test_http_incremental_updated_since_upserts(db_conn, delighted, monkeypatch):

@@ -6,8 +6,11 @@ Options (sources.yml):
   records_path    dotted path to the list in the response (default: the response itself)
   params          static query parameters, e.g. {"expand[]": person}
   pagination      {type: page, page_param: page, size_param: per_page, size: 100, first: 1}
+                  | {type: offset, offset_param: offset, size_param: limit, size: 100}
                   | {type: cursor, cursor_param: cursor, cursor_path: next_cursor}
-                  | {type: next_url, next_url_path: links.next}  | {type: none}
+                  | {type: next_url, next_url_path: links.next}
+                  | {type: link_header} (RFC 8288 `Link: <...>; rel="next"`, GitHub style)
+                  | {type: none}
                   max_pages (default 100000): more pages, or a page URL seen twice, fail the
                   load instead of silently stopping
   window          server-side filter on the interval: {from_param: since, to_param: until,
@@ -28,6 +31,7 @@ import base64
 import json
 import logging
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -43,7 +47,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = {429, 500, 502, 503, 504}
+RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+PAGINATION_TYPES = ("none", "page", "offset", "cursor", "next_url", "link_header")
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
 
 
 def _fmt(when: datetime, fmt: str) -> str:
@@ -66,6 +72,10 @@ class HttpConnector:
         self.source = source
         self.url = str(source.option("url"))
         self.pagination = dict(source.option("pagination") or {"type": "none"})
+        kind = self.pagination.get("type", "none")
+        if kind not in PAGINATION_TYPES:
+            raise ValueError(f"{source.describe()}: unknown pagination type {kind!r}; "
+                             f"one of {', '.join(PAGINATION_TYPES)}")
         self.retries = int(source.option("retries", 5))
         self.backoff = float(source.option("backoff_seconds", 1.0))
         self.max_backoff = float(source.option("max_backoff_seconds", 60))
@@ -95,8 +105,9 @@ class HttpConnector:
         headers[str(auth.get("header", "Authorization"))] = value
         return headers
 
-    def _get(self, url: str, headers: dict[str, str]) -> Any:
-        """GET and parse JSON, retrying 429/5xx/network errors with exponential backoff."""
+    def _get(self, url: str, headers: dict[str, str]) -> tuple[Any, Any]:
+        """GET and parse JSON (document, response headers), retrying 408/429/5xx/network errors
+        with exponential backoff."""
         attempt = 0
         while True:
             self.requests_made += 1
@@ -105,7 +116,8 @@ class HttpConnector:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     body = response.read()
                     charset = response.headers.get_content_charset() or "utf-8"
-                return json.loads(body.decode(charset, errors="surrogateescape"))
+                    response_headers = response.headers
+                return json.loads(body.decode(charset, errors="surrogateescape")), response_headers
             except urllib.error.HTTPError as exc:
                 status, retry_after = exc.code, exc.headers.get("Retry-After")
                 if status not in RETRY_STATUSES:
@@ -145,8 +157,10 @@ class HttpConnector:
         headers = self._headers()
         params = self._params(start, end)
         kind = self.pagination.get("type", "none")
-        page = int(self.pagination.get("first", 1))
+        page = int(self.pagination.get("first", 0 if kind == "offset" else 1))
         size = self.pagination.get("size")
+        if kind == "offset" and not size:
+            raise ValueError(f"{self.source.describe()}: offset pagination needs a page size (pagination.size)")
         cursor = None
         url = self._url(params, kind, page, size, cursor)
         parts: list[Part] = []
@@ -162,7 +176,7 @@ class HttpConnector:
                     "raise pagination.max_pages or narrow the window"
                 )
             seen.add(url)
-            document = self._get(url, headers)
+            document, response_headers = self._get(url, headers)
             records = dig(document, self.source.option("records_path"))
             if records is None:
                 records = []
@@ -179,10 +193,10 @@ class HttpConnector:
             parts.append(Part(frame=frame, location=url, tabular=False))
             if not records or kind == "none":
                 break
-            if kind == "page":
+            if kind in ("page", "offset"):
                 if size and len(records) < int(size):
                     break
-                page += 1
+                page += int(size) if kind == "offset" else 1
                 url = self._url(params, kind, page, size, None)
             elif kind == "cursor":
                 cursor = dig(document, self.pagination.get("cursor_path", "next_cursor"))
@@ -190,6 +204,9 @@ class HttpConnector:
             elif kind == "next_url":
                 nxt = dig(document, self.pagination.get("next_url_path", "next"))
                 url = urllib.parse.urljoin(self.url, nxt) if nxt else None
+            elif kind == "link_header":
+                match = _LINK_NEXT.search(response_headers.get("Link") or "")
+                url = urllib.parse.urljoin(url, match.group(1)) if match else None
             else:
                 raise ValueError(f"{self.source.describe()}: unknown pagination type {kind!r}")
         watermark = self.source.incremental_column
@@ -201,10 +218,14 @@ class HttpConnector:
 
     def _url(self, params: dict[str, Any], kind: str, page: int, size: Any, cursor: Any) -> str:
         query = dict(params)
-        if kind == "page":
-            query[self.pagination.get("page_param", "page")] = page
+        if kind in ("page", "link_header"):
+            if kind == "page":
+                query[self.pagination.get("page_param", "page")] = page
             if size:
                 query[self.pagination.get("size_param", "per_page")] = size
+        elif kind == "offset":
+            query[self.pagination.get("offset_param", "offset")] = page
+            query[self.pagination.get("size_param", "limit")] = size
         elif kind == "cursor":
             if cursor:
                 query[self.pagination.get("cursor_param", "cursor")] = cursor
