@@ -148,7 +148,8 @@ def test_declared_encoding_and_invalid_bytes_go_to_quarantine(db_conn, tmp_path)
     _nothing_lost(result)
 
 
-def test_qualtrics_csv_export_preset(db_conn, tmp_path):
+@pytest.mark.parametrize("layout", ["score_then_group", "group_then_score", "rating_between"])
+def test_qualtrics_csv_export_preset(db_conn, tmp_path, layout):
     header = ["StartDate", "EndDate", "Status", "IPAddress", "Progress", "Duration (in seconds)", "Finished",
               "RecordedDate", "ResponseId", "RecipientLastName", "RecipientFirstName", "RecipientEmail",
               "ExternalReference", "LocationLatitude", "LocationLongitude", "DistributionChannel",
@@ -184,6 +185,14 @@ def test_qualtrics_csv_export_preset(db_conn, tmp_path):
                           answer("R_4jkl", "2025-01-07 10:00:00", "10 - Extremely likely", "love it"),
                           answer("R_5mno", "2025-01-07 11:00:00", "Extremely likely", "no number")],
                          columns=header)
+    # exports differ in where the _NPS_GROUP companion sits; another closed question may come
+    # between the NPS question and the comment
+    if layout != "score_then_group":
+        order = [c for c in header if c not in ("Q1", "Q1_NPS_GROUP")]
+        order[order.index("Q2"):order.index("Q2")] = ["Q1_NPS_GROUP", "Q1"]
+        frame = frame[order]
+    if layout == "rating_between":
+        frame.insert(frame.columns.get_loc("Q2"), "Q3", ["Ease of use", '{"ImportId":"QID3"}'] + ["4"] * 5)
     path = tmp_path / "NPS_Survey_January.csv"
     frame.to_csv(path, index=False, encoding="utf-8-sig")
     src = _source("survey_responses", connector="file", path=str(path), mapping="qualtrics_csv")
@@ -197,6 +206,7 @@ def test_qualtrics_csv_export_preset(db_conn, tmp_path):
     assert comment == "Great, but call [phone]"
     assert responded == datetime(2025, 1, 5, 17, 0, tzinfo=UTC)  # Denver is UTC-7 in January
     assert "RecipientEmail" not in extras and "IPAddress" not in extras and extras["Finished"] == "True"
+    assert extras.get("Q3") == ("4" if layout == "rating_between" else None)  # kept, not the comment
     assert _rows(db_conn, "select payload->>'response_id', rule, source_line from raw.quarantine order by 3"
                  ) == [("R_3ghi", "missing_score", 6), ("R_5mno", "non_numeric_score", 8)]
     assert result.rows_read == 4  # R_2def belongs to February (UTC)

@@ -18,7 +18,8 @@ Presets
 - qualtrics_csv: a Qualtrics "CSV export" (3 header rows: column names, question text, ImportId
   JSON). The NPS question is the column with a `<Q>_NPS_GROUP` companion (override: `score: Q7`;
   numeric values or choice text such as "0 - Not at all likely" both work),
-  the comment is the column after that companion (override: `comment: Q8`), RecordedDate is
+  the comment is the first text-entry column (ImportId ending in _TEXT) after the NPS question
+  and its companion, in either order, else the next column (override: `comment: Q8`), RecordedDate is
   responded_at in the export's time zone (from the ImportId row), ResponseId the id, account_id /
   contact_id / survey_type / trigger_event come from embedded-data columns of those names
   (override, e.g. `account_id: AccountId`); contact_id falls back to ExternalReference.
@@ -197,14 +198,11 @@ def _qualtrics(part: Part, overrides: dict[str, Any], source: EntitySource) -> t
         score = candidates[0]
         # an export with "choice text" instead of numeric values says "10 - Extremely likely"
         rules["score"] = Rule(sources=[score], transform="leading_number")
+    header_rows = part.meta.get("header_rows") or []
     if "comment" not in overrides:
-        group = f"{score}_NPS_GROUP"
-        after = names.index(group) + 1 if group in names else names.index(score) + 1 if score in names else None
-        comment = names[after] if after is not None and after < len(names) else None
-        rules["comment"] = Rule(sources=[comment] if comment else [], strict=False)
+        rules["comment"] = Rule(sources=_qualtrics_comment(names, score, header_rows), strict=False)
     # time zone of RecordedDate from the ImportId row: {"ImportId":"recordedDate","timeZone":"..."}
     tz = source.option("timezone")
-    header_rows = part.meta.get("header_rows") or []
     if tz is None and len(header_rows) >= 3:
         for name, raw in zip(header_rows[0], header_rows[2], strict=False):
             if name == "RecordedDate":
@@ -214,6 +212,26 @@ def _qualtrics(part: Part, overrides: dict[str, Any], source: EntitySource) -> t
                     tz = None
     rules["responded_at"] = Rule(sources=["RecordedDate"], transform="timestamp", timezone=tz or "UTC")
     return rules, drop
+
+
+def _qualtrics_comment(names: list[str], score: str, header_rows: list[list[str]]) -> list[str]:
+    """The comment column: the first text-entry question after the NPS question and its
+    _NPS_GROUP companion, whichever order the export puts those two in (the API sends the
+    companion first); without an ImportId row, simply the next column."""
+    positions = [names.index(c) for c in (score, f"{score}_NPS_GROUP") if c in names]
+    if not positions:
+        return []
+    after = names[max(positions) + 1:]
+    if len(header_rows) >= 3:
+        import_ids = dict(zip(header_rows[0], header_rows[2], strict=False))
+        for name in after:
+            try:
+                import_id = str(json.loads(import_ids.get(name) or "{}").get("ImportId", ""))
+            except (ValueError, AttributeError):
+                continue
+            if import_id.upper().endswith("_TEXT"):
+                return [name]
+    return after[:1]
 
 
 def apply(part: Part, source: EntitySource, columns: list[str], required: frozenset[str]
