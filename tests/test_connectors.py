@@ -529,6 +529,18 @@ def test_sql_source_with_watermark_from_a_second_database(db_conn, make_database
     assert _rows(db_conn, "select account_id, name, arr, updated_at, extras from raw.accounts order by 1") == before
 
 
+def test_sql_urls_as_users_write_them(db_conn):
+    from nps_airflow.connectors.sql_db import with_driver
+
+    assert with_driver("postgresql://u:p@h:5432/crm?sslmode=require") == "postgresql+psycopg2://u:p@h:5432/crm?sslmode=require"
+    assert with_driver("postgres://u@h/crm") == "postgresql+psycopg2://u@h/crm"  # Airflow's get_uri()
+    assert with_driver("postgresql+psycopg2://u@h/crm") == "postgresql+psycopg2://u@h/crm"
+    # a driver that is not installed: a clear error naming it, nothing written
+    src = _source("activities", connector="sql", url="mysql://crm:secret@127.0.0.1/crm", table="activity")
+    with pytest.raises(SourceUnavailable, match=r"driver for mysql://crm:\*\*\*@127.0.0.1/crm is not installed"):
+        _load(db_conn, src)
+
+
 def test_sql_source_window_mode_pushes_down_the_interval(db_conn, make_database):
     crm_url = make_database("crm")
     crm = warehouse.connect(crm_url)

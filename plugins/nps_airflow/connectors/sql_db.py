@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
 
+def with_driver(url: str) -> str:
+    """``postgresql://`` / ``postgres://`` (as users and Airflow connections write them) with the
+    driver this project installs: SQLAlchemy 2.1 defaults to psycopg 3, which is not installed."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("postgresql", "postgres"):
+        return f"postgresql+psycopg2://{rest}"
+    return url
+
+
 def redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
@@ -79,7 +88,13 @@ class SqlConnector:
         location = f"{redact_url(url)}#{self.source.option('table') or 'query'}"
         sql, bound = self._statement(window_column)
         try:
-            engine = sa.create_engine(url, pool_pre_ping=True)
+            engine = sa.create_engine(with_driver(url), pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            raise SourceUnavailable(
+                f"{self.source.entity}: the database driver for {redact_url(url)} is not installed ({exc}); "
+                "install it into the project's environment or name an installed one in the URL "
+                "(e.g. postgresql+psycopg2://...)"
+            ) from exc
         except Exception as exc:
             raise SourceUnavailable(f"{self.source.entity}: bad SQL source URL {redact_url(url)}: {exc}") from exc
         parts: list[Part] = []
