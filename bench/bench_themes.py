@@ -41,6 +41,7 @@ import platform
 import sys
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -200,7 +201,9 @@ def stability(preset: str, embedder: Embedder, night_days: int, config: ThemeCon
             cur.execute("delete from nlp.comment_themes")
         conn.commit()
         t0 = time.perf_counter()
-        s = engine.run_interval(conn, start, end, "refit")
+        # a re-fit is one batch over the whole period (run_interval would otherwise step by day)
+        batch = ThemeEngine(replace(engine.config, step_days=None), embedder=embedder)
+        s = batch.run_interval(conn, start, end, "refit")
         conn.commit()
         refit_s = time.perf_counter() - t0
         refit = assignments(conn)
@@ -238,13 +241,15 @@ def history_base(embedder: Embedder) -> dict[str, Any]:
     assignment per response. Cached under .bench/themes/ (keyed by the engine's config)."""
     import pickle
 
-    config = {k: v for k, v in vars(ThemeConfig()).items() if k != "extra"}
+    # one batch per quarter (step_days=None), as the figures in BENCHMARKS.md were measured
+    base = ThemeConfig(step_days=None)
+    config = {k: v for k, v in vars(base).items() if k != "extra"}
     key = text_hash(json.dumps(config, sort_keys=True, default=str) + embedder.key)[:12]
     path = td.CACHE / f"history-base-{key}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())
     df = td.demo_frame("demo")
-    engine = ThemeEngine(ThemeConfig(), embedder=embedder)
+    engine = ThemeEngine(base, embedder=embedder)
     with warehouse.scratch_database("nps_bench_themes") as url:
         conn = warehouse.connect(url)
         load_responses(conn, df)

@@ -47,7 +47,27 @@ from nlp.text import is_content_free, normalise, redact_pii, strip_markup, text_
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ThemeConfig", "ThemeEngine"]
+__all__ = ["ThemeConfig", "ThemeEngine", "steps"]
+
+
+def steps(
+    start: datetime, end: datetime, days: int | None, *, first_end: datetime | None = None
+) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut at every ``days``-th UTC midnight (after ``first_end`` when given), so a
+    window that starts at midnight is cut where the nightly runs are; one piece when ``days`` is
+    None or the window is no longer."""
+    if not days or end - start <= timedelta(days=days):
+        return [(start, end)]
+    out, cursor = [], start
+    if first_end is not None and first_end > start:
+        out.append((start, min(first_end, end)))
+        cursor = min(first_end, end)
+    while cursor < end:
+        midnight = datetime.combine(cursor.date(), datetime.min.time(), cursor.tzinfo)
+        nxt = min(midnight + timedelta(days=days), end)
+        out.append((cursor, nxt))
+        cursor = nxt
+    return out
 
 
 @dataclass
@@ -73,6 +93,12 @@ class ThemeConfig:
     min_cluster_size: int | None = None
     min_samples: int = 3
     cluster_selection_method: str = "leaf"
+    #: run_interval themes a longer window in steps of this many days (cut at UTC midnights), so
+    #: a backfilled quarter gets the themes its nightly runs would have given it (None = one batch)
+    step_days: int | None = 1
+    #: ... except on a warehouse without themes yet: its first this-many days are one batch, enough
+    #: comments to find the first themes (a single quiet night is not)
+    warm_start_days: int = 30
     #: discovery runs only when the pool (new unassigned + recent noise) has this many comments
     min_discovery_pool: int = 30
     discovery_lookback_days: int = 180
@@ -429,7 +455,50 @@ class ThemeEngine:
 
         Writes nlp.embeddings, nlp.comment_themes and nlp.themes in the caller's transaction
         (no commit). Idempotent: a rerun of the same interval changes nothing and encodes nothing.
+        A window longer than ``step_days`` (a backfill) is themed in steps of that many days, as
+        the nightly runs would have themed it, after one batched encode of its new comments; on a
+        warehouse without themes the first ``warm_start_days`` are one step.
         """
+        cfg = self.config
+        first_end = None
+        if cfg.step_days and end - start > timedelta(days=cfg.step_days) and not ThemeRegistry.any_active(
+            conn, self.model
+        ):
+            first_end = min(end, start + timedelta(days=max(cfg.warm_start_days, cfg.step_days)))
+        windows = steps(start, end, cfg.step_days, first_end=first_end)
+        if len(windows) == 1:
+            return self._run_step(conn, start, end, run_id)
+        t0 = time.monotonic()
+        embedded = self._embed_window(conn, start, end)
+        total: dict[str, Any] = {}
+        for s, e in windows:
+            part = self._run_step(conn, s, e, run_id)  # applies the overrides seed, as each night does
+            for key, value in part.items():
+                if key == "step_seconds":
+                    seconds = total.setdefault(key, {})
+                    for name, v in value.items():
+                        seconds[name] = round(seconds.get(name, 0.0) + v, 3)
+                elif key in total and isinstance(value, int) and key != "themes_active":
+                    total[key] += value
+                elif key not in total or key == "themes_active":
+                    total[key] = value
+        total.update(interval_start=start, interval_end=end, steps=len(windows), embedded=embedded,
+                     seconds=round(time.monotonic() - t0, 3))
+        log.info("themes run %s [%s, %s) in %d steps: %s", run_id, start, end, len(windows), total)
+        return total
+
+    def _embed_window(self, conn: Any, start: datetime, end: datetime) -> int:
+        """Encode the window's uncached comments in one batched, progress-reported pass, so the
+        steps find every embedding in the cache. Returns how many were encoded."""
+        texts = [self.prepare(r[2]) for r in self._read_batch(conn, start, end, self.model)]
+        texts = list(dict.fromkeys(t for t in texts if not is_content_free(t)))
+        if not texts:
+            return 0
+        self.cache.get_or_compute(conn, [text_hash(t) for t in texts], texts)
+        return self.cache.last_misses
+
+    def _run_step(self, conn: Any, start: datetime, end: datetime, run_id: str) -> dict[str, Any]:
+        """One night of :meth:`run_interval`: the steps listed in the module docstring."""
         t0 = time.monotonic()
         cfg = self.config
         model = self.model

@@ -208,6 +208,14 @@ class ThemeRegistry:
         return theme_id
 
     # -- database ----------------------------------------------------------------------------
+    @staticmethod
+    def any_active(conn: Any, model: str) -> bool:
+        """Whether the warehouse has an active theme of this model (no centroids read)."""
+        with conn.cursor() as cur:
+            cur.execute("select exists (select 1 from nlp.themes where model = %s and status = 'active'"
+                        " and centroid is not null)", (model,))
+            return bool(cur.fetchone()[0])
+
     def load(self, conn: Any) -> ThemeRegistry:
         """Active themes of this model (with centroids) and the id high-water mark."""
         with conn.cursor() as cur:
