@@ -6,8 +6,8 @@
 * :func:`is_content_free` — comments that say nothing ("n/a", "nothing", "-", ...).
 * :func:`redact_pii` — replaces e-mail addresses with ``[email]`` and phone numbers with
   ``[phone]``. The loader applies it before ``raw.survey_responses`` is written.
-* :func:`strip_markup` — drops links and decodes HTML entities, so "https://t.co/x" or "&amp;"
-  never become theme keywords or pull comments together.
+* :func:`strip_markup` — drops links and @handles and decodes HTML entities, so "https://t.co/x",
+  "@united" or "&amp;" never become theme keywords or pull comments together.
 
 Pure standard library: importing this module is cheap (the loader and Airflow DAG files use it).
 """
@@ -48,10 +48,13 @@ def text_hash(text: str | None) -> str:
 
 
 _URL_RE = re.compile(r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>\"']+", re.IGNORECASE)
+# @handles (social posts, chat transcripts): who was addressed is not what the comment is about.
+# E-mail addresses are already [email] by then (redact_pii runs first).
+_MENTION_RE = re.compile(r"(?<![\w@.])@[A-Za-z0-9_]{1,30}\b")
 
 
 def strip_markup(text: str | None) -> str:
-    """``text`` without links (``http(s)://...``, ``www....``) and with HTML entities decoded."""
+    """``text`` without links (``http(s)://...``, ``www....``) and @handles, HTML entities decoded."""
     if not text:
         return ""
     text = str(text)
@@ -59,6 +62,8 @@ def strip_markup(text: str | None) -> str:
         text = html.unescape(text)
     if "://" in text or "www." in text.lower():
         text = _URL_RE.sub(" ", text)
+    if "@" in text:
+        text = _MENTION_RE.sub(" ", text)
     return text
 
 

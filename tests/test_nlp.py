@@ -151,6 +151,8 @@ def test_links_and_entities_never_reach_the_embedding() -> None:
     assert prep("Mail me at ana@example.com, details: http://t.co/Ab12") == "mail me at [email], details:"
     assert is_content_free(prep("https://t.co/xyz"))  # a bare link says nothing
     assert prep("price went up 20% & support is slow") == "price went up 20% & support is slow"
+    assert prep("@united lost my bag again, thanks @JetBlue_help") == "lost my bag again, thanks"
+    assert prep("write to ana@example.com") == "write to [email]"  # an address is not a handle
 
 
 def test_import_is_light() -> None:
