@@ -765,31 +765,34 @@ class ThemeEngine:
         if not touched or not active:
             return
         docs: dict[int, list[str]] = defaultdict(list)
+        # most nights label nothing (labels are fixed at discovery): then no sample, no c-TF-IDF
+        needs_labels = bool(relabel & touched & set(active))
         with conn.cursor() as cur:
-            # a bounded sample per theme through the (theme_id, text_hash, response_id) index: the
-            # cost does not grow with the themes' history
-            cur.execute(
-                """
-                select t.theme_id, r.comment
-                from unnest(%s::int[]) as t (theme_id)
-                cross join lateral (
-                    select ct.response_id from nlp.comment_themes ct
-                    where ct.theme_id = t.theme_id
-                    order by ct.text_hash, ct.response_id
-                    limit %s
-                ) sample
-                join raw.survey_responses r on r.response_id = sample.response_id
-                """,
-                (active, self.config.label_max_docs_per_theme),
-            )
-            for tid, comment in cur.fetchall():
-                docs[tid].append(self.prepare(comment))
+            if needs_labels:
+                # a bounded sample per theme through the (theme_id, text_hash, response_id) index:
+                # the cost does not grow with the themes' history
+                cur.execute(
+                    """
+                    select t.theme_id, r.comment
+                    from unnest(%s::int[]) as t (theme_id)
+                    cross join lateral (
+                        select ct.response_id from nlp.comment_themes ct
+                        where ct.theme_id = t.theme_id
+                        order by ct.text_hash, ct.response_id
+                        limit %s
+                    ) sample
+                    join raw.survey_responses r on r.response_id = sample.response_id
+                    """,
+                    (active, self.config.label_max_docs_per_theme),
+                )
+                for tid, comment in cur.fetchall():
+                    docs[tid].append(self.prepare(comment))
             cur.execute(
                 "select theme_id, count(*) from nlp.comment_themes where theme_id = any(%s) group by theme_id",
                 (sorted(touched),),
             )
             sizes = {int(tid): int(n) for tid, n in cur.fetchall()}
-        kws = self.labeler.keywords(docs)
+        kws = self.labeler.keywords(docs) if needs_labels else {}
         for tid in touched:
             t = reg.themes.get(tid)
             if t is None or t.status != "active":
