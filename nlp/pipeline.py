@@ -70,6 +70,20 @@ def steps(
     return out
 
 
+def _add_step_stats(total: dict[str, Any], part: dict[str, Any]) -> None:
+    """Fold one step's stats into the window's: counts and step seconds add up, themes_active is
+    the last step's, everything else (model, run_id, overrides applied) the first step's."""
+    for key, value in part.items():
+        if key == "step_seconds":
+            seconds = total.setdefault(key, {})
+            for name, v in value.items():
+                seconds[name] = round(seconds.get(name, 0.0) + v, 3)
+        elif key == "themes_active" or key not in total:
+            total[key] = value
+        elif isinstance(value, int):
+            total[key] += value
+
+
 @dataclass
 class ThemeConfig:
     """Every knob of the theme engine (see nlp/cluster.py for how the defaults were measured)."""
@@ -472,16 +486,7 @@ class ThemeEngine:
         embedded = self._embed_window(conn, start, end)
         total: dict[str, Any] = {}
         for s, e in windows:
-            part = self._run_step(conn, s, e, run_id)  # applies the overrides seed, as each night does
-            for key, value in part.items():
-                if key == "step_seconds":
-                    seconds = total.setdefault(key, {})
-                    for name, v in value.items():
-                        seconds[name] = round(seconds.get(name, 0.0) + v, 3)
-                elif key in total and isinstance(value, int) and key != "themes_active":
-                    total[key] += value
-                elif key not in total or key == "themes_active":
-                    total[key] = value
+            _add_step_stats(total, self._run_step(conn, s, e, run_id))  # each applies the seed, as nights do
         total.update(interval_start=start, interval_end=end, steps=len(windows), embedded=embedded,
                      seconds=round(time.monotonic() - t0, 3))
         log.info("themes run %s [%s, %s) in %d steps: %s", run_id, start, end, len(windows), total)

@@ -45,7 +45,7 @@ def _resolve_warehouse() -> str:
 def run_windows(start: date, end: date, by: str) -> None:
     from nps import orchestrate
 
-    windows = list(orchestrate.windows(start, end, by))
+    windows = list(orchestrate.windows(start, end, by))  # a bad range fails before anything runs
     for i, (s, e) in enumerate(windows, 1):
         t0 = time.monotonic()
         print(f"[{i}/{len(windows)}] nps_nightly for [{s}, {e}) ...", flush=True)
@@ -86,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nps import orchestrate
 
     start, end = _parse_day(args.start, "--start"), _parse_day(args.end, "--end")
-    list(orchestrate.windows(start, end, args.by))  # a bad range fails before anything starts
+    next(iter(orchestrate.windows(start, end, args.by)))  # a bad range fails before the warehouse starts
     url = _resolve_warehouse()
     _announce_warehouse(url)
     run_windows(start, end, args.by)

@@ -157,6 +157,7 @@ class HttpConnector:
         headers = self._headers()
         params = self._params(start, end)
         kind = self.pagination.get("type", "none")
+        # page number, or row offset for offset pagination
         page = int(self.pagination.get("first", 0 if kind == "offset" else 1))
         size = self.pagination.get("size")
         if kind == "offset" and not size:
