@@ -1,14 +1,16 @@
 """
 ### nps_nightly — the nightly NPS feedback loop
 
-One run = one data interval: by default the previous UTC day (runs at 00:00 UTC).
+One run = one data interval: by default the previous UTC day (runs at 00:00 UTC). Scheduled runs
+take their interval from Airflow (`CronDataIntervalTimetable`); `nps run` passes a custom window
+as conf `{"interval_start": "2025-01-01", "interval_end": "2025-04-01"}`.
 
 1. **extract_*** (one task per source entity): the entity's source from `sources.yml` (file
-   drops, HTTP API or SQL database) for the interval → `raw.*` with COPY; one transaction per
-   entity, rerunnable (the window is replaced, never duplicated); contract breakers go to
-   `raw.quarantine`, a row per load to `raw.load_audit`.
+   drops, HTTP API or SQL database) for the interval → `raw.*` with COPY, one transaction per
+   entity and UTC day, rerunnable (the window is replaced, never duplicated); contract breakers
+   go to `raw.quarantine`, a row per load to `raw.load_audit`.
 2. **themes**: embed the interval's new comments (cached by text hash), assign them to the theme
-   registry, discover new themes → `nlp.*`.
+   registry, discover new themes → `nlp.*` (a longer window night by night).
 3. **dbt_build** (write): staging → intermediate → marts built into the candidate schema
    `marts_candidate`, with all dbt tests, "as of" the interval end (never the wall clock).
 4. **validate** (audit): Great Expectations suites on raw data and the candidate marts; a failed
@@ -18,19 +20,40 @@ One run = one data interval: by default the previous UTC day (runs at 00:00 UTC)
    keep their identity, so BI views on them survive).
 6. **report**: logs the headline summary.
 
-A backfill of a whole quarter in one run: trigger with conf
-`{"interval_start": "2025-01-01", "interval_end": "2025-04-01"}`. Logic lives in
+dbt_build, validate and publish hold one lock and check that the candidate is this run's own
+build; a run whose candidate another run rebuilt later is skipped (that build holds its data).
+
+### nps_backfill — history, a month per run
+
+The same tasks over calendar months, for Airflow's own backfill:
+`airflow backfill create --dag-id nps_backfill --from-date 2025-01-01 --to-date 2025-03-01
+--max-active-runs 1 --reprocess-behavior completed --dag-run-conf
+'{"backfill_start": "2025-01-01", "backfill_end": "2025-04-01"}'` (or `nps backfill --quarter 2025Q1`).
+Each month is loaded day by day and themed night by night, exactly as its nightly runs would
+have; only the run that reaches `backfill_end` builds, validates and publishes (the others skip
+those tasks). Never scheduled on its own (paused; no catchup). Logic lives in
 `plugins/nps_airflow/stages.py`; this file only wires it.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 
-from nps.config import ENTITIES
+from nps import config
+
+SCHEDULE = config.schedule()
+DEFAULT_ARGS = {
+    "owner": "data-platform",
+    "retries": config.task_retries(),
+    "retry_delay": timedelta(seconds=config.task_retry_delay_seconds()),
+    "retry_exponential_backoff": True,
+}
+# its own queue so a scale-out deployment can send it to GPU workers (docker-compose.yml, nps stack)
+THEMES_QUEUE = os.environ.get("NPS_THEMES_QUEUE", "default")
 
 
 def _interval() -> tuple[datetime, datetime]:
@@ -40,26 +63,22 @@ def _interval() -> tuple[datetime, datetime]:
     return resolve_interval(ctx["dag_run"].conf, ctx.get("data_interval_start"), ctx.get("data_interval_end"))
 
 
-@dag(
-    dag_id="nps_nightly",
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=datetime(2025, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    default_args={
-        "owner": "data-platform",
-        "retries": int(os.environ.get("NPS_TASK_RETRIES", "2")),
-        "retry_delay": timedelta(minutes=5),
-        "retry_exponential_backoff": True,
-    },
-    params={
-        "interval_start": Param(None, type=["null", "string"], description="override: window start (ISO)"),
-        "interval_end": Param(None, type=["null", "string"], description="override: window end (ISO)"),
-    },
-    tags=["nps", "warehouse"],
-)
-def nps_nightly():
+def _run_id() -> str:
+    return get_current_context()["run_id"]
+
+
+def _skip_if_superseded(call):
+    from nps_airflow.stages import Superseded
+
+    try:
+        return call()
+    except Superseded as exc:
+        raise AirflowSkipException(str(exc)) from None
+
+
+def pipeline() -> None:
+    """The tasks of one run over `_interval()`, shared by both DAGs."""
+
     @task
     def prepare_warehouse() -> None:
         from nps_airflow import stages
@@ -71,34 +90,37 @@ def nps_nightly():
         from nps_airflow import stages
 
         start, end = _interval()
-        return stages.extract(entity, start, end, get_current_context()["run_id"])
+        return stages.extract(entity, start, end, _run_id())
 
-    # its own queue so a scale-out deployment can send it to GPU workers (docker-compose.yml)
-    @task(queue=os.environ.get("NPS_THEMES_QUEUE", "default"))
+    @task(queue=THEMES_QUEUE)
     def themes() -> dict:
         from nps_airflow import stages
 
         start, end = _interval()
-        return stages.build_themes(start, end, get_current_context()["run_id"])
+        return stages.build_themes(start, end, _run_id())
 
     @task
     def dbt_build() -> None:
         from nps_airflow import stages
 
-        stages.dbt_build(get_current_context()["run_id"], _interval()[1])
+        start, end = _interval()
+        reason = stages.build_skipped_reason(get_current_context()["dag_run"].conf, end)
+        if reason:
+            raise AirflowSkipException(reason)
+        stages.dbt_build(_run_id(), end, start)
 
     @task
     def validate() -> dict:
         from nps_airflow import stages
 
         start, end = _interval()
-        return stages.validate(get_current_context()["run_id"], start, end)
+        return _skip_if_superseded(lambda: stages.validate(_run_id(), start, end))
 
     @task
     def publish() -> list[dict]:
         from nps_airflow import stages
 
-        return stages.publish()
+        return _skip_if_superseded(lambda: stages.publish(_run_id(), _interval()[1]))
 
     @task
     def report() -> str:
@@ -109,10 +131,50 @@ def nps_nightly():
         return text
 
     ready = prepare_warehouse()
-    loads = [extract.override(task_id=f"extract_{entity}")(entity) for entity in ENTITIES]
-    theme_step = themes()
+    loads = [extract.override(task_id=f"extract_{entity}")(entity) for entity in config.ENTITIES]
     ready >> loads
-    loads >> theme_step >> dbt_build() >> validate() >> publish() >> report()
+    loads >> themes() >> dbt_build() >> validate() >> publish() >> report()
+
+
+@dag(
+    dag_id="nps_nightly",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=SCHEDULE.start,
+    end_date=SCHEDULE.end,
+    catchup=SCHEDULE.catchup,
+    max_active_runs=1,
+    doc_md=__doc__,
+    default_args=DEFAULT_ARGS,
+    params={
+        "interval_start": Param(None, type=["null", "string"], description="override: window start (ISO)"),
+        "interval_end": Param(None, type=["null", "string"], description="override: window end (ISO)"),
+    },
+    tags=["nps", "warehouse"],
+)
+def nps_nightly():
+    pipeline()
+
+
+@dag(
+    dag_id="nps_backfill",
+    schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
+    # any history a team has: months from 2000 on can be backfilled (runs are only ever created
+    # by a backfill or a trigger; catchup is off and the DAG stays paused)
+    start_date=datetime(2000, 1, 1, tzinfo=UTC),
+    catchup=False,
+    is_paused_upon_creation=True,
+    max_active_runs=1,
+    doc_md=__doc__,
+    default_args=DEFAULT_ARGS,
+    params={
+        "backfill_start": Param(None, type=["null", "string"], description="first day of the backfill (ISO)"),
+        "backfill_end": Param(None, type=["null", "string"], description="day after the last one (ISO)"),
+    },
+    tags=["nps", "warehouse", "backfill"],
+)
+def nps_backfill():
+    pipeline()
 
 
 nps_nightly()
+nps_backfill()

@@ -470,8 +470,11 @@ class ThemeEngine:
         Writes nlp.embeddings, nlp.comment_themes and nlp.themes in the caller's transaction
         (no commit). Idempotent: a rerun of the same interval changes nothing and encodes nothing.
         A window longer than ``step_days`` (a backfill) is themed in steps of that many days, as
-        the nightly runs would have themed it, after one batched encode of its new comments; on a
-        warehouse without themes the first ``warm_start_days`` are one step.
+        the nightly runs would have themed it; on a warehouse without themes the first
+        ``warm_start_days`` are one step. Each step encodes its own new comments, as its night
+        would: the same texts in the same batches give bit-identical embeddings (another batch
+        composition pads differently and moves float32 results in the 7th digit), so a backfill
+        writes exactly what the nightly runs would have written.
         """
         cfg = self.config
         first_end = None
@@ -483,24 +486,13 @@ class ThemeEngine:
         if len(windows) == 1:
             return self._run_step(conn, start, end, run_id)
         t0 = time.monotonic()
-        embedded = self._embed_window(conn, start, end)
         total: dict[str, Any] = {}
         for s, e in windows:
             _add_step_stats(total, self._run_step(conn, s, e, run_id))  # each applies the seed, as nights do
-        total.update(interval_start=start, interval_end=end, steps=len(windows), embedded=embedded,
+        total.update(interval_start=start, interval_end=end, steps=len(windows),
                      seconds=round(time.monotonic() - t0, 3))
         log.info("themes run %s [%s, %s) in %d steps: %s", run_id, start, end, len(windows), total)
         return total
-
-    def _embed_window(self, conn: Any, start: datetime, end: datetime) -> int:
-        """Encode the window's uncached comments in one batched, progress-reported pass, so the
-        steps find every embedding in the cache. Returns how many were encoded."""
-        texts = [self.prepare(r[2]) for r in self._read_batch(conn, start, end, self.model)]
-        texts = list(dict.fromkeys(t for t in texts if not is_content_free(t)))
-        if not texts:
-            return 0
-        self.cache.get_or_compute(conn, [text_hash(t) for t in texts], texts)
-        return self.cache.last_misses
 
     def _run_step(self, conn: Any, start: datetime, end: datetime, run_id: str) -> dict[str, Any]:
         """One night of :meth:`run_interval`: the steps listed in the module docstring."""

@@ -51,6 +51,8 @@ def run_windows(start: date, end: date, by: str) -> None:
         print(f"[{i}/{len(windows)}] nps_nightly for [{s}, {e}) ...", flush=True)
         try:
             orchestrate.run_window(s, e)
+        except orchestrate.WindowBusy as exc:
+            raise RunFailed(str(exc)) from None
         except orchestrate.PipelineRunFailed as exc:
             # every window is idempotent: resuming from the failed one redoes nothing twice
             done = f"windows before {s} are done; " if i > 1 else ""

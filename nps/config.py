@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,50 @@ def embedded_pgdata() -> Path:
 
 def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", data_dir() / "airflow")).resolve()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When Airflow schedules nps_nightly: from `start` (NPS_DAG_START_DATE, default 2025-01-01) to
+    `end` (NPS_DAG_END_DATE, default open), with `catchup` (NPS_DAG_CATCHUP, default false: only
+    the latest interval runs when the DAG is unpaused; history is a backfill's job)."""
+
+    start: datetime
+    end: datetime | None
+    catchup: bool
+
+
+def _date_env(name: str, default: str | None) -> datetime | None:
+    value = os.environ.get(name) or default
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an ISO date (YYYY-MM-DD), got {value!r}") from exc
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def schedule() -> Schedule:
+    return Schedule(
+        start=_date_env("NPS_DAG_START_DATE", "2025-01-01"),
+        end=_date_env("NPS_DAG_END_DATE", None),
+        catchup=os.environ.get("NPS_DAG_CATCHUP", "false").strip().lower() in ("1", "true", "yes"),
+    )
+
+
+def task_retries() -> int:
+    """Retries of every pipeline task (NPS_TASK_RETRIES, default 2): a worker lost mid-task, a
+    warehouse restart; every stage is idempotent per interval, so a retry redoes it safely."""
+    value = os.environ.get("NPS_TASK_RETRIES", "2")
+    if not value.isdigit():
+        raise ValueError(f"NPS_TASK_RETRIES must be a whole number, got {value!r}")
+    return int(value)
+
+
+def task_retry_delay_seconds() -> float:
+    """Seconds before the first retry (NPS_TASK_RETRY_DELAY_SECONDS, default 300; doubling after)."""
+    return _float_env("NPS_TASK_RETRY_DELAY_SECONDS", 300.0)
 
 
 def _float_env(name: str, default: float) -> float:

@@ -5,13 +5,14 @@ Used by `nps demo` / `nps run` and by the integration tests, so the code path is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from nps import config
 
@@ -72,30 +73,78 @@ def _as_utc(day: date | datetime) -> datetime:
     return parse_when(day.isoformat())
 
 
-def run_window(start: date | datetime, end: date | datetime, *, raise_on_failure: bool = True) -> RunOutcome:
-    """One `nps_nightly` run over [start, end) via dag.test()."""
+class WindowBusy(RuntimeError):
+    """Another `nps run` / `nps backfill` is running DAG runs with the same Airflow home."""
+
+
+@contextlib.contextmanager
+def _home_lock(description: str) -> Iterator[None]:
+    """One dag.test() run at a time per AIRFLOW_HOME: a second run of the same logical date would
+    delete the first's DAG run (dag.test clears it), and the local SQLite metadata DB takes one
+    writer at a time. The lock is an flock, so a killed holder releases it; the file names the
+    holder for the message the next one prints."""
+    import fcntl
+
+    path = config.airflow_home() / "nps-run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise WindowBusy(
+                f"{holder} is running nps_nightly with the same Airflow home ({config.airflow_home()}). "
+                "Wait for it to finish (runs are idempotent: rerunning a window afterwards changes "
+                "nothing), or give this run its own AIRFLOW_HOME."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} ({description}, started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC)\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def run_window(start: date | datetime, end: date | datetime, *, raise_on_failure: bool = True,
+               dag_id: str = DAG_ID, conf: dict | None = None, logical_date: datetime | None = None
+               ) -> RunOutcome:
+    """One run of `dag_id` over [start, end) via dag.test() (conf `interval_start`/`interval_end`,
+    plus `conf`), under the Airflow home's run lock."""
     setup_airflow()
     from airflow.dag_processing.dagbag import DagBag
+    from sqlalchemy.exc import SQLAlchemyError
 
-    bag = DagBag(dag_folder=str(config.DAGS_DIR))
-    if bag.import_errors:
-        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    dag = bag.get_dag(DAG_ID)
     s, e = _as_utc(start), _as_utc(end)
-    log.info("running %s for [%s, %s)", DAG_ID, s.isoformat(), e.isoformat())
-    dag_run = dag.test(
-        logical_date=s,
-        run_conf={"interval_start": s.isoformat(), "interval_end": e.isoformat()},
-    )
-    failed = [
-        ti.task_id for ti in dag_run.get_task_instances() if ti.state not in ("success", "skipped")
-    ]
+    with _home_lock(f"{dag_id} for [{s:%Y-%m-%d}, {e:%Y-%m-%d})"):
+        bag = DagBag(dag_folder=str(config.DAGS_DIR))
+        if bag.import_errors:
+            raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+        dag = bag.get_dag(dag_id)
+        log.info("running %s for [%s, %s)", dag_id, s.isoformat(), e.isoformat())
+        try:
+            dag_run = dag.test(
+                logical_date=logical_date or s,
+                run_conf={"interval_start": s.isoformat(), "interval_end": e.isoformat(), **(conf or {})},
+            )
+        except SQLAlchemyError as exc:  # the metadata DB, not the warehouse
+            raise PipelineRunFailed(
+                f"{dag_id} run for [{s:%Y-%m-%d}, {e:%Y-%m-%d}) failed in Airflow's metadata database "
+                f"({config.airflow_home()}): {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            ) from None
+        instances = dag_run.get_task_instances()
+    failed = [ti.task_id for ti in instances if ti.state not in ("success", "skipped")]
     state = str(dag_run.state)
+    if not instances:  # e.g. a logical date before the DAG's start_date: Airflow runs nothing
+        state, failed = "failed", ["(no task ran)"]
     outcome = RunOutcome(start=s, end=e, state=state, failed_tasks=failed, run_id=dag_run.run_id)
     if raise_on_failure and state != "success":
+        cause = ("no task instance was created: the window is outside the DAG's schedule "
+                 f"(start_date {dag.start_date:%Y-%m-%d})" if not instances else "the task log above names the cause")
         raise PipelineRunFailed(
-            f"{DAG_ID} run for [{s:%Y-%m-%d}, {e:%Y-%m-%d}) ended {state}; failed tasks: {failed}. "
-            "The task log above names the cause."
+            f"{dag_id} run for [{s:%Y-%m-%d}, {e:%Y-%m-%d}) ended {state}; failed tasks: {failed}; {cause}."
         )
     return outcome
 

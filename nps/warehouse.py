@@ -241,16 +241,40 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+def advisory_lock(conn: PgConnection, name: str) -> None:
+    """Take the transaction-level advisory lock `name`, waiting for it if another session holds it;
+    the wait is logged with the holder's application name (which names its stage and run)."""
+    key = lock_key(name)
+    with conn.cursor() as cur:
+        cur.execute("select pg_try_advisory_xact_lock(%s)", (key,))
+        if cur.fetchone()[0]:
+            return
+        cur.execute(
+            "select a.application_name, a.pid, a.xact_start from pg_locks l "
+            "join pg_stat_activity a on a.pid = l.pid where l.locktype = 'advisory' and l.granted "
+            "and l.objsubid = 1 and ((l.classid::bigint << 32) | l.objid::bigint) = %s "
+            "limit 1",
+            (key,),
+        )
+        holder = cur.fetchone()
+        who = (f"{holder[0] or 'another session'} (pid {holder[1]}, since {holder[2]:%Y-%m-%d %H:%M:%S %Z})"
+               if holder else "another session")
+        log.warning("waiting for the %r lock, held by %s", name, who)
+        cur.execute("select pg_advisory_xact_lock(%s)", (key,))
+        log.warning("got the %r lock", name)
+
+
 @contextlib.contextmanager
-def transaction(url: str | None = None, *, lock: str | None = None) -> Iterator[PgConnection]:
+def transaction(url: str | None = None, *, lock: str | None = None,
+                holder: str | None = None) -> Iterator[PgConnection]:
     """One transaction; with `lock`, an advisory lock held until commit so that two runs of the
-    same (stage, interval) cannot write at the same time: the second waits, then sees the first's
-    result."""
-    conn = connect(url)
+    same (stage, interval) cannot write at the same time: the second waits (saying for whom),
+    then sees the first's result. `holder` (e.g. "dbt_build <run id>") is the session's
+    application name, which other sessions see while they wait."""
+    conn = connect(url, application_name=f"nps {holder}"[:63] if holder else "nps-pipeline")
     try:
         if lock:
-            with conn.cursor() as cur:
-                cur.execute("select pg_advisory_xact_lock(%s)", (lock_key(lock),))
+            advisory_lock(conn, lock)
         yield conn
         conn.commit()
     except BaseException:

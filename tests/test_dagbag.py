@@ -48,3 +48,12 @@ def test_the_plugin_loader_does_not_import_our_modules_as_top_level_modules():
     assert errors == {}
     stems = {p.stem for p in config.PLUGINS_DIR.rglob("*.py")}
     assert not (set(sys.modules) - before) & stems
+
+
+def test_nps_backfill_runs_the_same_tasks_by_month():
+    bag = DagBag(dag_folder=str(config.DAGS_DIR))
+    nightly, backfill = bag.dags["nps_nightly"], bag.dags["nps_backfill"]
+    assert set(backfill.task_ids) == set(nightly.task_ids)
+    assert backfill.timetable.expression == "0 0 1 * *"
+    assert backfill.catchup is False and backfill.max_active_runs == 1
+    assert backfill.get_task("themes").queue == nightly.get_task("themes").queue

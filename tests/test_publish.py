@@ -241,4 +241,4 @@ def test_stale_raw_data_fails_the_freshness_check(pipeline):
     with pytest.raises(DataQualityError, match=r"raw_survey_responses.*expect_column_max_to_be_between"):
         stages.validate("test-stale", end=data_end + timedelta(days=31))
     # the same data is fresh for its own interval
-    stages.validate("test-fresh", end=data_end)
+    stages.validate("test-stale", end=data_end)

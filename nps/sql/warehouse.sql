@@ -3,6 +3,34 @@
 
 create schema if not exists raw;
 create schema if not exists nlp;
+create schema if not exists ops;
+
+-- Pipeline run state (ops.*), not data: which run built the candidate marts, and what marts.*
+-- were published as of. Kept apart from raw / nlp / marts so that the data schemas compare equal
+-- however the runs that wrote them were cut (nightly runs, a backfill, a retried run).
+-- The one candidate schema's provenance: the run that built it (under the dbt lock), the "as of"
+-- of that build, and whether that same run validated it. validate and publish check it under the
+-- same lock, so a run never validates or publishes a candidate another run built.
+create table if not exists ops.candidate_build (
+    candidate_schema text        not null primary key,
+    run_id           text        not null,
+    as_of            timestamptz,
+    interval_start   timestamptz,
+    interval_end     timestamptz,
+    built_at         timestamptz not null default now(),
+    validated_at     timestamptz
+);
+-- One row per publish: the marts in marts.* are "as of" the newest row's as_of. A failed run
+-- never gets a row, so it cannot move the next build's "as of" (dbt.build_as_of).
+create table if not exists ops.published_builds (
+    publish_id     bigserial   primary key,
+    run_id         text        not null,
+    as_of          timestamptz,
+    interval_start timestamptz,
+    interval_end   timestamptz,
+    built_at       timestamptz,
+    published_at   timestamptz not null default now()
+);
 
 create table if not exists raw.survey_responses (
     response_id   text        not null primary key,

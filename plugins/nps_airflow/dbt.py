@@ -20,8 +20,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: the survey feed: a run's marts are "as of" the newest interval loaded for it
-AS_OF_ENTITY = "survey_responses"
 #: the nightly build: models, snapshots, seeds and every data test, stopping at the first failure.
 #: Unit tests (fixed inputs, they check the SQL, not the data) run in the test suite instead, as
 #: dbt recommends for production runs (tests/test_dbt_project.py).
@@ -94,20 +92,21 @@ def run_dbt(args: list[str], url: str, *, vars: dict | None = None,
 
 
 def build_as_of(conn: PgConnection, interval_end: datetime | None) -> datetime | None:
-    """The reference time ("as of") of a build: the run's data interval end, or the end of the newest
-    interval already loaded for the survey feed when that is later.
+    """The reference time ("as of") of a build: the run's data interval end, or the "as of" of the
+    marts already published (ops.published_builds) when that is later.
 
     Time-dependent marts (today's detractor queue, days since the last response, survey
     eligibility) then never depend on the wall clock: a rerun of an interval, a backfill of quarter
     after quarter, or the nightly runs give the same marts. Re-running an *old* interval (a backfill
-    after a source fix) keeps the marts at the newest data instead of publishing them as they were
-    back then. None (no interval, nothing loaded) lets dbt fall back to the UTC midnight after the
-    latest response.
+    after a source fix) keeps the marts at the newest published data instead of publishing them as
+    they were back then. Only published builds count: a run that loaded a window and then failed
+    leaves raw rows and load-audit rows, never a new "as of". None (no interval, nothing
+    published) lets dbt fall back to the UTC midnight after the latest response.
     """
     with conn.cursor() as cur:
-        cur.execute("select max(interval_end) from raw.load_audit where entity = %s", (AS_OF_ENTITY,))
-        loaded = cur.fetchone()[0]
-    candidates = [t.astimezone(UTC) for t in (interval_end, loaded) if t is not None]
+        cur.execute("select max(as_of) from ops.published_builds")
+        published = cur.fetchone()[0]
+    candidates = [t.astimezone(UTC) for t in (interval_end, published) if t is not None]
     return max(candidates) if candidates else None
 
 

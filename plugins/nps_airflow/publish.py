@@ -127,9 +127,10 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def publish(conn: PgConnection, *, candidate: str = CANDIDATE_SCHEMA, target: str = PUBLISHED_SCHEMA
-            ) -> list[PublishedTable]:
-    """Copy every candidate mart into the published schema in one transaction and commit."""
+def publish(conn: PgConnection, *, candidate: str = CANDIDATE_SCHEMA, target: str = PUBLISHED_SCHEMA,
+            commit: bool = True) -> list[PublishedTable]:
+    """Copy every candidate mart into the published schema in one transaction and commit (or, with
+    `commit=False`, leave the commit to the caller, which records the publish in the same one)."""
     results: list[PublishedTable] = []
     with conn.cursor() as cur:
         cur.execute("select pg_advisory_xact_lock(%s)", (warehouse.lock_key(f"publish:{target}"),))
@@ -174,7 +175,8 @@ def publish(conn: PgConnection, *, candidate: str = CANDIDATE_SCHEMA, target: st
             _create_indexes(cur, target, table, new_indexes)
             cur.execute(f"analyze {dst}")
             results.append(PublishedTable(table, rows, created, tuple(added), rebuilt))
-    conn.commit()
+    if commit:
+        conn.commit()
     for r in results:
         log.info("published %s.%s: %s rows%s", target, r.table, r.rows,
                  " (new table)" if r.created else " (rebuilt)" if r.rebuilt else "")

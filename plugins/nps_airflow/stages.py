@@ -17,15 +17,23 @@ log = logging.getLogger(__name__)
 
 
 def parse_when(value: str | datetime) -> datetime:
-    """An ISO date/time (naive means UTC) as an aware UTC datetime."""
+    """An ISO date/time (naive means UTC) as an aware UTC datetime.
+
+    Always a plain `datetime`: Airflow's data interval is a pendulum `DateTime`, which Great
+    Expectations turns into a naive timestamp when it serialises a suite parameter (a scheduled run
+    then failed its freshness check comparing naive with aware datetimes)."""
     when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return datetime(when.year, when.month, when.day, when.hour, when.minute, when.second,
+                    when.microsecond, tzinfo=UTC)
 
 
 def resolve_interval(conf: dict[str, Any] | None, data_interval_start: datetime | None,
                      data_interval_end: datetime | None) -> tuple[datetime, datetime]:
     """The window a run works on: the run's data interval, or `interval_start`/`interval_end`
-    from the run conf (a backfill of a whole quarter in one run)."""
+    from the run conf (a custom window, as `nps run` passes it). A backfill's conf
+    `backfill_start`/`backfill_end` clips the run's data interval to the backfilled range (its
+    first and last months may be partial)."""
     conf = conf or {}
     start = conf.get("interval_start") or data_interval_start
     end = conf.get("interval_end") or data_interval_end
@@ -35,11 +43,26 @@ def resolve_interval(conf: dict[str, Any] | None, data_interval_start: datetime 
             "pass interval_start and interval_end in the run conf"
         )
     start, end = parse_when(start), parse_when(end)
+    if conf.get("backfill_start"):
+        start = max(start, parse_when(conf["backfill_start"]))
+    if conf.get("backfill_end"):
+        end = min(end, parse_when(conf["backfill_end"]))
     if not start < end:
         raise ValueError(
             f"empty data interval: start {start.isoformat()} is not before end {end.isoformat()}"
+            + (" (the run lies outside its backfill's range)" if conf.get("backfill_start") else "")
         )
     return start, end
+
+
+def build_skipped_reason(conf: dict[str, Any] | None, end: datetime) -> str | None:
+    """Why this run does not build, validate and publish, or None: in a backfill only the run that
+    reaches `backfill_end` does (the earlier runs' marts would be replaced minutes later)."""
+    backfill_end = (conf or {}).get("backfill_end")
+    if backfill_end and end < parse_when(backfill_end):
+        return (f"backfill run up to {end:%Y-%m-%d}: loaded and themed; the run that reaches "
+                f"{parse_when(backfill_end):%Y-%m-%d} builds, validates and publishes the marts once")
+    return None
 
 
 def prepare_warehouse() -> str:
@@ -55,14 +78,30 @@ def prepare_warehouse() -> str:
 
 
 def extract(entity: str, start: datetime, end: datetime, run_id: str) -> dict:
+    """Load one entity for the window, one UTC day at a time (each day one transaction and one
+    load-audit row, as the nightly runs load it), so a backfilled range leaves exactly the raw
+    tables its nightly runs would have left. A window within a day is loaded as is."""
+    from nlp.pipeline import steps
     from nps_airflow.extract import load_entity
 
     url = warehouse.resolve_url()
-    conn = warehouse.connect(url)
+    conn = warehouse.connect(url, application_name=f"nps extract_{entity} {run_id}"[:63])
+    days = steps(start, end, 1)
+    total: dict[str, Any] = {}
     try:
-        return load_entity(conn, entity, start, end, run_id).as_dict()
+        for day_start, day_end in days:
+            result = load_entity(conn, entity, day_start, day_end, run_id).as_dict()
+            for key, value in result.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    total[key] = total.get(key, 0) + value
+                else:
+                    total.setdefault(key, value)
     finally:
         conn.close()
+    total.update(start=start.isoformat(), end=end.isoformat(), days=len(days))
+    if "duration_s" in total:
+        total["duration_s"] = round(total["duration_s"], 3)
+    return total
 
 
 def theme_config() -> Any:
@@ -86,28 +125,89 @@ def build_themes(start: datetime, end: datetime, run_id: str) -> dict:
     return stats
 
 
-def dbt_build(run_id: str, end: datetime | None = None) -> None:
+class Superseded(RuntimeError):
+    """Another run rebuilt the candidate marts after this run built them; that build contains
+    this run's data, so this run has nothing left to validate or publish (the DAG skips it)."""
+
+
+class CandidateNotOurs(RuntimeError):
+    """The candidate marts are not the ones this run built and validated: never publish them."""
+
+
+#: the one lock of the candidate marts: dbt_build, validate and publish each hold it, so a run
+#: never validates or publishes a candidate another run is building or has built
+CANDIDATE_LOCK = "dbt"
+
+
+def dbt_build(run_id: str, end: datetime | None = None, start: datetime | None = None) -> None:
     """Build staging -> intermediate -> marts; the marts land in the candidate schema (write).
-    They are "as of" the data interval end (`end`), or the newest interval loaded when later."""
+    They are "as of" the data interval end (`end`), or the "as of" of the marts already published
+    when that is later. The build is recorded as the candidate's provenance (ops.candidate_build)."""
     from nps_airflow.dbt import BUILD_ARGS, build_as_of, build_vars, run_dbt
     from nps_airflow.publish import CANDIDATE_SCHEMA
 
     url = warehouse.resolve_url()
-    with warehouse.transaction(url, lock="dbt") as conn:
-        # the lock only serialises concurrent builds; dbt opens its own connections
+    with warehouse.transaction(url, lock=CANDIDATE_LOCK, holder=f"dbt_build {run_id}") as conn:
+        # the lock serialises builds (dbt opens its own connections); the provenance row is
+        # written in the same transaction, so it exists exactly when the build finished
         as_of = build_as_of(conn, end)
         run_dbt(BUILD_ARGS, url, vars=build_vars(run_id, CANDIDATE_SCHEMA, as_of))
+        with conn.cursor() as cur:
+            cur.execute(
+                "insert into ops.candidate_build (candidate_schema, run_id, as_of, interval_start,"
+                " interval_end, built_at, validated_at) values (%s, %s, %s, %s, %s, now(), null)"
+                " on conflict (candidate_schema) do update set run_id = excluded.run_id,"
+                " as_of = excluded.as_of, interval_start = excluded.interval_start,"
+                " interval_end = excluded.interval_end, built_at = excluded.built_at, validated_at = null",
+                (CANDIDATE_SCHEMA, run_id, as_of, start, end),
+            )
+
+
+def _candidate(cur, run_id: str, stage: str, end: datetime | None) -> dict:
+    """The candidate's provenance row, checked to be this run's build (under the lock).
+
+    Another run's build means that run built after this one (builds are serialised and this
+    run's build finished before its validate/publish started), so it holds this run's data too:
+    Superseded, unless its "as of" is earlier than this run's interval end (a backfill of an old
+    window built after tonight's run, before tonight's publish): then this run fails, naming that
+    run, rather than leave tonight's data out of the marts without a word."""
+    from nps_airflow.publish import CANDIDATE_SCHEMA
+
+    cur.execute("select run_id, as_of, built_at, validated_at from ops.candidate_build "
+                "where candidate_schema = %s", (CANDIDATE_SCHEMA,))
+    row = cur.fetchone()
+    if row is None:
+        raise CandidateNotOurs(f"{stage}: {CANDIDATE_SCHEMA} has no recorded build; run dbt_build first")
+    built = dict(zip(("run_id", "as_of", "built_at", "validated_at"), row, strict=True))
+    if built["run_id"] == run_id:
+        return built
+    cur.execute("select as_of from ops.published_builds order by publish_id desc limit 1")
+    published = cur.fetchone()
+    if built["as_of"] is not None and (end is None or built["as_of"] >= end):
+        raise Superseded(
+            f"{stage}: run {built['run_id']} rebuilt {CANDIDATE_SCHEMA} at {built['built_at']:%Y-%m-%d %H:%M:%S} "
+            f"UTC (as of {built['as_of']:%Y-%m-%d %H:%M}), after this run's build; it includes this run's "
+            "data and publishes it when it passes validation: nothing to do here"
+        )
+    raise CandidateNotOurs(
+        f"{stage}: run {built['run_id']} rebuilt {CANDIDATE_SCHEMA} after this run (run {run_id}) built it, "
+        f"as of {built['as_of']}, before this run's interval end {end}"
+        f"{f' (published: {published[0]})' if published else ''}. Nothing was published by this run; "
+        "rerun it from dbt_build (Airflow: clear dbt_build with its downstream tasks; or nps run for its window)."
+    )
 
 
 def validate(run_id: str, start: datetime | None = None, end: datetime | None = None) -> dict:
-    """Great Expectations on raw data and the candidate marts (audit); raises on any failure."""
+    """Great Expectations on raw data and the candidate marts (audit); raises on any failure.
+    Runs under the candidate lock, on the candidate this run built (else Superseded / CandidateNotOurs)."""
     from nps_airflow.publish import CANDIDATE_SCHEMA, PUBLISHED_SCHEMA
     from nps_airflow.quality import suite_parameters
     from nps_airflow.quality import validate as gx_validate
 
     url = warehouse.resolve_url()
-    conn = warehouse.connect(url)
-    try:
+    with warehouse.transaction(url, lock=CANDIDATE_LOCK, holder=f"validate {run_id}") as conn:
+        with conn.cursor() as cur:
+            _candidate(cur, run_id, "validate", end)
         parameters = suite_parameters(
             conn,
             interval_end=end,
@@ -115,23 +215,40 @@ def validate(run_id: str, start: datetime | None = None, end: datetime | None = 
             freshness_lag=timedelta(days=float(os.environ.get("NPS_FRESHNESS_LAG_DAYS", "3"))),
             row_count_tolerance=float(os.environ.get("NPS_MART_ROW_COUNT_TOLERANCE", "0.1")),
         )
-    finally:
-        conn.close()
-    report = gx_validate(url, schema=CANDIDATE_SCHEMA, run_id=run_id, parameters=parameters,
-                         raise_on_failure=True)
+        report = gx_validate(url, schema=CANDIDATE_SCHEMA, run_id=run_id, parameters=parameters,
+                             raise_on_failure=True)
+        with conn.cursor() as cur:
+            cur.execute("update ops.candidate_build set validated_at = now() where candidate_schema = %s "
+                        "and run_id = %s", (CANDIDATE_SCHEMA, run_id))
     return {"success": report.success, "data_docs": str(report.data_docs_index),
             "results": str(report.run_dir)}
 
 
-def publish() -> list[dict]:
-    """Swap the validated candidate marts into `marts` in one transaction (publish)."""
+def publish(run_id: str | None = None, end: datetime | None = None) -> list[dict]:
+    """Swap the validated candidate marts into `marts` in one transaction (publish), under the
+    candidate lock, only when this run built and validated them; record the publish (ops)."""
+    from nps_airflow.publish import CANDIDATE_SCHEMA
     from nps_airflow.publish import publish as publish_marts
 
-    conn = warehouse.connect()
-    try:
-        return [t.__dict__ for t in publish_marts(conn)]
-    finally:
-        conn.close()
+    with warehouse.transaction(lock=CANDIDATE_LOCK, holder=f"publish {run_id}") as conn:
+        with conn.cursor() as cur:
+            if run_id is None:  # a manual publish of whatever was validated last
+                cur.execute("select run_id from ops.candidate_build where candidate_schema = %s",
+                            (CANDIDATE_SCHEMA,))
+                row = cur.fetchone()
+                run_id = row[0] if row else ""
+            built = _candidate(cur, run_id, "publish", end)
+            if built["validated_at"] is None:
+                raise CandidateNotOurs(f"publish: run {run_id} built {CANDIDATE_SCHEMA} but did not validate it; "
+                                       "nothing was published")
+        tables = publish_marts(conn, commit=False)
+        with conn.cursor() as cur:
+            cur.execute(
+                "insert into ops.published_builds (run_id, as_of, interval_start, interval_end, built_at)"
+                " select run_id, as_of, interval_start, interval_end, built_at from ops.candidate_build"
+                " where candidate_schema = %s", (CANDIDATE_SCHEMA,),
+            )
+    return [t.__dict__ for t in tables]
 
 
 def summary() -> str:

@@ -1,0 +1,120 @@
+"""Run state across runs: a scheduled run's interval, what "as of" follows, whose candidate a run
+may validate and publish, and two runs sharing one Airflow home. Each test reproduces a failure
+found by running the pipeline the way Airflow runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from nps import warehouse
+from nps_airflow import stages
+from nps_airflow.dbt import build_as_of
+from tests.conftest import query
+
+pytestmark = pytest.mark.integration
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env(url: str, sources) -> dict[str, str]:
+    return {warehouse.URL_ENV: url, "NPS_SOURCES_DIR": str(sources)}
+
+
+@pytest.fixture
+def pipeline_env(monkeypatch, make_database, small_sources):
+    url = make_database("nps_runstate")
+    for key, value in _env(url, small_sources[0]).items():
+        monkeypatch.setenv(key, value)
+    return url
+
+
+def test_a_scheduled_run_takes_airflow_s_data_interval_and_passes_validation(pipeline_env):
+    """No conf: the interval is Airflow's own (a pendulum DateTime). The freshness bound built
+    from it used to reach GX as a naive timestamp, so every scheduled run failed validation."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from nps import config, orchestrate
+
+    orchestrate.setup_airflow()
+    dag = DagBag(dag_folder=str(config.DAGS_DIR)).get_dag("nps_nightly")
+    run = dag.test(logical_date=datetime(2025, 3, 11, tzinfo=UTC))  # run_after: the interval ends here
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert str(run.state) == "success", states
+    audit = query(pipeline_env, "select distinct interval_start, interval_end from raw.load_audit")
+    assert audit.values.tolist() == [[datetime(2025, 3, 10, tzinfo=UTC), datetime(2025, 3, 11, tzinfo=UTC)]]
+    published = query(pipeline_env, "select as_of from ops.published_builds")
+    assert published["as_of"].tolist() == [datetime(2025, 3, 11, tzinfo=UTC)]
+
+
+def test_a_failed_run_does_not_move_as_of(db_conn):
+    """A run that loaded today's window and then failed leaves raw and load-audit rows; the next
+    clean run of an earlier window must build as of that window (or the marts already published),
+    not as of the failed run's day."""
+    with db_conn.cursor() as cur:
+        cur.execute("insert into ops.published_builds (run_id, as_of) values ('nightly', '2025-12-01')")
+        cur.execute(
+            "insert into raw.load_audit (run_id, entity, interval_start, interval_end) values "
+            "('failed-today', 'survey_responses', '2026-12-02', '2026-12-03')"
+        )
+    db_conn.commit()
+    december = datetime(2026, 1, 1, tzinfo=UTC)
+    assert build_as_of(db_conn, december) == december
+    # an old window rerun keeps the published "as of"
+    assert build_as_of(db_conn, datetime(2025, 4, 1, tzinfo=UTC)) == datetime(2025, 12, 1, tzinfo=UTC)
+
+
+def _candidate(conn, run_id: str, as_of: str, validated: bool) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into ops.candidate_build (candidate_schema, run_id, as_of, validated_at) values "
+            "('marts_candidate', %s, %s, case when %s then now() end) on conflict (candidate_schema) do "
+            "update set run_id = excluded.run_id, as_of = excluded.as_of, validated_at = excluded.validated_at",
+            (run_id, as_of, validated),
+        )
+    conn.commit()
+
+
+def test_validate_and_publish_never_take_another_runs_candidate(db_url, db_conn, monkeypatch):
+    """validate and publish hold the candidate lock and check the candidate is this run's build:
+    a later build by another run supersedes this one (it holds this run's data), an older-dated
+    one is refused naming the run; an unvalidated candidate is never published."""
+    monkeypatch.setenv(warehouse.URL_ENV, db_url)
+    end = datetime(2025, 3, 2, tzinfo=UTC)
+    _candidate(db_conn, "backfill-later", "2025-03-02", validated=False)
+    with pytest.raises(stages.Superseded, match="backfill-later"):
+        stages.validate("nightly-0301", end=end)
+    with pytest.raises(stages.Superseded, match="backfill-later"):
+        stages.publish("nightly-0301", end)
+    _candidate(db_conn, "backfill-older", "2025-02-01", validated=True)
+    with pytest.raises(stages.CandidateNotOurs, match="backfill-older.*Nothing was published"):
+        stages.publish("nightly-0301", end)
+    _candidate(db_conn, "nightly-0301", "2025-03-02", validated=False)
+    with pytest.raises(stages.CandidateNotOurs, match="did not validate"):
+        stages.publish("nightly-0301", end)
+    assert query(db_url, "select count(*) as n from ops.published_builds")["n"][0] == 0
+    assert query(db_url, "select to_regclass('marts.nps_by_segment') as t")["t"][0] is None
+
+
+def test_two_runs_with_one_airflow_home_do_not_break_each_other(pipeline_env, small_sources, tmp_path):
+    """The second `nps run` of a window used to delete the first's DAG run (same logical date), and
+    the first died with a raw IntegrityError. Now the second stops at once, naming the first."""
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "NPS_DATA_DIR": str(tmp_path)}
+    cmd = [os.path.join(os.path.dirname(sys.executable), "nps"), "run", "--start", "2025-01-06",
+           "--end", "2025-01-07", "--by", "day"]
+    first = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lock = tmp_path / "airflow" / "nps-run.lock"
+    deadline = time.monotonic() + 120
+    while not (lock.exists() and f"pid {first.pid}" in lock.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    second = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    out, _ = first.communicate(timeout=600)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+    assert first.returncode == 0, out
+    assert "IntegrityError" not in out
