@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: install demo test lint bench bench-load bench-themes bench-themes-scale clean stop-warehouse
+.PHONY: install demo test test-ops lint bench bench-load bench-backfill bench-themes bench-themes-scale clean stop-warehouse
 
 install: $(VENV)/.installed
 
@@ -29,7 +29,12 @@ lint: install
 	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros --disable-progress-bar
 
 test: install lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not ops"
+
+# the production-shaped stack: real scheduler, Celery workers on Redis, Airflow backfills, killed
+# workers, concurrent runs (about 30 minutes; needs Redis on 127.0.0.1:6379 or NPS_CELERY_BROKER_URL)
+test-ops: install
+	$(BIN)/python -m pytest -q -m ops
 
 # every benchmark (figures in BENCHMARKS.md)
 bench: bench-load bench-themes
@@ -45,6 +50,10 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 # theme engine vs BERTopic defaults on human-labelled sets, nightly stability (about 20 minutes)
 bench-themes: $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_themes.py
+
+# a demo quarter backfilled through the Airflow stack and through dag.test(), vs full nightly runs
+bench-backfill: install
+	$(BIN)/python bench/bench_backfill.py --json .bench/backfill/results.json
 
 # the nightly theme step for 10,000 new comments over a 1,000,000-comment history vs a bare encode
 bench-themes-scale: install

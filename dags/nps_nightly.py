@@ -31,7 +31,8 @@ The same tasks over calendar months, for Airflow's own backfill:
 '{"backfill_start": "2025-01-01", "backfill_end": "2025-04-01"}'` (or `nps backfill --quarter 2025Q1`).
 Each month is loaded day by day and themed night by night, exactly as its nightly runs would
 have; only the run that reaches `backfill_end` builds, validates and publishes (the others skip
-those tasks). Never scheduled on its own (paused; no catchup). Logic lives in
+those tasks). A backfill needs the DAG unpaused (`nps backfill` unpauses it, then pauses it
+again); a run the scheduler creates on its own meanwhile skips every task. Logic lives in
 `plugins/nps_airflow/stages.py`; this file only wires it.
 """
 
@@ -83,6 +84,11 @@ def pipeline() -> None:
     def prepare_warehouse() -> None:
         from nps_airflow import stages
 
+        ctx = get_current_context()
+        if ctx["dag"].dag_id == "nps_backfill" and ctx["dag_run"].run_type == "scheduled":
+            # unpausing it for a backfill makes the scheduler add the latest month; that is a
+            # nightly's job, not a backfill's
+            raise AirflowSkipException("nps_backfill works for backfills only; its scheduled runs do nothing")
         stages.prepare_warehouse()
 
     @task
@@ -158,8 +164,7 @@ def nps_nightly():
 @dag(
     dag_id="nps_backfill",
     schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
-    # any history a team has: months from 2000 on can be backfilled (runs are only ever created
-    # by a backfill or a trigger; catchup is off and the DAG stays paused)
+    # any history a team has: months from 2000 on can be backfilled
     start_date=datetime(2000, 1, 1, tzinfo=UTC),
     catchup=False,
     is_paused_upon_creation=True,

@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 from nps import config, warehouse
+from nps.stack import StackError
 
 
 def _load_manifest(sources: Path) -> dict | None:
@@ -95,6 +96,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from nps import backfill, orchestrate
+
+    if args.quarter:
+        if args.start or args.end:
+            raise ValueError("give either --quarter or --start/--end, not both")
+        start, end = backfill.quarter_range(args.quarter)
+    elif args.start and args.end:
+        start, end = _parse_day(args.start, "--start"), _parse_day(args.end, "--end")
+    else:
+        raise ValueError("give --quarter (e.g. 2025Q1) or both --start and --end")
+    backfill.months(start, end)  # a bad range fails before the warehouse starts
+    if args.through != "airflow":
+        url = _resolve_warehouse()
+        _announce_warehouse(url)
+    try:
+        backfill.run(start, end, through=args.through)
+    except (backfill.BackfillFailed, orchestrate.WindowBusy, orchestrate.PipelineRunFailed) as exc:
+        raise RunFailed(str(exc)) from None
+    return 0
+
+
 def _parse_day(value: str, option: str) -> date:
     try:
         return date.fromisoformat(value)
@@ -148,6 +171,38 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
     return 0 if all(row.get("ok") for row in report) else 1
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    from nps import stack
+
+    if args.action == "start":
+        state = stack.start(args.executor)
+        h = state["health"]
+        print(f"Airflow is up at {stack.base_url()} (executor {state['executor']}; scheduler "
+              f"{h['scheduler']['status']}); log in as {stack.ADMIN} with the password in {stack.passwords_file()}")
+        print(f"  AIRFLOW_HOME={stack.airflow_home()}  (task logs in its logs/; "
+              f"process logs in {stack.home() / 'logs'})")
+        print(f"  warehouse: {state['warehouse']}")
+        return 0
+    if args.action == "stop":
+        stopped = stack.stop()
+        print("stopped: " + ", ".join(stopped) if stopped else "the stack was not running")
+        return 0
+    report = stack.status()
+    services = report["services"]
+    if not services:
+        print("the stack is not running (nps stack start)")
+        return 1
+    for name, alive in services.items():
+        print(f"  {name:<14} {'running' if alive else 'STOPPED'}")
+    h = report["health"]
+    if h is None:
+        print(f"  api-server at {stack.base_url()} does not answer")
+    else:
+        print("  health: " + ", ".join(f"{k} {v.get('status')}" for k, v in h.items() if isinstance(v, dict)))
+    print(f"  executor {report['executor']}, AIRFLOW_HOME={report['airflow_home']}, warehouse {report['warehouse']}")
+    return 0 if all(services.values()) and stack._healthy(h, ("metadatabase", "scheduler")) else 1
+
+
 def cmd_themes_fit(args: argparse.Namespace) -> int:
     from nlp.cli import themes_fit
 
@@ -178,12 +233,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one run per calendar day, month or quarter (default), or one for the whole range")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("backfill", help="reprocess a historical range through Airflow, a month per run")
+    p.add_argument("--quarter", help="a calendar quarter, e.g. 2025Q1")
+    p.add_argument("--start", help="first day, YYYY-MM-DD")
+    p.add_argument("--end", help="day after the last one, YYYY-MM-DD")
+    p.add_argument("--through", choices=["auto", "airflow", "local"], default="auto",
+                   help="airflow: the running stack's own backfill; local: dag.test(); auto (default): "
+                        "airflow when `nps stack` is up")
+    p.set_defaults(func=cmd_backfill)
+
     p = sub.add_parser("summary", help="print the summary of the current marts")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("warehouse", help="show (starting if needed) or stop the embedded warehouse")
     p.add_argument("action", choices=["url", "stop"])
     p.set_defaults(func=cmd_warehouse)
+
+    p = sub.add_parser("stack", help="Airflow as a production-shaped set of local processes (no Docker)")
+    p.add_argument("action", choices=["start", "status", "stop"])
+    p.add_argument("--executor", choices=["local", "celery"], default="local",
+                   help="LocalExecutor (default) or CeleryExecutor with Redis and two workers (start only)")
+    p.set_defaults(func=cmd_stack)
 
     src = sub.add_parser("sources", help="the configured sources (sources.yml / NPS_SOURCES_CONFIG)")
     src_sub = src.add_subparsers(dest="sources_command", required=True)
@@ -220,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         return args.func(args)
-    except (warehouse.WarehouseError, ValueError, FileNotFoundError) as exc:
+    except (warehouse.WarehouseError, ValueError, FileNotFoundError, StackError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RunFailed as exc:

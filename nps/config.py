@@ -45,9 +45,11 @@ def airflow_home() -> Path:
 
 @dataclass(frozen=True)
 class Schedule:
-    """When Airflow schedules nps_nightly: from `start` (NPS_DAG_START_DATE, default 2025-01-01) to
+    """When Airflow schedules nps_nightly: from `start` (NPS_DAG_START_DATE, default 2000-01-01) to
     `end` (NPS_DAG_END_DATE, default open), with `catchup` (NPS_DAG_CATCHUP, default false: only
-    the latest interval runs when the DAG is unpaused; history is a backfill's job)."""
+    the latest interval runs when the DAG is unpaused; history is a backfill's job). Airflow creates
+    no task for a window before `start`, so it is early: any history a team has can be rerun with
+    `nps run` (set a later start together with NPS_DAG_CATCHUP, or catchup runs every day since)."""
 
     start: datetime
     end: datetime | None
@@ -67,7 +69,7 @@ def _date_env(name: str, default: str | None) -> datetime | None:
 
 def schedule() -> Schedule:
     return Schedule(
-        start=_date_env("NPS_DAG_START_DATE", "2025-01-01"),
+        start=_date_env("NPS_DAG_START_DATE", "2000-01-01"),
         end=_date_env("NPS_DAG_END_DATE", None),
         catchup=os.environ.get("NPS_DAG_CATCHUP", "false").strip().lower() in ("1", "true", "yes"),
     )

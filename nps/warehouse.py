@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -73,6 +74,14 @@ def redact(url: str) -> str:
     if parsed.password:
         return url.replace(f":{parsed.password}@", ":***@", 1)
     return url
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?=@)", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """Any text (a log tail, an error message) with the passwords of the URLs in it hidden."""
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 
 def sqlalchemy_url(url: str) -> str:

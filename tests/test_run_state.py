@@ -118,3 +118,16 @@ def test_two_runs_with_one_airflow_home_do_not_break_each_other(pipeline_env, sm
     assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
     assert first.returncode == 0, out
     assert "IntegrityError" not in out
+
+
+def test_a_window_before_the_dag_start_date_fails_naming_the_cause(monkeypatch, db_url, small_sources):
+    """Airflow creates no task instance for a logical date before the DAG's start_date; such a run
+    used to print "done" and exit 0 having done nothing."""
+    from nps import orchestrate
+
+    monkeypatch.setenv(warehouse.URL_ENV, db_url)
+    monkeypatch.setenv("NPS_SOURCES_DIR", str(small_sources[0]))
+    monkeypatch.setenv("NPS_DAG_START_DATE", "2025-06-01")
+    with pytest.raises(orchestrate.PipelineRunFailed, match=r"no task instance was created.*start_date 2025-06-01"):
+        orchestrate.run_window(datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, tzinfo=UTC))
+    assert query(db_url, "select count(*) as n from raw.load_audit")["n"][0] == 0

@@ -82,15 +82,17 @@ def extract(entity: str, start: datetime, end: datetime, run_id: str) -> dict:
     load-audit row, as the nightly runs load it), so a backfilled range leaves exactly the raw
     tables its nightly runs would have left. A window within a day is loaded as is."""
     from nlp.pipeline import steps
+    from nps import sources
     from nps_airflow.extract import load_entity
 
     url = warehouse.resolve_url()
     conn = warehouse.connect(url, application_name=f"nps extract_{entity} {run_id}"[:63])
     days = steps(start, end, 1)
+    source = sources.load().entity(entity)  # read the configuration once, not once a day
     total: dict[str, Any] = {}
     try:
         for day_start, day_end in days:
-            result = load_entity(conn, entity, day_start, day_end, run_id).as_dict()
+            result = load_entity(conn, entity, day_start, day_end, run_id, source=source).as_dict()
             for key, value in result.items():
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     total[key] = total.get(key, 0) + value
