@@ -53,6 +53,8 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=config.task_retry_delay_seconds()),
     "retry_exponential_backoff": True,
 }
+ROW_LOSS_PARAM = Param(False, type="boolean",
+                       description="accept re-dropped files that hold fewer rows than were loaded before")
 # its own queue so a scale-out deployment can send it to GPU workers (docker-compose.yml, nps stack)
 THEMES_QUEUE = os.environ.get("NPS_THEMES_QUEUE", "default")
 
@@ -96,7 +98,8 @@ def pipeline() -> None:
         from nps_airflow import stages
 
         start, end = _interval()
-        return stages.extract(entity, start, end, _run_id())
+        accept = bool((get_current_context()["dag_run"].conf or {}).get("accept_row_loss"))
+        return stages.extract(entity, start, end, _run_id(), accept_row_loss=accept)
 
     @task(queue=THEMES_QUEUE)
     def themes() -> dict:
@@ -154,6 +157,7 @@ def pipeline() -> None:
     params={
         "interval_start": Param(None, type=["null", "string"], description="override: window start (ISO)"),
         "interval_end": Param(None, type=["null", "string"], description="override: window end (ISO)"),
+        "accept_row_loss": ROW_LOSS_PARAM,
     },
     tags=["nps", "warehouse"],
 )
@@ -174,6 +178,7 @@ def nps_nightly():
     params={
         "backfill_start": Param(None, type=["null", "string"], description="first day of the backfill (ISO)"),
         "backfill_end": Param(None, type=["null", "string"], description="day after the last one (ISO)"),
+        "accept_row_loss": ROW_LOSS_PARAM,
     },
     tags=["nps", "warehouse", "backfill"],
 )

@@ -551,7 +551,7 @@ class ThemeEngine:
         step("read_batch")
         E = self.cache.get_or_compute(conn, hashes, texts) if texts else np.zeros((0, 1), np.float32)
         step("embed")
-        stats["embedded"] = self.cache.last_misses
+        stats["embedded"] = self.cache.last_misses if texts else 0  # (last_misses is the previous call's)
 
         # -- discovery pool: new + recent noise + recent assigned context -------------------------
         # Cluster first, then assign: every new comment enters discovery, so a topic that starts

@@ -80,12 +80,13 @@ def _month_start(day: date) -> date:
 
 
 def run(start: date, end: date, *, through: str = "auto", echo: Callable[[str], None] = print,
+        accept_row_loss: bool = False,
         poll_seconds: float = 5.0) -> dict:
     """Backfill [start, end); `through` = airflow (the running stack), local (dag.test) or auto."""
     pieces = months(start, end)  # a bad range fails here, before anything runs
     if through == "auto":
         through = "airflow" if stack.health() is not None else "local"
-    conf = {"backfill_start": _iso(start), "backfill_end": _iso(end)}
+    conf = {"backfill_start": _iso(start), "backfill_end": _iso(end), "accept_row_loss": accept_row_loss}
     echo(f"backfill [{start}, {end}): {len(pieces)} run(s) of {DAG_ID}, one per month, through "
          f"{'the Airflow stack at ' + stack.base_url() if through == 'airflow' else 'dag.test()'}")
     t0 = time.monotonic()
@@ -163,6 +164,7 @@ def _backfill_runs(api: stack.AirflowAPI, pieces: list[tuple[date, date]], conf:
         echo(f"Airflow backfill {backfill['id']} created: {len(ended)} run(s), reprocessing completed ones")
         states += _watch(api, {_iso(_month_start(s)): (s, e) for s, e in ended}, progress, poll_seconds,
                          backfill_id=backfill["id"], since=created)
+        _wait_completed(api, backfill["id"], poll_seconds)
     if tail and all(s["state"] == "success" for s in states):
         s, e = tail[0]
         run = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {
@@ -173,6 +175,17 @@ def _backfill_runs(api: stack.AirflowAPI, pieces: list[tuple[date, date]], conf:
              f"ended): triggered run {run['dag_run_id']}")
         states += _watch(api, {_iso(s): (s, e)}, progress, poll_seconds, run_id=run["dag_run_id"])
     return states
+
+
+def _wait_completed(api: stack.AirflowAPI, backfill_id: int, poll_seconds: float, timeout: float = 120.0) -> None:
+    """The scheduler marks a backfill completed shortly after its last run ends; until then Airflow
+    refuses the next backfill of the DAG, so return only once it has."""
+    deadline = time.monotonic() + timeout
+    while not api.get(f"/api/v2/backfills/{backfill_id}").get("completed_at"):
+        if time.monotonic() > deadline:
+            raise BackfillFailed(f"Airflow has not marked backfill {backfill_id} completed {timeout:.0f} s after "
+                                 "its last run ended: is the scheduler running? (nps stack status)")
+        time.sleep(min(poll_seconds, 2.0))
 
 
 def _active_backfills(api: stack.AirflowAPI) -> str:

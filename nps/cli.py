@@ -43,7 +43,7 @@ def _resolve_warehouse() -> str:
     return url
 
 
-def run_windows(start: date, end: date, by: str) -> None:
+def run_windows(start: date, end: date, by: str, *, accept_row_loss: bool = False) -> None:
     from nps import orchestrate
 
     windows = list(orchestrate.windows(start, end, by))  # a bad range fails before anything runs
@@ -51,7 +51,7 @@ def run_windows(start: date, end: date, by: str) -> None:
         t0 = time.monotonic()
         print(f"[{i}/{len(windows)}] nps_nightly for [{s}, {e}) ...", flush=True)
         try:
-            orchestrate.run_window(s, e)
+            orchestrate.run_window(s, e, conf={"accept_row_loss": True} if accept_row_loss else None)
         except orchestrate.WindowBusy as exc:
             raise RunFailed(str(exc)) from None
         except orchestrate.PipelineRunFailed as exc:
@@ -60,6 +60,10 @@ def run_windows(start: date, end: date, by: str) -> None:
             raise RunFailed(f"{exc}\n{done}after fixing the cause, resume with: nps run --start {s} "
                             f"--end {end} --by {by}") from None
         print(f"[{i}/{len(windows)}] done in {time.monotonic() - t0:.0f}s", flush=True)
+
+
+ROW_LOSS_HELP = ("load re-dropped files even when they hold fewer rows than were loaded from them before "
+                 "(a source that really deleted rows); the loss is recorded in raw.load_audit")
 
 
 class RunFailed(RuntimeError):
@@ -92,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     next(iter(orchestrate.windows(start, end, args.by)))  # a bad range fails before the warehouse starts
     url = _resolve_warehouse()
     _announce_warehouse(url)
-    run_windows(start, end, args.by)
+    run_windows(start, end, args.by, accept_row_loss=args.accept_row_loss)
     return 0
 
 
@@ -112,7 +116,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         url = _resolve_warehouse()
         _announce_warehouse(url)
     try:
-        backfill.run(start, end, through=args.through)
+        backfill.run(start, end, through=args.through, accept_row_loss=args.accept_row_loss)
     except (backfill.BackfillFailed, orchestrate.WindowBusy, orchestrate.PipelineRunFailed) as exc:
         raise RunFailed(str(exc)) from None
     return 0
@@ -231,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", required=True, help="day after the last one, YYYY-MM-DD")
     p.add_argument("--by", choices=["day", "month", "quarter", "whole"], default="quarter",
                    help="one run per calendar day, month or quarter (default), or one for the whole range")
+    p.add_argument("--accept-row-loss", action="store_true", help=ROW_LOSS_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("backfill", help="reprocess a historical range through Airflow, a month per run")
@@ -240,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--through", choices=["auto", "airflow", "local"], default="auto",
                    help="airflow: the running stack's own backfill; local: dag.test(); auto (default): "
                         "airflow when `nps stack` is up")
+    p.add_argument("--accept-row-loss", action="store_true", help=ROW_LOSS_HELP)
     p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("summary", help="print the summary of the current marts")

@@ -111,3 +111,9 @@ class LoadSettings:
     max_comment_chars: int = 5000
     # Rows dated later than now + this many hours are quarantined as 'future date'.
     future_tolerance_hours: float = 24.0
+
+
+def accept_row_loss() -> bool:
+    """NPS_ACCEPT_ROW_LOSS=1: loads may remove more of the rows loaded before than their source's
+    max_row_loss_share (a source that really deleted rows); the loss is recorded in raw.load_audit."""
+    return os.environ.get("NPS_ACCEPT_ROW_LOSS", "").strip().lower() in ("1", "true", "yes", "on")

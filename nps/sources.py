@@ -6,6 +6,13 @@ and how source columns map onto the contract columns of docs/contracts.md. `${VA
 `${VAR:-default}` are replaced from the environment; secrets never belong in the file (HTTP auth
 comes from an env var or an Airflow connection, SQL URLs from an env var or a connection).
 
+Load settings (per entity, or under `defaults:`): `max_quarantine_share` (0.05), `max_comment_chars`
+(5000), `future_tolerance_hours` (24), `keep_original_comment` (false), `max_row_loss_share`
+(0.05: the share of the rows loaded before from a replaced file / window a load may remove;
+more fails it before anything is written), `accept_row_loss` (false: true loads such a loss
+anyway; so do `NPS_ACCEPT_ROW_LOSS=1` and load_entity(accept_row_loss=True)), and for file
+sources `on_unreadable_file` (fail | quarantine, default fail).
+
 Cheap to import: only PyYAML, loaded lazily.
 """
 
@@ -24,6 +31,7 @@ DEFAULT_CONFIG = config.PROJECT_ROOT / "sources.yml"
 
 CONNECTORS = ("file", "http", "sql")
 FORMATS = ("csv", "jsonl", "json", "parquet")
+ON_UNREADABLE_FILE = ("fail", "quarantine")
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -45,6 +53,11 @@ class EntitySource:
     max_comment_chars: int = 5000
     future_tolerance_hours: float = 24.0
     keep_original_comment: bool = False
+    # a load that would remove more than this share of the rows loaded before from a file it
+    # replaces (partition mode) or from its window (window mode) fails, writing nothing
+    max_row_loss_share: float = 0.05
+    accept_row_loss: bool = False  # true: such a loss is loaded (and audited) instead
+    on_unreadable_file: str = "fail"  # fail | quarantine (nps_airflow.connectors.file_drops)
     origin: str = ""  # the config file it came from, for error messages
 
     def option(self, name: str, default: Any = None) -> Any:
@@ -148,7 +161,16 @@ def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Pa
             "future_tolerance_hours": _number(merged.pop("future_tolerance_hours", 24), "future_tolerance_hours",
                                               where),
             "keep_original_comment": _truthy(merged.pop("keep_original_comment", False)),
+            "max_row_loss_share": _number(merged.pop("max_row_loss_share", 0.05), "max_row_loss_share", where),
+            "accept_row_loss": _truthy(merged.pop("accept_row_loss", False)),
+            "on_unreadable_file": str(merged.pop("on_unreadable_file", "fail")).strip().lower(),
         }
+        if not 0 <= settings["max_row_loss_share"] <= 1:
+            raise SourceConfigError(f"{where}: max_row_loss_share must be a share in [0, 1], "
+                                    f"got {settings['max_row_loss_share']!r}")
+        if settings["on_unreadable_file"] not in ON_UNREADABLE_FILE:
+            raise SourceConfigError(f"{where}: on_unreadable_file must be one of {', '.join(ON_UNREADABLE_FILE)}, "
+                                    f"got {settings['on_unreadable_file']!r}")
         if connector == "file":
             if not merged.get("path"):
                 raise SourceConfigError(f"{where}: a file source needs 'path' (a file, folder or glob)")

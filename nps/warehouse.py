@@ -84,6 +84,20 @@ def redact_text(text: str) -> str:
     return _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 
+def redact_secrets(text: str, url: str | None = None) -> str:
+    """`text` with URL passwords hidden, and the password of `url` (the warehouse's) wherever it
+    appears on its own (a driver message, a tool's debug output)."""
+    text = redact_text(text)
+    if url:
+        try:
+            password = parse_url(url).password
+        except WarehouseError:
+            password = ""
+        if password:
+            text = text.replace(password, "***")
+    return text
+
+
 def sqlalchemy_url(url: str) -> str:
     """The same warehouse as an SQLAlchemy URL (used by Great Expectations)."""
     p = parse_url(url)
@@ -286,8 +300,31 @@ def transaction(url: str | None = None, *, lock: str | None = None,
             advisory_lock(conn, lock)
         yield conn
         conn.commit()
-    except BaseException:
-        conn.rollback()
+    except BaseException as exc:
+        lost = _rollback(conn)
+        if lost is not None and isinstance(exc, Exception) and not isinstance(exc, WarehouseError):
+            # the database error first: not the rollback's "connection already closed" over it
+            raise connection_lost(url or resolve_url(start=False), exc) from exc
         raise
     finally:
         conn.close()
+
+
+def _rollback(conn: PgConnection) -> Exception | None:
+    """Roll back; None, or the error when the connection is gone (the server has rolled back)."""
+    import psycopg2
+
+    try:
+        conn.rollback()
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        return exc
+    return None
+
+
+def connection_lost(url: str, exc: BaseException) -> WarehouseError:
+    """A WarehouseError for a connection that died mid-transaction (an outage, a restart)."""
+    # libpq's whole message on one line: the server's FATAL reason when it sent one, else its guess
+    said = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+    return WarehouseError(f"the warehouse connection was lost ({redact(url)}): {redact_secrets(said, url)}. "
+                          "Nothing of the interrupted transaction was kept; rerun the task once the "
+                          "warehouse is back (every stage is idempotent for its interval).")

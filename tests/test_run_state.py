@@ -69,13 +69,14 @@ def test_a_failed_run_does_not_move_as_of(db_conn):
     assert build_as_of(db_conn, datetime(2025, 4, 1, tzinfo=UTC)) == datetime(2025, 12, 1, tzinfo=UTC)
 
 
-def _candidate(conn, run_id: str, as_of: str, validated: bool) -> None:
+def _candidate(conn, run_id: str, as_of: str, validated: bool, finished: bool = True) -> None:
     with conn.cursor() as cur:
         cur.execute(
-            "insert into ops.candidate_build (candidate_schema, run_id, as_of, validated_at) values "
-            "('marts_candidate', %s, %s, case when %s then now() end) on conflict (candidate_schema) do "
-            "update set run_id = excluded.run_id, as_of = excluded.as_of, validated_at = excluded.validated_at",
-            (run_id, as_of, validated),
+            "insert into ops.candidate_build (candidate_schema, run_id, as_of, validated_at, finished_at) values "
+            "('marts_candidate', %s, %s, case when %s then now() end, case when %s then now() end) "
+            "on conflict (candidate_schema) do update set run_id = excluded.run_id, as_of = excluded.as_of, "
+            "validated_at = excluded.validated_at, finished_at = excluded.finished_at",
+            (run_id, as_of, validated, finished),
         )
     conn.commit()
 
@@ -97,6 +98,11 @@ def test_validate_and_publish_never_take_another_runs_candidate(db_url, db_conn,
     _candidate(db_conn, "nightly-0301", "2025-03-02", validated=False)
     with pytest.raises(stages.CandidateNotOurs, match="did not validate"):
         stages.publish("nightly-0301", end)
+    # a build that died half way (dbt commits model by model) is nobody's candidate
+    _candidate(db_conn, "backfill-killed", "2025-03-02", validated=False, finished=False)
+    for stage in (lambda: stages.validate("nightly-0301", end=end), lambda: stages.publish("nightly-0301", end)):
+        with pytest.raises(stages.CandidateNotOurs, match="backfill-killed.*never finished"):
+            stage()
     assert query(db_url, "select count(*) as n from ops.published_builds")["n"][0] == 0
     assert query(db_url, "select to_regclass('marts.nps_by_segment') as t")["t"][0] is None
 

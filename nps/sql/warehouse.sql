@@ -20,6 +20,9 @@ create table if not exists ops.candidate_build (
     built_at         timestamptz not null default now(),
     validated_at     timestamptz
 );
+-- finished_at is null while a build runs (written, and committed, before dbt starts): dbt commits
+-- model by model, so a build killed halfway leaves a candidate no run may validate or publish
+alter table ops.candidate_build add column if not exists finished_at timestamptz;
 -- One row per publish: the marts in marts.* are "as of" the newest row's as_of. A failed run
 -- never gets a row, so it cannot move the next build's "as of" (dbt.build_as_of).
 create table if not exists ops.published_builds (
@@ -215,3 +218,8 @@ create index if not exists contacts_source_file_idx on raw.contacts (_source_fil
 create index if not exists activities_source_file_idx on raw.activities (_source_file);
 create index if not exists usage_daily_source_file_idx on raw.usage_daily (_source_file);
 create index if not exists quarantine_source_idx on raw.quarantine (entity, source_file, source_line);
+-- broken file drops: files no parser could read (quarantined or failed, their old rows kept), and
+-- rows a re-drop removed from what was loaded before (over max_row_loss_share only when accepted)
+alter table raw.load_audit add column if not exists unreadable_files text[];
+alter table raw.load_audit add column if not exists rows_lost integer;
+alter table raw.load_audit add column if not exists row_loss_accepted boolean;

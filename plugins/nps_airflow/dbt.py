@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,17 @@ def failed_nodes(target_dir: Path) -> list[str]:
     ]
 
 
+def exit_description(returncode: int) -> str:
+    """'exit code 2', or 'dbt was killed by signal SIGKILL (9)' for a process that did not exit."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"dbt was killed by signal {name} ({-returncode})"
+    return f"exit code {returncode}"
+
+
 def run_dbt(args: list[str], url: str, *, vars: dict | None = None,
             project_dir: Path = config.DBT_PROJECT_DIR, target_dir: Path | None = None) -> str:
     """Run `dbt <args>` and return its output; raise DbtError naming failing nodes on failure.
@@ -80,12 +92,13 @@ def run_dbt(args: list[str], url: str, *, vars: dict | None = None,
         cmd += ["--vars", json.dumps(vars, default=str)]
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(cmd, env=dbt_env(url), capture_output=True, text=True, check=False)
-    output = proc.stdout + proc.stderr
+    output = warehouse.redact_secrets(proc.stdout + proc.stderr, url)
     log.info("dbt output:\n%s", output[-20000:])
     if proc.returncode != 0:
         failures = failed_nodes(target) or [output.strip()[-2000:]]
-        raise DbtError(f"dbt {' '.join(args)} failed ({len(failures)} node(s)); compiled SQL and logs "
-                       f"in {target}:\n" + "\n".join(failures))
+        raise DbtError(f"dbt {' '.join(args)} failed: {exit_description(proc.returncode)}; {len(failures)} "
+                       f"failing node(s) or output lines below; compiled SQL and logs in {target}:\n"
+                       + warehouse.redact_secrets("\n".join(failures), url))
     if own_dir:
         shutil.rmtree(target, ignore_errors=True)
     return output

@@ -13,15 +13,24 @@ One call loads one entity for one window `[start, end)` in one transaction:
    interval column falls in the window; *incremental* (an updated-since / watermark column) keeps
    every row the source updated in the window;
 3. every row is validated against the contract; contract breakers (and rows the connector could
-   not decode) go to `raw.quarantine` with the raw payload, the rule broken and where they came
-   from; exact duplicates are dropped; emails / phone numbers are redacted from comments;
-4. COPY the good rows into a temporary table, then partition mode deletes the rows of the files it
+   not read: invalid bytes, broken JSON, CSV rows with fewer / more fields than the header) go to
+   `raw.quarantine` with the raw payload, the rule broken and where they came from; exact
+   duplicates are dropped; emails / phone numbers are redacted from comments; a file no parser
+   can read is set aside: the rows loaded from it before are kept, it is not replaced;
+4. under the entity's lock, compare what would be removed with what replaces it: partition mode
+   per file (rows loaded from it before vs the rows of the new file that would load), window mode
+   for the window; a loss over `max_row_loss_share` fails here, before anything is written,
+   unless accepted (`accept_row_loss`, NPS_ACCEPT_ROW_LOSS=1, or the source's `accept_row_loss`);
+   incremental mode only replaces rows, so it is not checked;
+5. COPY the good rows into a temporary table, then partition mode deletes the rows of the files it
    owns, window mode the rows of the window (a rerun replaces, never duplicates), and both
    quarantine ids that another file / window already loaded with other content (the same content:
    counted as a duplicate); incremental mode replaces rows with the same key wherever they are;
-5. replace the quarantine rows of earlier loads of the same files (partition) or of this window
+6. replace the quarantine rows of earlier loads of the same files (partition) or of this window
    and windows inside it (window, incremental), and any earlier copy of a row quarantined again;
-   write a `raw.load_audit` row, commit — then fail loudly if too much was quarantined.
+   one `unreadable_file` row per unreadable file; write a `raw.load_audit` row, commit — then
+   fail loudly if a file was unreadable (`on_unreadable_file: fail`, the default) or too much
+   was quarantined.
 
 An advisory lock per entity serialises concurrent loads of the same entity.
 """
@@ -33,7 +42,7 @@ import io
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,6 +138,16 @@ class QuarantineThresholdExceeded(RuntimeError):
     """Too large a share of a batch broke the contract; the good rows were loaded."""
 
 
+class UnreadableFileError(RuntimeError):
+    """Files of the window could not be read (on_unreadable_file: fail); the other files were
+    loaded, the rows loaded from these files before were kept."""
+
+
+class RowLossExceeded(RuntimeError):
+    """The load would remove more of the rows loaded before than max_row_loss_share; nothing was
+    written."""
+
+
 @dataclass
 class LoadResult:
     entity: str
@@ -146,6 +165,9 @@ class LoadResult:
     connector: str = "file"
     mode: str = "window"
     source_location: str = ""
+    unreadable_files: list[str] = field(default_factory=list)
+    rows_lost: int = 0  # rows loaded before from the replaced files / window and not replaced
+    row_loss_accepted: bool = False  # rows_lost was over max_row_loss_share and accepted
 
     def as_dict(self) -> dict:
         d = self.__dict__.copy()
@@ -368,6 +390,24 @@ def _quarantine(cur, quarantined: pd.DataFrame, entity: str, run_id: str, start:
     )
 
 
+def _quarantine_files(cur, unreadable: list[connectors.Unreadable], entity: str, run_id: str,
+                      start: datetime, end: datetime) -> None:
+    """One `unreadable_file` row per file (a rerun, or every window reading an undated file,
+    replaces it); the file's earlier row-level entries stay with the rows kept from it."""
+    from psycopg2.extras import execute_values
+
+    files = [u.location for u in unreadable]
+    cur.execute("delete from raw.quarantine where entity = %s and rule = 'unreadable_file' and source_file = any(%s)",
+                (entity, files))
+    execute_values(
+        cur,
+        "insert into raw.quarantine (entity, run_id, interval_start, interval_end, source_file,"
+        " source_line, rule, detail, payload) values %s",
+        [(entity, run_id, start, end, u.location, None, "unreadable_file", u.detail[:500],
+          json.dumps({"_raw": u.head}, ensure_ascii=False)) for u in unreadable],
+    )
+
+
 def _interval_values(frame: pd.DataFrame, spec: EntitySpec) -> pd.Series:
     interval = frame[spec.interval_column]
     if spec.columns[spec.interval_column] == DATE:
@@ -390,6 +430,8 @@ class PreparedBatch:
     extra_columns: list[str]
     originals: pd.DataFrame | None  # unredacted comments, only with keep_original_comment
     settings: config.LoadSettings
+    #: files no parser could read (their text's start PII-redacted like quarantine payloads)
+    unreadable: list[connectors.Unreadable] = field(default_factory=list)
 
 
 def prepare_batch(entity: str, start: datetime, end: datetime, *, sources_dir: Path | None = None,
@@ -441,16 +483,70 @@ def prepare_batch(entity: str, start: datetime, end: datetime, *, sources_dir: P
         if not quarantined.empty and not source.keep_original_comment:
             for col in (column, RAW):
                 quarantined[col] = quarantined[col].map(lambda v: redact_pii(v) if isinstance(v, str) else v)
+    unreadable = [replace(u, head=redact_pii(u.head)) if spec.pii_text_columns and not source.keep_original_comment
+                  else u for u in batch.unreadable]
     return PreparedBatch(source=source, batch=batch, mode=mode, rows_read=rows_read, good=good,
                          quarantined=quarantined, duplicates_dropped=duplicates_dropped,
-                         extra_columns=extra_columns, originals=originals, settings=settings)
+                         extra_columns=extra_columns, originals=originals, settings=settings,
+                         unreadable=unreadable)
+
+
+def _unreadable_message(entity: str, start: datetime, end: datetime, source: sources.EntitySource,
+                        unreadable: list[connectors.Unreadable]) -> str:
+    files = "".join(f"\n  {u.location}: {u.detail}" for u in unreadable)
+    return (
+        f"{entity} [{start:%Y-%m-%d}, {end:%Y-%m-%d}): {len(unreadable)} file(s) could not be read:{files}\n"
+        "The other files were loaded; the rows loaded from these files before were kept. Fix or replace "
+        f"the file(s) and rerun, or set on_unreadable_file: quarantine for {entity} in "
+        f"{source.origin or 'the sources configuration'} to load around them (raw.quarantine, rule unreadable_file)."
+    )
+
+
+def _row_losses(cur, spec: EntitySpec, mode: str, owned_files: list[str] | None, unreadable_files: list[str],
+                good: pd.DataFrame, start: datetime, end: datetime, location: str) -> list[tuple[str, int, int]]:
+    """(file or window, rows loaded before that this load would delete, rows that replace them):
+    per owned file in partition mode, for the window in window mode. Rows of unreadable files are
+    kept, so they are not counted."""
+    if mode == "partition":
+        cur.execute(f"select _source_file, count(*) from {spec.table} where _source_file = any(%s) group by 1",
+                    (owned_files,))
+        before = dict(cur.fetchall())
+        if not before:
+            return []
+        after = good["_source_file"].value_counts()
+        return [(f, int(n), int(after.get(f, 0))) for f, n in sorted(before.items())]
+    column = spec.interval_column
+    cur.execute(f"select count(*) from {spec.table} where {column} >= %s and {column} < %s"
+                " and not (coalesce(_source_file, '') = any(%s))", (start, end, unreadable_files))
+    return [(f"the window's rows from {location}", int(cur.fetchone()[0]), len(good))]
+
+
+def _row_loss_message(entity: str, start: datetime, end: datetime, source: sources.EntitySource,
+                      over: list[tuple[str, int, int]], quarantined: pd.DataFrame, mode: str) -> str:
+    per_file = quarantined["_source_file"].value_counts() if mode == "partition" and len(quarantined) else None
+    lines = []
+    for where, before, after in over:
+        q = int(per_file.get(where, 0)) if per_file is not None else len(quarantined)
+        lines.append(f"\n  {where}: {before} rows loaded before, {after} would load now "
+                     f"({(before - after) / before:.1%} fewer; {q} of the new rows quarantined)")
+    return (
+        f"{entity} [{start:%Y-%m-%d}, {end:%Y-%m-%d}): this load would remove more than "
+        f"{source.max_row_loss_share:.1%} (max_row_loss_share) of the rows loaded before;"
+        f" nothing was written:{''.join(lines)}\n"
+        "If the source really dropped these rows, accept the loss: rerun with accept_row_loss "
+        "(load_entity(accept_row_loss=True), the DAG run conf), or NPS_ACCEPT_ROW_LOSS=1, or set "
+        f"accept_row_loss: true (or a higher max_row_loss_share) for {entity} in "
+        f"{source.origin or 'the sources configuration'}."
+    )
 
 
 def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime, run_id: str, *,
                 sources_dir: Path | None = None, settings: config.LoadSettings | None = None,
-                now: datetime | None = None, source: sources.EntitySource | None = None) -> LoadResult:
+                now: datetime | None = None, source: sources.EntitySource | None = None,
+                accept_row_loss: bool = False) -> LoadResult:
     """Load one entity for the window [start, end) and commit. See the module docstring and
-    :func:`prepare_batch` for the arguments."""
+    :func:`prepare_batch` for the arguments; `accept_row_loss` loads a loss of rows loaded before
+    that is over the source's max_row_loss_share (else RowLossExceeded, nothing written)."""
     t0 = time.monotonic()
     spec = SPECS[entity]
     data_columns = list(spec.columns)
@@ -460,8 +556,14 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
     good, quarantined, originals = prepared.good, prepared.quarantined, prepared.originals
     rows_read, duplicates_dropped, extra_columns = (prepared.rows_read, prepared.duplicates_dropped,
                                                     prepared.extra_columns)
-    owned_files = batch.files
+    unreadable = prepared.unreadable
+    unreadable_files = [u.location for u in unreadable]
+    # an unreadable file is not replaced: the rows (and quarantine) loaded from it before stay
+    owned_files = None if batch.files is None else [f for f in batch.files if f not in set(unreadable_files)]
     incremental = mode == "incremental"
+    if unreadable:
+        log.warning("%s: %d unreadable file(s), rows loaded from them before kept: %s", entity, len(unreadable),
+                    "; ".join(f"{u.location}: {u.detail}" for u in unreadable))
 
     if extra_columns:
         log.warning("%s: extra source column(s) kept in extras (schema drift) from %s: %s", entity,
@@ -481,6 +583,18 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
     keys = ", ".join(spec.key)
     with conn.cursor() as cur:
         cur.execute("select pg_advisory_xact_lock(%s)", (warehouse.lock_key(f"load:{entity}"),))
+        # under the lock, before any delete: a re-drop that removes rows loaded before (a header-only
+        # or truncated file, rows that now all quarantine) fails atomically unless accepted
+        losses = [] if incremental else _row_losses(cur, spec, mode, owned_files, unreadable_files, good,
+                                                    start, end, batch.location)
+        rows_lost = sum(max(0, before - after) for _, before, after in losses)
+        over = [loss for loss in losses if loss[1] and (loss[1] - loss[2]) / loss[1] > source.max_row_loss_share]
+        if over and not (accept_row_loss or config.accept_row_loss() or source.accept_row_loss):
+            conn.rollback()
+            raise RowLossExceeded(_row_loss_message(entity, start, end, source, over, quarantined, mode))
+        if over:
+            log.warning("%s: accepted the loss of %d row(s) loaded before: %s", entity, rows_lost,
+                        "; ".join(f"{w}: {b} -> {a}" for w, b, a in over))
         # a rerun re-reads the same source rows, so it replaces the quarantine of the same files, or
         # of every load whose window lies inside this one (the same interval, a backfilled quarter)
         if mode == "partition":
@@ -488,8 +602,9 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
                         (entity, owned_files))
         else:
             cur.execute(
-                "delete from raw.quarantine where entity = %s and interval_start >= %s and interval_end <= %s",
-                (entity, start, end),
+                "delete from raw.quarantine where entity = %s and interval_start >= %s and interval_end <= %s"
+                " and not (coalesce(source_file, '') = any(%s))",
+                (entity, start, end, unreadable_files),
             )
         cur.execute(f"create temp table _batch (like {table} including defaults) on commit drop")
         cur.copy_expert(
@@ -506,8 +621,9 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
                 cur.execute(f"delete from {table} where _source_file = any(%s)", (owned_files,))
             else:
                 cur.execute(
-                    f"delete from {table} where {spec.interval_column} >= %s and {spec.interval_column} < %s",
-                    (start, end),
+                    f"delete from {table} where {spec.interval_column} >= %s and {spec.interval_column} < %s"
+                    " and not (coalesce(_source_file, '') = any(%s))",
+                    (start, end, unreadable_files),
                 )
             rows_replaced = cur.rowcount
             # ids another file / window already loaded: keep the loaded row; the same content is a
@@ -548,14 +664,17 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
                 (run_id,),
             )
         _quarantine(cur, quarantined, entity, run_id, start, end, data_columns)
+        if unreadable:
+            _quarantine_files(cur, unreadable, entity, run_id, start, end)
         cur.execute(
             "insert into raw.load_audit (run_id, entity, interval_start, interval_end, source_files,"
             " rows_read, rows_loaded, rows_quarantined, duplicates_dropped, rows_replaced, checksum,"
-            " source_location, duration_s, connector, load_mode, extra_columns)"
-            " values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            " source_location, duration_s, connector, load_mode, extra_columns, unreadable_files,"
+            " rows_lost, row_loss_accepted)"
+            " values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             (run_id, entity, start, end, batch.units, rows_read, rows_loaded, len(quarantined),
              duplicates_dropped, rows_replaced, checksum, batch.location, time.monotonic() - t0,
-             source.connector, mode, extra_columns or None),
+             source.connector, mode, extra_columns or None, unreadable_files or None, rows_lost, bool(over)),
         )
     conn.commit()
 
@@ -565,23 +684,31 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
         duplicates_dropped=duplicates_dropped, rows_replaced=rows_replaced, checksum=checksum,
         extra_columns=extra_columns, duration_s=round(time.monotonic() - t0, 3),
         connector=source.connector, mode=mode, source_location=batch.location,
+        unreadable_files=unreadable_files, rows_lost=rows_lost, row_loss_accepted=bool(over),
     )
     log.info("loaded %s", result.as_dict())
+    too_many = None
     if rows_read and len(quarantined) / rows_read > settings.max_quarantine_share:
         rules = quarantined["rule"].value_counts().head(5).to_dict()
-        raise QuarantineThresholdExceeded(
+        too_many = (
             f"{entity} [{start:%Y-%m-%d}, {end:%Y-%m-%d}): {len(quarantined)} of {rows_read} rows "
             f"quarantined ({len(quarantined) / rows_read:.1%} > {settings.max_quarantine_share:.1%}); "
             f"rules: {rules}. Good rows were loaded; see raw.quarantine where run_id = '{run_id}'."
         )
+    if unreadable and source.on_unreadable_file == "fail":  # both causes, when both happened
+        raise UnreadableFileError("\n".join(filter(None, [_unreadable_message(entity, start, end, source,
+                                                                               unreadable), too_many])))
+    if too_many:
+        raise QuarantineThresholdExceeded(too_many)
     return result
 
 
 def check_sources(start: datetime, end: datetime, entities: list[str] | None = None, *,
                   now: datetime | None = None) -> list[dict]:
     """A dry run of every configured source for the window: what a load would read, load and
-    quarantine (by rule), the extra columns, or the error that would stop it. Writes nothing
-    (ids already loaded from another file or window are only found by a real load)."""
+    quarantine (by rule, `unreadable_file` counting files), the unreadable files, the extra columns,
+    or the error that would stop it. Writes nothing (ids already loaded from another file or window,
+    and rows a re-drop would remove from what was loaded before, are only found by a real load)."""
     report = []
     for entity in entities or list(SPECS):
         row: dict = {"entity": entity}
@@ -592,16 +719,21 @@ def check_sources(start: datetime, end: datetime, entities: list[str] | None = N
             row.update(ok=False, error=str(exc))
             report.append(row)
             continue
-        q = prepared.quarantined
+        q, unreadable = prepared.quarantined, prepared.unreadable
         share = len(q) / prepared.rows_read if prepared.rows_read else 0.0
+        rules = q["rule"].value_counts().to_dict() if len(q) else {}
+        if unreadable:
+            rules["unreadable_file"] = len(unreadable)
         row.update(
             ok=share <= prepared.settings.max_quarantine_share,
             connector=prepared.source.connector, mode=prepared.mode, location=prepared.batch.location,
             units=prepared.batch.units, rows_read=prepared.rows_read, rows_to_load=len(prepared.good),
             rows_to_quarantine=len(q), duplicates_dropped=prepared.duplicates_dropped,
             quarantine_share=round(share, 4), max_quarantine_share=prepared.settings.max_quarantine_share,
-            rules=q["rule"].value_counts().to_dict() if len(q) else {},
-            extra_columns=prepared.extra_columns,
+            rules=rules, extra_columns=prepared.extra_columns,
+            unreadable_files=[{"file": u.location, "detail": u.detail} for u in unreadable],
         )
+        if unreadable and prepared.source.on_unreadable_file == "fail":
+            row.update(ok=False, error=_unreadable_message(entity, start, end, prepared.source, unreadable))
         report.append(row)
     return report

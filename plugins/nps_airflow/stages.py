@@ -77,30 +77,72 @@ def prepare_warehouse() -> str:
     return url
 
 
-def extract(entity: str, start: datetime, end: datetime, run_id: str) -> dict:
-    """Load one entity for the window, one UTC day at a time (each day one transaction and one
-    load-audit row, as the nightly runs load it), so a backfilled range leaves exactly the raw
-    tables its nightly runs would have left. A window within a day is loaded as is."""
-    from nlp.pipeline import steps
-    from nps import sources
-    from nps_airflow.extract import load_entity
+class LoadFailed(RuntimeError):
+    """Some days of a multi-day load failed (each named); the other days were loaded."""
 
+
+def load_windows(source: Any, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """How `extract` cuts a window: date-partitioned file drops one UTC day at a time (a day's
+    files, as its nightly run loads them: the same rows, quarantine and load-audit rows, at the
+    same total cost); any other source (HTTP, SQL, an undated export) in one load, since each load
+    reads the source again and a day-by-day backfill would read it once a day."""
+    from nlp.pipeline import steps
+    from nps_airflow import connectors
+
+    return steps(start, end, 1) if getattr(connectors.build(source), "owns_files", False) else [(start, end)]
+
+
+def extract(entity: str, start: datetime, end: datetime, run_id: str, *, accept_row_loss: bool = False) -> dict:
+    """Load one entity for the window (see load_windows), each piece one transaction with its own
+    load-audit row. A day that fails in a way that concerns only itself (too many quarantined
+    rows, an unreadable file, rows lost by a re-drop) does not stop the others: they load, then
+    the task fails naming every failed day. `accept_row_loss`: the run conf's, for a re-drop that
+    really removed rows."""
+    import psycopg2
+
+    from nps import sources
+    from nps_airflow.extract import (
+        QuarantineThresholdExceeded,
+        RowLossExceeded,
+        UnreadableFileError,
+        load_entity,
+        with_preset_options,
+    )
+
+    source = with_preset_options(sources.load().entity(entity))  # the configuration once, not per day
+    pieces = load_windows(source, start, end)
     url = warehouse.resolve_url()
     conn = warehouse.connect(url, application_name=f"nps extract_{entity} {run_id}"[:63])
-    days = steps(start, end, 1)
-    source = sources.load().entity(entity)  # read the configuration once, not once a day
     total: dict[str, Any] = {}
+    failures: list[str] = []
     try:
-        for day_start, day_end in days:
-            result = load_entity(conn, entity, day_start, day_end, run_id, source=source).as_dict()
+        for piece_start, piece_end in pieces:
+            try:
+                result = load_entity(conn, entity, piece_start, piece_end, run_id, source=source,
+                                     accept_row_loss=accept_row_loss).as_dict()
+            except (QuarantineThresholdExceeded, RowLossExceeded, UnreadableFileError) as exc:
+                conn.rollback()
+                failures.append(str(exc))
+                continue
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                raise warehouse.connection_lost(url, exc) from exc
             for key, value in result.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
+                if isinstance(value, bool):
+                    total[key] = total.get(key, False) or value
+                elif isinstance(value, int | float):
                     total[key] = total.get(key, 0) + value
+                elif isinstance(value, list):
+                    total[key] = [*total.get(key, []), *(v for v in value if v not in total.get(key, []))]
                 else:
                     total.setdefault(key, value)
     finally:
         conn.close()
-    total.update(start=start.isoformat(), end=end.isoformat(), days=len(days))
+    if failures:
+        loaded = len(pieces) - len(failures)
+        raise LoadFailed(f"{entity}: {len(failures)} of {len(pieces)} load(s) failed ({loaded} loaded):\n"
+                         + "\n".join(failures))
+    total.pop("checksum", None)  # one per load: in raw.load_audit
+    total.update(start=start.isoformat(), end=end.isoformat(), loads=len(pieces))
     if "duration_s" in total:
         total["duration_s"] = round(total["duration_s"], 3)
     return total
@@ -150,19 +192,31 @@ def dbt_build(run_id: str, end: datetime | None = None, start: datetime | None =
 
     url = warehouse.resolve_url()
     with warehouse.transaction(url, lock=CANDIDATE_LOCK, holder=f"dbt_build {run_id}") as conn:
-        # the lock serialises builds (dbt opens its own connections); the provenance row is
-        # written in the same transaction, so it exists exactly when the build finished
+        # the lock serialises builds (dbt opens its own connections). dbt commits model by model,
+        # so the candidate is marked "being built by this run" and committed (on a connection of
+        # its own: this one holds the lock until the end) before dbt starts; only a finished
+        # build is ever validated or published
         as_of = build_as_of(conn, end)
+        marker = warehouse.connect(url, application_name=f"nps dbt_build {run_id}"[:63])
+        try:
+            with marker.cursor() as cur:
+                cur.execute(
+                    "insert into ops.candidate_build (candidate_schema, run_id, as_of, interval_start,"
+                    " interval_end, built_at, finished_at, validated_at)"
+                    " values (%s, %s, %s, %s, %s, now(), null, null)"
+                    " on conflict (candidate_schema) do update set run_id = excluded.run_id,"
+                    " as_of = excluded.as_of, interval_start = excluded.interval_start,"
+                    " interval_end = excluded.interval_end, built_at = excluded.built_at,"
+                    " finished_at = null, validated_at = null",
+                    (CANDIDATE_SCHEMA, run_id, as_of, start, end),
+                )
+            marker.commit()
+        finally:
+            marker.close()
         run_dbt(BUILD_ARGS, url, vars=build_vars(run_id, CANDIDATE_SCHEMA, as_of))
         with conn.cursor() as cur:
-            cur.execute(
-                "insert into ops.candidate_build (candidate_schema, run_id, as_of, interval_start,"
-                " interval_end, built_at, validated_at) values (%s, %s, %s, %s, %s, now(), null)"
-                " on conflict (candidate_schema) do update set run_id = excluded.run_id,"
-                " as_of = excluded.as_of, interval_start = excluded.interval_start,"
-                " interval_end = excluded.interval_end, built_at = excluded.built_at, validated_at = null",
-                (CANDIDATE_SCHEMA, run_id, as_of, start, end),
-            )
+            cur.execute("update ops.candidate_build set finished_at = now() where candidate_schema = %s "
+                        "and run_id = %s", (CANDIDATE_SCHEMA, run_id))
 
 
 def _candidate(cur, run_id: str, stage: str, end: datetime | None) -> dict:
@@ -175,12 +229,18 @@ def _candidate(cur, run_id: str, stage: str, end: datetime | None) -> dict:
     run, rather than leave tonight's data out of the marts without a word."""
     from nps_airflow.publish import CANDIDATE_SCHEMA
 
-    cur.execute("select run_id, as_of, built_at, validated_at from ops.candidate_build "
+    cur.execute("select run_id, as_of, built_at, validated_at, finished_at from ops.candidate_build "
                 "where candidate_schema = %s", (CANDIDATE_SCHEMA,))
     row = cur.fetchone()
     if row is None:
         raise CandidateNotOurs(f"{stage}: {CANDIDATE_SCHEMA} has no recorded build; run dbt_build first")
-    built = dict(zip(("run_id", "as_of", "built_at", "validated_at"), row, strict=True))
+    built = dict(zip(("run_id", "as_of", "built_at", "validated_at", "finished_at"), row, strict=True))
+    if built["finished_at"] is None:  # under the lock, so nobody is building: that build died
+        raise CandidateNotOurs(
+            f"{stage}: the build of {CANDIDATE_SCHEMA} by run {built['run_id']} (started "
+            f"{built['built_at']:%Y-%m-%d %H:%M:%S} UTC) never finished (killed?), so the candidate is half "
+            "built. Nothing was published; rerun this run from dbt_build."
+        )
     if built["run_id"] == run_id:
         return built
     cur.execute("select as_of from ops.published_builds order by publish_id desc limit 1")

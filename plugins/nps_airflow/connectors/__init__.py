@@ -4,8 +4,12 @@ A connector turns a configured source (`nps.sources.EntitySource`) into a `Batch
 `Part`s (a file, an API page, a SQL result chunk), each a DataFrame of *source* columns with every
 value as a string (null = ""), plus `_source_line` (where in the part the row came from) and, for
 rows the connector could not read cleanly, `_reject` / `_reject_detail` (e.g. invalid UTF-8,
-broken JSON) so the loader quarantines them instead of losing them. Column mapping onto the
-contract and validation happen in `nps_airflow.extract`, the same for every connector.
+broken JSON, a CSV row with fewer or more fields than the header) so the loader quarantines them
+instead of losing them. A file that cannot be parsed at all (empty, an unterminated quote, a
+corrupt Parquet file) is not a Part but an `Unreadable` entry of the Batch: the loader quarantines
+it or fails naming it (`on_unreadable_file`), and keeps the rows loaded from it before. Column
+mapping onto the contract and validation happen in `nps_airflow.extract`, the same for every
+connector.
 
 Kinds: `file` (CSV / JSON Lines / JSON / Parquet under a path or glob), `http` (JSON API with
 pagination, auth, retries, updated-since), `sql` (any SQLAlchemy URL, incremental watermark).
@@ -65,6 +69,15 @@ class Part:
 
 
 @dataclass
+class Unreadable:
+    """A file no parser could read: where, the parser's message, and the start of its text."""
+
+    location: str
+    detail: str
+    head: str = ""
+
+
+@dataclass
 class Batch:
     parts: list[Part]
     location: str  # the source as a whole, for the audit (glob, URL, redacted SQL URL + table)
@@ -72,6 +85,8 @@ class Batch:
     #: date-partitioned file drops: the files this window owns. The loader then replaces the rows
     #: of these files, whatever each row's own date (None: the window is defined by the rows' dates)
     files: list[str] | None = None
+    #: files that could not be parsed (their rows loaded earlier are kept, not replaced)
+    unreadable: list[Unreadable] = field(default_factory=list)
 
 
 class Connector(Protocol):

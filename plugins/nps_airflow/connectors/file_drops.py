@@ -12,8 +12,21 @@ Options (sources.yml):
                   run) | none (every file is read every run; rows are kept by their own date)
   delimiter       CSV field separator (default ",")
   header_rows     CSV rows before the data (default 1; a Qualtrics export has 3)
+  on_unreadable_file  fail (default) | quarantine: what a file no parser can read does (empty,
+                  an unterminated quote, a corrupt Parquet file). fail: the other files load, then
+                  the load fails naming every such file and why; quarantine: one raw.quarantine
+                  row (rule unreadable_file) per file and the load goes on. Either way the rows
+                  loaded from that file before are kept (a load setting: nps.sources parses it,
+                  nps_airflow.extract acts on it).
   records_path    JSON: dotted path to the list of records inside the document
   timezone        for timestamps without an offset (default UTC)
+
+CSV rows must have as many fields as the header (`a,b,` has three): a row with fewer is
+quarantined as `short_row` (a line cut off), one with more as `long_row` (an unquoted
+delimiter), with the raw record in the payload's `_raw`. Clean files stay on pandas' C parser:
+a vectorised count of the fields of every record (RFC 4180 quoting) confirms what pandas read,
+and only a file where they disagree, or that pandas cannot parse, is re-read record by record
+with the csv module.
 """
 
 from __future__ import annotations
@@ -22,19 +35,26 @@ import csv
 import glob
 import io
 import json
+import os
 import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from nps_airflow.connectors import (
     DIRTY,
     LINE,
+    RAW,
+    REJECT,
+    REJECT_DETAIL,
     Batch,
     Part,
+    Unreadable,
     clean_frame,
+    escape_dirty,
     in_window,
     placeholders,
     records_frame,
@@ -45,6 +65,15 @@ if TYPE_CHECKING:
 
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 _UNPARTITIONED = ("none", "false", "no")
+_HEAD_CHARS = 2000  # of an unreadable file's text, kept in its quarantine payload
+
+
+class UnreadableFile(ValueError):
+    """A file no parser can read as a whole; `head` is the start of its text."""
+
+    def __init__(self, detail: str, head: str = "") -> None:
+        super().__init__(detail)
+        self.head = head
 
 
 def owned_days(start: datetime, end: datetime) -> tuple[date, date]:
@@ -75,7 +104,8 @@ def list_files(pattern: str) -> list[Path]:
         if path.is_dir():
             return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
         return [path] if path.is_file() else []
-    return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    # strings until the end: a backfill lists a folder of hundreds of daily files once per day
+    return [Path(p) for p in sorted(glob.glob(pattern, recursive=True)) if os.path.isfile(p)]
 
 
 def file_date(path: Path, prefix: str) -> date | None:
@@ -138,29 +168,59 @@ class FileConnector:
 
     def read(self, start: datetime, end: datetime, *, window_column: str | None = None) -> Batch:
         base = Path(_fixed_prefix(self.pattern) or ".")
-        if not list_files(self.pattern) and not base.exists():
+        paths = self.files_for_window(start, end)
+        if not paths and not base.exists():
             from nps_airflow.extract import SourceContractError
 
             raise SourceContractError(
                 f"{self.source.entity}: source path {self.pattern} does not exist ({self.source.describe()})"
             )
-        paths = self.files_for_window(start, end)
-        parts = [self.read_file(path) for path in paths]
+        parts, unreadable = [], []
+        for path in paths:
+            try:
+                parts.append(self.read_file(path))
+            except UnreadableFile as exc:
+                unreadable.append(Unreadable(location=str(path), detail=str(exc), head=exc.head))
         watermark = self.source.incremental_column
         if watermark:
             for part in parts:
                 if watermark in part.frame.columns:
                     part.frame = part.frame[in_window(part.frame[watermark], start, end, self.timezone)]
         return Batch(parts=parts, location=self.pattern, units=len(paths),
-                     files=[str(p) for p in paths] if self.owns_files else None)
+                     files=[str(p) for p in paths] if self.owns_files else None, unreadable=unreadable)
 
     def read_file(self, path: Path) -> Part:
-        data = path.read_bytes()
+        """One file as a Part; raises UnreadableFile (with the start of its text) when no parser
+        can read it as a whole."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UnreadableFile(f"cannot read the file: {exc}") from exc
+        try:
+            return self._parse(path, data)
+        except UnreadableFile as exc:
+            exc.head = _head(data, self.encoding)
+            raise
+
+    def _parse(self, path: Path, data: bytes) -> Part:
         if self.format == "parquet":
-            return Part(frame=self._parquet(path), location=str(path))
-        text, dirty = _decode(data, self.encoding)
+            import pyarrow as pa
+
+            try:
+                return Part(frame=self._parquet(path), location=str(path))
+            except (pa.ArrowException, OSError) as exc:
+                raise UnreadableFile(f"not a readable Parquet file ({len(data)} bytes): {exc}") from exc
+        try:
+            text, dirty = _decode(data, self.encoding)
+        except UnicodeError as exc:  # a codec that cannot even escape the bytes (e.g. cut UTF-16)
+            raise UnreadableFile(f"cannot decode the file as {self.encoding}: {exc}") from exc
         if self.format == "csv":
-            frame, meta = self._csv(text, dirty)
+            if not data:
+                raise UnreadableFile("empty file (0 bytes): not even a header row")
+            try:
+                frame, meta = self._csv(text, dirty)
+            except csv.Error as exc:  # e.g. the extra header rows of a file with bare CR line ends
+                raise UnreadableFile(f"cannot parse the file as CSV: {exc}") from exc
             return Part(frame=frame, location=str(path), meta=meta)
         if self.format == "jsonl":
             return Part(frame=self._jsonl(text), location=str(path), tabular=False)
@@ -174,10 +234,25 @@ class FileConnector:
             # keep the extra header rows (Qualtrics: question text, ImportId JSON) for mappings
             reader = csv.reader(io.StringIO(text), delimiter=delimiter)
             meta["header_rows"] = [row for _, row in zip(range(header_rows), reader, strict=False)]
-        frame = pd.read_csv(
-            io.StringIO(text), dtype=object if dirty else str, keep_default_na=False, na_filter=False,
-            sep=delimiter, skiprows=range(1, header_rows), skip_blank_lines=True,
-        )
+        try:
+            frame = pd.read_csv(
+                io.StringIO(text), dtype=object if dirty else str, keep_default_na=False, na_filter=False,
+                sep=delimiter, skiprows=range(1, header_rows), skip_blank_lines=True,
+            )
+        except pd.errors.EmptyDataError as exc:
+            raise UnreadableFile(f"no header row (only blank lines): {exc}") from exc
+        except pd.errors.ParserError as exc:
+            if "EOF inside string" not in str(exc):  # e.g. a row with more fields than the header
+                return _csv_by_record(text, dirty, delimiter, header_rows), meta
+            try:  # the csv module finds the line the quote opens on
+                _csv_by_record(text, dirty, delimiter, header_rows)
+            except UnreadableFile as located:
+                raise UnreadableFile(f"{located} ({exc})") from exc
+            raise UnreadableFile(f"unterminated quote: {exc}") from exc
+        # pandas pads a short row with "" and drops into an implied index a first row with one
+        # field too many: only the field count of every record says the frame is the file
+        if not _fields_match(text, delimiter, header_rows, len(frame.columns), len(frame)):
+            return _csv_by_record(text, dirty, delimiter, header_rows), meta
         # header is line 1 (+ extra header rows); quoted newlines make this a record number
         frame[LINE] = range(header_rows + 1, len(frame) + header_rows + 1)
         return clean_frame(frame), meta
@@ -253,6 +328,106 @@ class FileConnector:
         else:
             path.write_text(frame.to_json(orient="records", force_ascii=False), encoding=self.encoding)
         return path
+
+
+def _head(data: bytes, encoding: str) -> str:
+    """The start of a file's text for a quarantine payload (NUL / undecodable bytes escaped)."""
+    try:
+        text = data[:_HEAD_CHARS * 4].decode(encoding, errors="replace")
+    except (LookupError, UnicodeError):
+        text = data[:_HEAD_CHARS * 4].decode("utf-8", errors="replace")
+    return escape_dirty(text[:_HEAD_CHARS])
+
+
+def _fields_match(text: str, delimiter: str, header_rows: int, columns: int, rows: int) -> bool:
+    """Whether the file has `header_rows + rows` non-blank records, each (but extra header rows)
+    with `columns` fields: delimiters outside quotes counted between newlines outside quotes
+    (RFC 4180: every quote toggles), vectorised over the bytes. False whenever it cannot tell
+    (the caller then reads the file record by record)."""
+    if len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
+        return False
+    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)  # ASCII bytes never occur inside UTF-8 chars
+    ends, delims = np.flatnonzero(data == 10), np.flatnonzero(data == ord(delimiter))
+    if '"' in text:  # outside quotes: an even number of quotes before the position
+        quotes = np.flatnonzero(data == 34)
+        ends = ends[np.searchsorted(quotes, ends) % 2 == 0]
+        delims = delims[np.searchsorted(quotes, delims) % 2 == 0]
+    if not len(ends) or ends[-1] != len(data) - 1:
+        ends = np.append(ends, len(data))
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    fields = np.diff(np.searchsorted(delims, ends), prepend=0) + 1  # no delimiter sits on a newline
+    single = np.flatnonzero(fields == 1)
+    if len(single):  # a record without a delimiter may be a blank line, which pandas skips
+        blank = np.array([not data[starts[i]:ends[i]].tobytes().strip() for i in single], dtype=bool)
+        fields = np.delete(fields, single[blank])
+    return (len(fields) == header_rows + rows and bool(fields[0] == columns)
+            and bool((fields[header_rows:] == columns).all()))
+
+
+def _records(text: str, delimiter: str) -> list[tuple[list[str], str, int]]:
+    """Every non-blank record of a CSV text: its fields, its raw text, the file line it starts on.
+    Raises UnreadableFile when the csv module cannot parse it or a quote never closes."""
+    consumed: list[str] = []
+
+    def lines():
+        for line in io.StringIO(text, newline=""):
+            consumed.append(line)
+            yield line
+
+    out: list[tuple[list[str], str, int]] = []
+    line_no = 1
+    try:
+        for fields in csv.reader(lines(), delimiter=delimiter):
+            raw, lines_read = "".join(consumed), len(consumed)
+            consumed.clear()
+            if len(fields) > 1 or (fields and raw.strip()):  # pandas skips blank lines too
+                out.append((fields, raw, line_no))
+            line_no += lines_read
+    except csv.Error as exc:
+        raise UnreadableFile(f"cannot parse the file as CSV near line {line_no}: {exc}") from exc
+    if out:  # the lenient reader ends an unterminated quoted value at EOF; the strict one says so
+        try:
+            for _ in csv.reader(io.StringIO(out[-1][1], newline=""), delimiter=delimiter, strict=True):
+                pass
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise UnreadableFile(
+                    f"unterminated quote: the quoted value in the row starting on line {out[-1][2]} never "
+                    "closes, so the rest of the file would be one value"
+                ) from exc
+    return out
+
+
+def _csv_by_record(text: str, dirty: bool, delimiter: str, header_rows: int) -> pd.DataFrame:
+    """A CSV file the fast path cannot take, record by record (csv module): rows with fewer or more
+    fields than the header are kept, padded / cut to its columns, as `short_row` / `long_row`
+    rejects with the raw record in `_raw`. Lines are record numbers, as on the fast path."""
+    records = _records(text, delimiter)
+    if not records:
+        raise UnreadableFile("no header row (only blank lines)")
+    # pandas' names for the header (duplicates and blanks named as on the fast path)
+    columns = list(pd.read_csv(io.StringIO(records[0][1]), sep=delimiter, nrows=0).columns)
+    n = len(columns)
+    data = records[header_rows:]
+    counts = np.array([len(fields) for fields, _, _ in data], dtype=np.int64)
+    values = [fields[:n] if len(fields) >= n else fields + [""] * (n - len(fields)) for fields, _, _ in data]
+    frame = pd.DataFrame(values, columns=columns, dtype=object if dirty else str)
+    bad = counts != n
+    raws = [raw.rstrip("\r\n") if b else "" for (_, raw, _), b in zip(data, bad, strict=True)]
+    frame[RAW] = [escape_dirty(r) for r in raws] if dirty else raws  # shows undecodable bytes as \xNN
+    frame[LINE] = range(header_rows + 1, len(frame) + header_rows + 1)
+    frame = clean_frame(frame)
+    reject, detail = frame.columns.get_loc(REJECT), frame.columns.get_loc(REJECT_DETAIL)
+    for pos in np.flatnonzero(bad):
+        count, line = int(counts[pos]), data[pos][2]
+        short = count < n
+        frame.iat[pos, reject] = "short_row" if short else "long_row"
+        frame.iat[pos, detail] = (
+            f"{count} fields where the header has {n}: "
+            + ("the row ends early (cut off?)" if short else "more values than columns (an unquoted delimiter?)")
+            + f"; file line {line}, the record as read in _raw"
+        )
+    return frame
 
 
 def dig(document: Any, dotted: str | None) -> Any:
