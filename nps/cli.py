@@ -58,7 +58,7 @@ def run_windows(start: date, end: date, by: str, *, accept_row_loss: bool = Fals
             # every window is idempotent: resuming from the failed one redoes nothing twice
             done = f"windows before {s} are done; " if i > 1 else ""
             raise RunFailed(f"{exc}\n{done}after fixing the cause, resume with: nps run --start {s} "
-                            f"--end {end} --by {by}") from None
+                            f"--end {end} --by {by}{' --accept-row-loss' if accept_row_loss else ''}") from None
         print(f"[{i}/{len(windows)}] done in {time.monotonic() - t0:.0f}s", flush=True)
 
 

@@ -46,7 +46,7 @@ def test_a_failed_window_says_how_to_resume(
     monkeypatch.setenv("NPS_WAREHOUSE_URL", db_url)
     ran: list[date] = []
 
-    def run_window(start: date, end: date) -> None:
+    def run_window(start: date, end: date, **_: object) -> None:
         ran.append(start)
         if start == date(2025, 2, 1):
             raise orchestrate.PipelineRunFailed("nps_nightly run for [2025-02-01, 2025-03-01) ended failed")
