@@ -32,7 +32,8 @@ test: install lint
 	$(BIN)/python -m pytest -q -m "not ops"
 
 # the production-shaped stack: real scheduler, Celery workers on Redis, Airflow backfills, killed
-# workers, concurrent runs (about 30 minutes; needs Redis on 127.0.0.1:6379 or NPS_CELERY_BROKER_URL)
+# workers, concurrent runs, SIGKILLed loads, builds and publishes (about 20 minutes; needs Redis
+# on 127.0.0.1:6379 or NPS_CELERY_BROKER_URL)
 test-ops: install
 	$(BIN)/python -m pytest -q -m ops
 
