@@ -8,9 +8,9 @@ one serving only the `themes` queue. Settings shared with docker-compose.yml com
 secrets) are computed here.
 
 - metadata database: `nps_airflow` (NPS_STACK_METADATA_DB) on the warehouse's server when
-  NPS_WAREHOUSE_URL is set (a database of its own, never the warehouse's), else a second embedded
-  PostgreSQL in
-  `data/stack/metadata-db` — never SQLite;
+  NPS_WAREHOUSE_URL or NPS_WAREHOUSE_CONN_ID is set (a database of its own, never the
+  warehouse's), else a second embedded PostgreSQL in `data/stack/metadata-db` (stopped by `nps
+  stack stop`) — never SQLite;
 - the warehouse: as for every other command (NPS_WAREHOUSE_URL, NPS_WAREHOUSE_CONN_ID or the
   embedded server), exported to every process so all tasks write to the same one;
 - state in `data/stack/stack.json` (pids, executor, port), process logs in `data/stack/logs/`,
@@ -98,9 +98,10 @@ def _secret(name: str) -> str:
     return path.read_text().strip()
 
 
-def metadata_url() -> str:
-    """The SQLAlchemy URL of Airflow's metadata database (created if missing)."""
-    server = os.environ.get(warehouse.URL_ENV)
+def metadata_url(server: str | None) -> str:
+    """The SQLAlchemy URL of Airflow's metadata database (created if missing): a database on
+    `server` (the configured warehouse's), else a second embedded server of the stack's own, so
+    that the embedded warehouse holds only warehouse data."""
     name = os.environ.get(METADATA_DB_ENV, "nps_airflow")
     if server:
         url = warehouse.database_url(server, name)
@@ -288,9 +289,11 @@ def start(executor: str = "local", *, timeout: float = 180.0, echo=print) -> dic
     logs.mkdir(parents=True, exist_ok=True)
     airflow_home().mkdir(parents=True, exist_ok=True)
     broker = broker_url() if executor == "celery" else None
+    configured = bool(os.environ.get(warehouse.URL_ENV) or os.environ.get(warehouse.CONN_ID_ENV))
     warehouse_url = warehouse.resolve_url()
     admin_password()
-    env = stack_env(executor, warehouse_url=warehouse_url, metadata=metadata_url(), broker=broker)
+    env = stack_env(executor, warehouse_url=warehouse_url, metadata=metadata_url(warehouse_url if configured else None),
+                    broker=broker)
     if not alive:
         if _port_in_use(port()):
             raise StackError(f"port {port()} is in use by another program: set {PORT_ENV} to a free port")
@@ -362,6 +365,8 @@ def stop(*, timeout: float = 30.0, echo=print) -> list[str]:
                 pass
     state["pids"] = {}
     state_file().write_text(json.dumps(state, indent=2))
+    if warehouse.stop_embedded(home() / "metadata-db"):  # the stack's own; the warehouse stays up
+        echo(f"stopped the metadata database ({home() / 'metadata-db'})")
     return list(pids)
 
 

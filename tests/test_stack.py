@@ -260,3 +260,32 @@ def test_a_backfill_and_the_nightly_schedule_at_once(clone, nightly_reference, s
         _assert_same(url, nightly_reference, ignore=("raw.load_audit",))
         audit = query(url, "select count(*) as n from raw.load_audit where interval_start >= '2025-03-10'")
         assert audit["n"][0] == 2 * 5 * len(NIGHTS)
+
+
+def test_without_a_configured_warehouse_the_metadata_lives_in_the_stack_s_own_server(tmp_path):
+    """No NPS_WAREHOUSE_URL: the warehouse is the embedded one and Airflow's metadata a second
+    embedded PostgreSQL under the stack's home (never SQLite, never the warehouse), which `stop`
+    stops; the warehouse keeps running for BI tools until `nps warehouse stop`."""
+    from tests.stack_helpers import NPS, REPO, free_port
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AIRFLOW") and k not in (warehouse.URL_ENV, warehouse.CONN_ID_ENV)}
+    env.update({"NPS_DATA_DIR": str(tmp_path / "data"), "NPS_STACK_PORT": str(free_port())})
+    env.pop("NPS_STACK_HOME", None)
+
+    def nps(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([NPS, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    metadata_pid = tmp_path / "data" / "stack" / "metadata-db" / "postmaster.pid"
+    try:
+        started = nps("stack", "start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert f"host={tmp_path / 'data' / 'stack' / 'metadata-db'}" in started.stdout  # the migrate line
+        assert metadata_pid.exists() and (tmp_path / "data" / "warehouse" / "postmaster.pid").exists()
+        status = nps("stack", "status")
+        assert status.returncode == 0 and "metadatabase healthy, scheduler healthy" in status.stdout, status.stdout
+    finally:
+        stopped = nps("stack", "stop")
+        nps("warehouse", "stop")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not metadata_pid.exists()
