@@ -289,14 +289,14 @@ def start(executor: str = "local", *, timeout: float = 180.0, echo=print) -> dic
     logs.mkdir(parents=True, exist_ok=True)
     airflow_home().mkdir(parents=True, exist_ok=True)
     broker = broker_url() if executor == "celery" else None
+    if not alive and _port_in_use(port()):  # before anything is created
+        raise StackError(f"port {port()} is in use by another program: set {PORT_ENV} to a free port")
     configured = bool(os.environ.get(warehouse.URL_ENV) or os.environ.get(warehouse.CONN_ID_ENV))
     warehouse_url = warehouse.resolve_url()
     admin_password()
     env = stack_env(executor, warehouse_url=warehouse_url, metadata=metadata_url(warehouse_url if configured else None),
                     broker=broker)
     if not alive:
-        if _port_in_use(port()):
-            raise StackError(f"port {port()} is in use by another program: set {PORT_ENV} to a free port")
         echo("migrating Airflow's metadata database "
              f"({warehouse.redact(env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'])}) ...")
         _migrate(env, logs)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nps import warehouse
+
 REPO = Path(__file__).resolve().parent.parent
 NPS = str(Path(sys.executable).with_name("nps"))
 
@@ -43,3 +45,10 @@ def test_a_busy_port_is_a_clear_error(tmp_path, db_url):
         proc = _nps("stack", "start", env=env)
     assert proc.returncode == 2
     assert f"port {port} is in use" in proc.stderr and "NPS_STACK_PORT" in proc.stderr
+    server = warehouse.connect(db_url)
+    try:
+        with server.cursor() as cur:  # nothing was created on the warehouse's server
+            cur.execute("select 1 from pg_database where datname = 'nps_airflow_busy_port_test'")
+            assert cur.fetchone() is None
+    finally:
+        server.close()
