@@ -42,7 +42,7 @@ import os
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from nps import config
 
@@ -70,13 +70,20 @@ def _run_id() -> str:
     return get_current_context()["run_id"]
 
 
-def _skip_if_superseded(call):
-    from nps_airflow.stages import Superseded
+def _run(call):
+    """A stage, with Airflow's meaning for two outcomes: a run whose candidate a later build
+    superseded skips; a failure a retry would only repeat (the data or the configuration, see
+    stages.fails_again_on_retry) fails at once, without the retries kept for transient ones."""
+    from nps_airflow.stages import Superseded, fails_again_on_retry
 
     try:
         return call()
     except Superseded as exc:
         raise AirflowSkipException(str(exc)) from None
+    except Exception as exc:
+        if fails_again_on_retry(exc):
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise
 
 
 def pipeline() -> None:
@@ -91,22 +98,20 @@ def pipeline() -> None:
             # unpausing it for a backfill makes the scheduler add the latest month; that is a
             # nightly's job, not a backfill's
             raise AirflowSkipException("nps_backfill works for backfills only; its scheduled runs do nothing")
-        stages.prepare_warehouse()
+        _run(stages.prepare_warehouse)
 
     @task
     def extract(entity: str) -> dict:
         from nps_airflow import stages
 
-        start, end = _interval()
         accept = bool((get_current_context()["dag_run"].conf or {}).get("accept_row_loss"))
-        return stages.extract(entity, start, end, _run_id(), accept_row_loss=accept)
+        return _run(lambda: stages.extract(entity, *_interval(), _run_id(), accept_row_loss=accept))
 
     @task(queue=THEMES_QUEUE)
     def themes() -> dict:
         from nps_airflow import stages
 
-        start, end = _interval()
-        return stages.build_themes(start, end, _run_id())
+        return _run(lambda: stages.build_themes(*_interval(), _run_id()))
 
     @task
     def dbt_build() -> None:
@@ -116,20 +121,19 @@ def pipeline() -> None:
         reason = stages.build_skipped_reason(get_current_context()["dag_run"].conf, end)
         if reason:
             raise AirflowSkipException(reason)
-        stages.dbt_build(_run_id(), end, start)
+        _run(lambda: stages.dbt_build(_run_id(), end, start))
 
     @task
     def validate() -> dict:
         from nps_airflow import stages
 
-        start, end = _interval()
-        return _skip_if_superseded(lambda: stages.validate(_run_id(), start, end))
+        return _run(lambda: stages.validate(_run_id(), *_interval()))
 
     @task
     def publish() -> list[dict]:
         from nps_airflow import stages
 
-        return _skip_if_superseded(lambda: stages.publish(_run_id(), _interval()[1]))
+        return _run(lambda: stages.publish(_run_id(), _interval()[1]))
 
     @task
     def report() -> str:

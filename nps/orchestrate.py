@@ -18,6 +18,26 @@ from nps import config
 
 log = logging.getLogger(__name__)
 
+
+class _OncePerWait(logging.Filter):
+    """dag.test() logs "No tasks to run. unrunnable tasks: {...}" once a second for as long as a
+    task waits (for its retry delay, or downstream of a skipped one): 300 identical lines per
+    5-minute retry. Each distinct wait is logged once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("No tasks to run"):
+            return True
+        repeated, self.last = message == self.last, message
+        return not repeated
+
+
+_WAIT_FILTER = _OncePerWait()
+
 DAG_ID = "nps_nightly"
 
 
@@ -123,6 +143,9 @@ def run_window(start: date | datetime, end: date | datetime, *, raise_on_failure
         if bag.import_errors:
             raise RuntimeError(f"DAG import errors: {bag.import_errors}")
         dag = bag.get_dag(dag_id)
+        waits = logging.getLogger("airflow.sdk.definitions.dag")
+        if _WAIT_FILTER not in waits.filters:
+            waits.addFilter(_WAIT_FILTER)
         log.info("running %s for [%s, %s)", dag_id, s.isoformat(), e.isoformat())
         try:
             dag_run = dag.test(

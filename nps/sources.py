@@ -11,7 +11,9 @@ Load settings (per entity, or under `defaults:`): `max_quarantine_share` (0.05),
 (0.05: the share of the rows loaded before from a replaced file / window a load may remove;
 more fails it before anything is written), `accept_row_loss` (false: true loads such a loss
 anyway; so do `NPS_ACCEPT_ROW_LOSS=1` and load_entity(accept_row_loss=True)), and for file
-sources `on_unreadable_file` (fail | quarantine, default fail).
+sources `on_unreadable_file` (fail | quarantine, default fail); `null_values` (the cell values
+that mean "no value", compared trimmed and case-insensitively: default empty, NA, N/A, null, -;
+`[]` keeps them as text).
 
 Cheap to import: only PyYAML, loaded lazily.
 """
@@ -32,6 +34,8 @@ DEFAULT_CONFIG = config.PROJECT_ROOT / "sources.yml"
 CONNECTORS = ("file", "http", "sql")
 FORMATS = ("csv", "jsonl", "json", "parquet")
 ON_UNREADABLE_FILE = ("fail", "quarantine")
+# what exports write for "no value": R and pandas (NA), spreadsheets (N/A, -), SQL dumps (null)
+DEFAULT_NULL_VALUES = ("", "NA", "N/A", "null", "-")
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -58,6 +62,7 @@ class EntitySource:
     max_row_loss_share: float = 0.05
     accept_row_loss: bool = False  # true: such a loss is loaded (and audited) instead
     on_unreadable_file: str = "fail"  # fail | quarantine (nps_airflow.connectors.file_drops)
+    null_values: tuple[str, ...] = DEFAULT_NULL_VALUES  # read as empty before validation and theming
     origin: str = ""  # the config file it came from, for error messages
 
     def option(self, name: str, default: Any = None) -> Any:
@@ -164,6 +169,7 @@ def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Pa
             "max_row_loss_share": _number(merged.pop("max_row_loss_share", 0.05), "max_row_loss_share", where),
             "accept_row_loss": _truthy(merged.pop("accept_row_loss", False)),
             "on_unreadable_file": str(merged.pop("on_unreadable_file", "fail")).strip().lower(),
+            "null_values": _null_values(merged.pop("null_values", DEFAULT_NULL_VALUES), where),
         }
         if not 0 <= settings["max_row_loss_share"] <= 1:
             raise SourceConfigError(f"{where}: max_row_loss_share must be a share in [0, 1], "
@@ -187,6 +193,15 @@ def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Pa
         entities[name] = EntitySource(entity=name, connector=connector, options=merged, mapping=mapping,
                                       origin=origin, **settings)
     return SourcesConfig(path=origin, entities=entities)
+
+
+def _null_values(value: Any, where: str) -> tuple[str, ...]:
+    values = [value] if isinstance(value, str) else value
+    if values is None:
+        return ()
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str | int | float) for v in values):
+        raise SourceConfigError(f"{where}: null_values must be a list of strings, got {value!r}")
+    return tuple(str(v) for v in values)
 
 
 def _guess_format(path: str) -> str:

@@ -441,6 +441,9 @@ def _key_text(df: pd.DataFrame, spec: _Spec) -> list[str]:
     return ["|".join("" if pd.isna(v) else str(v) for v in row) for row in rows]
 
 
+NULL_TOKENS = frozenset({"na", "n/a", "null", "-"})
+
+
 def _type_and_validate(
     df: pd.DataFrame, entity: str, spec: _Spec, now: pd.Timestamp, max_comment_chars: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -458,6 +461,8 @@ def _type_and_validate(
     for col in spec.columns:
         raw = df[col]
         typed = col in spec.timestamps + spec.dates + spec.ints + spec.decimals
+        if typed or col == "comment":  # the contract's null tokens: no value in typed and free-text columns
+            raw = raw.where(~raw.str.strip().str.casefold().isin(NULL_TOKENS), "")
         blank = raw.isna() | (raw.str.strip() == "")
         if col in spec.required:
             flag(blank, f"missing_{col}")

@@ -137,3 +137,53 @@ def test_a_window_before_the_dag_start_date_fails_naming_the_cause(monkeypatch, 
     with pytest.raises(orchestrate.PipelineRunFailed, match=r"no task instance was created.*start_date 2025-06-01"):
         orchestrate.run_window(datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, tzinfo=UTC))
     assert query(db_url, "select count(*) as n from raw.load_audit")["n"][0] == 0
+
+
+def test_a_failure_a_retry_would_repeat_fails_at_once(monkeypatch, db_url, small_sources, tmp_path):
+    """An unreadable file fails the same way on every retry: the task fails at once instead of
+    waiting out the retries (which once kept `nps run` busy for 27 minutes before it said so).
+    Retries stay on (2, ten minutes apart) for transient failures."""
+    import shutil
+
+    from nps import orchestrate
+
+    sources = tmp_path / "sources"
+    shutil.copytree(small_sources[0], sources, ignore=shutil.ignore_patterns("_truth"))
+    (sources / "survey_responses" / "survey_responses_2025-01-02.csv").write_bytes(b"")  # an empty file
+    monkeypatch.setenv(warehouse.URL_ENV, db_url)
+    monkeypatch.setenv("NPS_SOURCES_DIR", str(sources))
+    monkeypatch.setenv("NPS_TASK_RETRIES", "2")
+    monkeypatch.setenv("NPS_TASK_RETRY_DELAY_SECONDS", "600")
+    started = time.monotonic()
+    outcome = orchestrate.run_window(datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 4, tzinfo=UTC),
+                                     raise_on_failure=False)
+    assert time.monotonic() - started < 300  # a retry would have waited 600 s first
+    assert outcome.state == "failed" and "extract_survey_responses" in outcome.failed_tasks
+    assert not [t for t in outcome.failed_tasks if t.startswith("extract_") and t != "extract_survey_responses"]
+    audit = query(db_url, "select entity, count(*) as n from raw.load_audit where rows_loaded > 0 group by entity")
+    loads = dict(zip(audit["entity"], audit["n"], strict=True))
+    assert loads["survey_responses"] == 2 and loads["usage_daily"] == 3  # the other days and entities loaded
+
+
+def test_dag_test_s_once_a_second_wait_message_is_logged_once_per_wait():
+    import logging
+
+    from nps import orchestrate
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("nps.test.waits")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(Keep())
+    logger.addFilter(orchestrate._OncePerWait())
+    for _ in range(300):  # five minutes of a retry delay
+        logger.warning("No tasks to run. unrunnable tasks: %s", {"extract_accounts"})
+    logger.warning("No tasks to run. unrunnable tasks: %s", {"report"})
+    logger.warning("loaded 12 rows")
+    logger.warning("loaded 12 rows")
+    assert seen == ["No tasks to run. unrunnable tasks: {'extract_accounts'}",
+                    "No tasks to run. unrunnable tasks: {'report'}", "loaded 12 rows", "loaded 12 rows"]

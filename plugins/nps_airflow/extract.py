@@ -72,6 +72,13 @@ class EntitySpec:
     required: frozenset[str]
     pii_text_columns: tuple[str, ...] = ()
 
+    @property
+    def null_columns(self) -> frozenset[str]:
+        """Where a source's null tokens ("NA", "N/A", "-", ...) mean "no value": typed columns (no
+        token is a timestamp or a score) and free text (a comment of "NA" says nothing). Not
+        codes and ids: "NA" is North America in a region column, a language code, an id."""
+        return frozenset(c for c, kind in self.columns.items() if kind != TEXT) | frozenset(self.pii_text_columns)
+
 
 SPECS: dict[str, EntitySpec] = {
     "survey_responses": EntitySpec(
@@ -239,7 +246,7 @@ def read_source(source: sources.EntitySource, spec: EntitySpec, start: datetime,
     frames, extras = [], []
     for part in _merge_alike(batch.parts):
         try:
-            frame, extra = mappings.apply(part, source, data_columns, spec.required)
+            frame, extra = mappings.apply(part, source, data_columns, spec.required, null_columns=spec.null_columns)
         except mappings.MappingError as exc:
             raise SourceContractError(str(exc)) from exc
         if "_source_file" not in frame.columns:

@@ -28,6 +28,10 @@ def parse_when(value: str | datetime) -> datetime:
                     when.microsecond, tzinfo=UTC)
 
 
+class BadInterval(ValueError):
+    """The run has no usable data interval (none at all, or an empty one)."""
+
+
 def resolve_interval(conf: dict[str, Any] | None, data_interval_start: datetime | None,
                      data_interval_end: datetime | None) -> tuple[datetime, datetime]:
     """The window a run works on: the run's data interval, or `interval_start`/`interval_end`
@@ -38,7 +42,7 @@ def resolve_interval(conf: dict[str, Any] | None, data_interval_start: datetime 
     start = conf.get("interval_start") or data_interval_start
     end = conf.get("interval_end") or data_interval_end
     if start is None or end is None:
-        raise ValueError(
+        raise BadInterval(
             "this run has no data interval: schedule the DAG with a data-interval timetable or "
             "pass interval_start and interval_end in the run conf"
         )
@@ -48,7 +52,7 @@ def resolve_interval(conf: dict[str, Any] | None, data_interval_start: datetime 
     if conf.get("backfill_end"):
         end = min(end, parse_when(conf["backfill_end"]))
     if not start < end:
-        raise ValueError(
+        raise BadInterval(
             f"empty data interval: start {start.isoformat()} is not before end {end.isoformat()}"
             + (" (the run lies outside its backfill's range)" if conf.get("backfill_start") else "")
         )
@@ -79,6 +83,28 @@ def prepare_warehouse() -> str:
 
 class LoadFailed(RuntimeError):
     """Some days of a multi-day load failed (each named); the other days were loaded."""
+
+
+def fails_again_on_retry(exc: BaseException) -> bool:
+    """True for a failure that lies in the data or the configuration (a failed expectation, a
+    broken contract or mapping, too many quarantined rows, an unreadable file, rows lost by a
+    re-drop, someone else's candidate): a retry would fail the same way minutes later, so the task
+    fails at once. A lost connection, a killed or failing dbt, an unreachable source are retried."""
+    from nlp.overrides import OverrideError
+    from nps.sources import SourceConfigError
+    from nps_airflow.connectors.column_mapping import MappingError
+    from nps_airflow.extract import (
+        QuarantineThresholdExceeded,
+        RowLossExceeded,
+        SourceContractError,
+        UnreadableFileError,
+    )
+    from nps_airflow.quality import DataQualityError
+
+    deterministic = (DataQualityError, SourceContractError, MappingError, SourceConfigError, OverrideError,
+                     QuarantineThresholdExceeded, RowLossExceeded, UnreadableFileError, LoadFailed,
+                     CandidateNotOurs, BadInterval)
+    return isinstance(exc, deterministic)
 
 
 def load_windows(source: Any, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:

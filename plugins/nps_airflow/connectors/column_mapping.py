@@ -234,11 +234,25 @@ def _qualtrics_comment(names: list[str], score: str, header_rows: list[list[str]
     return after[:1]
 
 
-def apply(part: Part, source: EntitySource, columns: list[str], required: frozenset[str]
-          ) -> tuple[pd.DataFrame, list[str]]:
+def as_null(values: pd.Series, nulls: frozenset[str]) -> pd.Series:
+    """`values` with the source's null tokens ("NA", "N/A", "null", "-", ...) as empty strings,
+    which every later step reads as "no value"; other values (and non-text ones) unchanged."""
+    if not nulls or not len(values):
+        return values
+    try:
+        token = values.str.strip().str.casefold().isin(nulls)
+    except AttributeError:  # no text at all (a JSON column of numbers)
+        return values
+    return values.where(~token, "") if token.any() else values
+
+
+def apply(part: Part, source: EntitySource, columns: list[str], required: frozenset[str], *,
+          null_columns: frozenset[str] = frozenset()) -> tuple[pd.DataFrame, list[str]]:
     """The part as contract columns (+ _extras JSON, _source_line, _reject...), and its extra
-    source columns. Raises MappingError naming the column and the source if one is missing."""
+    source columns, with the source's null tokens emptied in `null_columns`. Raises MappingError
+    naming the column and the source if one is missing."""
     rules, drop = rules_for(source, columns, part)
+    nulls = frozenset(v.strip().casefold() for v in getattr(source, "null_values", ())) - {""}
     frame = part.frame
     present = [c for c in frame.columns if not str(c).startswith("_")]
     present_set = set(present)
@@ -268,9 +282,10 @@ def apply(part: Part, source: EntitySource, columns: list[str], required: frozen
         if not found:
             out[column] = pd.Series("", index=frame.index, dtype=str)
             continue
-        values = frame[found[0]]
+        tokens = nulls if column in null_columns else frozenset()
+        values = as_null(frame[found[0]], tokens)
         for other in found[1:]:
-            values = values.where(values != "", frame[other])
+            values = values.where(values != "", as_null(frame[other], tokens))
         if rule.transform == "timestamp":
             parsed = parse_instant(values, rule.timezone or source.option("timezone", "UTC"))
             values = parsed.dt.strftime(_TS_FORMAT).where(parsed.notna(), values)
