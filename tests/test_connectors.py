@@ -208,7 +208,7 @@ def test_qualtrics_csv_export_preset(db_conn, tmp_path, layout):
     assert "RecipientEmail" not in extras and "IPAddress" not in extras and extras["Finished"] == "True"
     assert extras.get("Q3") == ("4" if layout == "rating_between" else None)  # kept, not the comment
     assert _rows(db_conn, "select payload->>'response_id', rule, source_line from raw.quarantine order by 3"
-                 ) == [("R_3ghi", "missing_score", 6), ("R_5mno", "non_numeric_score", 8)]
+                 ) == [("R_3ghi", "missing_score", 7), ("R_5mno", "non_numeric_score", 9)]  # R_2def spans 5-6
     assert result.rows_read == 4  # R_2def belongs to February (UTC)
     _nothing_lost(result)
 

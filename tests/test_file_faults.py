@@ -105,6 +105,23 @@ def test_a_trailing_empty_field_and_quoted_newlines_still_load(db_conn, tmp_path
     assert result.rows_loaded == 3
 
 
+@pytest.mark.parametrize("short", [False, True])
+def test_quarantine_names_the_physical_line_a_record_starts_on(db_conn, tmp_path, short):
+    """Header (line 1), R0 (2), a comment with two line breaks (3-5), a blank line (6), then a
+    bad row on line 7: reported as line 7, as an editor shows it, not as the third record.
+    `short`: a short row follows on line 8, which takes the record-by-record reader; both readers
+    agree."""
+    bad = _line("R3").replace(",8,", ",11,")  # score out of range
+    multiline = _line("R1", comment="one, two\nthree\nfour")
+    rows = [_line("R0"), multiline, "", bad, *([_line("R4")[:40]] if short else []), _line("R5")]
+    _drop(tmp_path, 5, _csv(*rows))
+    _load(db_conn, _source(tmp_path))
+    quarantined = _rows(db_conn, "select rule, source_line from raw.quarantine order by source_line")
+    assert quarantined == [("score_out_of_range", 7), *([("short_row", 8)] if short else [])]
+    assert _rows(db_conn, "select comment from raw.survey_responses where response_id = 'R1'") == [
+        ("one, two\nthree\nfour",)]
+
+
 @pytest.mark.parametrize("position", ["first", "middle"])
 def test_a_row_with_more_fields_than_the_header_is_quarantined_as_long_row(db_conn, tmp_path, position):
     """More values than columns used to fail the whole file (pandas' 'Expected 12 fields') or,

@@ -251,10 +251,10 @@ class FileConnector:
             raise UnreadableFile(f"unterminated quote: {exc}") from exc
         # pandas pads a short row with "" and drops into an implied index a first row with one
         # field too many: only the field count of every record says the frame is the file
-        if not _fields_match(text, delimiter, header_rows, len(frame.columns), len(frame)):
+        lines = _record_lines(text, delimiter, header_rows, len(frame.columns), len(frame))
+        if lines is None:
             return _csv_by_record(text, dirty, delimiter, header_rows), meta
-        # header is line 1 (+ extra header rows); quoted newlines make this a record number
-        frame[LINE] = range(header_rows + 1, len(frame) + header_rows + 1)
+        frame[LINE] = lines  # the physical line each record starts on, as an editor shows it
         return clean_frame(frame), meta
 
     def _jsonl(self, text: str) -> pd.DataFrame:
@@ -339,15 +339,16 @@ def _head(data: bytes, encoding: str) -> str:
     return escape_dirty(text[:_HEAD_CHARS])
 
 
-def _fields_match(text: str, delimiter: str, header_rows: int, columns: int, rows: int) -> bool:
-    """Whether the file has `header_rows + rows` non-blank records, each (but extra header rows)
-    with `columns` fields: delimiters outside quotes counted between newlines outside quotes
-    (RFC 4180: every quote toggles), vectorised over the bytes. False whenever it cannot tell
-    (the caller then reads the file record by record)."""
+def _record_lines(text: str, delimiter: str, header_rows: int, columns: int, rows: int) -> np.ndarray | None:
+    """The physical line each data record starts on (a quoted newline makes a record span lines),
+    when the file has `header_rows + rows` non-blank records, each (but extra header rows) with
+    `columns` fields; else None (the caller then reads the file record by record). Delimiters and
+    newlines count outside quotes only (RFC 4180: every quote toggles), vectorised over the bytes."""
     if len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
-        return False
+        return None
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)  # ASCII bytes never occur inside UTF-8 chars
-    ends, delims = np.flatnonzero(data == 10), np.flatnonzero(data == ord(delimiter))
+    newlines = np.flatnonzero(data == 10)
+    ends, delims = newlines, np.flatnonzero(data == ord(delimiter))
     if '"' in text:  # outside quotes: an even number of quotes before the position
         quotes = np.flatnonzero(data == 34)
         ends = ends[np.searchsorted(quotes, ends) % 2 == 0]
@@ -356,12 +357,15 @@ def _fields_match(text: str, delimiter: str, header_rows: int, columns: int, row
         ends = np.append(ends, len(data))
     starts = np.concatenate(([0], ends[:-1] + 1))
     fields = np.diff(np.searchsorted(delims, ends), prepend=0) + 1  # no delimiter sits on a newline
+    first_lines = np.searchsorted(newlines, starts) + 1  # newlines (quoted or not) before the record, + 1
     single = np.flatnonzero(fields == 1)
     if len(single):  # a record without a delimiter may be a blank line, which pandas skips
         blank = np.array([not data[starts[i]:ends[i]].tobytes().strip() for i in single], dtype=bool)
-        fields = np.delete(fields, single[blank])
-    return (len(fields) == header_rows + rows and bool(fields[0] == columns)
-            and bool((fields[header_rows:] == columns).all()))
+        fields, first_lines = np.delete(fields, single[blank]), np.delete(first_lines, single[blank])
+    if (len(fields) == header_rows + rows and bool(fields[0] == columns)
+            and bool((fields[header_rows:] == columns).all())):
+        return first_lines[header_rows:]
+    return None
 
 
 def _records(text: str, delimiter: str) -> list[tuple[list[str], str, int]]:
@@ -401,7 +405,8 @@ def _records(text: str, delimiter: str) -> list[tuple[list[str], str, int]]:
 def _csv_by_record(text: str, dirty: bool, delimiter: str, header_rows: int) -> pd.DataFrame:
     """A CSV file the fast path cannot take, record by record (csv module): rows with fewer or more
     fields than the header are kept, padded / cut to its columns, as `short_row` / `long_row`
-    rejects with the raw record in `_raw`. Lines are record numbers, as on the fast path."""
+    rejects with the raw record in `_raw`. Lines are the physical lines records start on, as on
+    the fast path."""
     records = _records(text, delimiter)
     if not records:
         raise UnreadableFile("no header row (only blank lines)")
@@ -415,7 +420,7 @@ def _csv_by_record(text: str, dirty: bool, delimiter: str, header_rows: int) -> 
     bad = counts != n
     raws = [raw.rstrip("\r\n") if b else "" for (_, raw, _), b in zip(data, bad, strict=True)]
     frame[RAW] = [escape_dirty(r) for r in raws] if dirty else raws  # shows undecodable bytes as \xNN
-    frame[LINE] = range(header_rows + 1, len(frame) + header_rows + 1)
+    frame[LINE] = [line for _, _, line in data]
     frame = clean_frame(frame)
     reject, detail = frame.columns.get_loc(REJECT), frame.columns.get_loc(REJECT_DETAIL)
     for pos in np.flatnonzero(bad):
