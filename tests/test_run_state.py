@@ -187,3 +187,29 @@ def test_dag_test_s_once_a_second_wait_message_is_logged_once_per_wait():
     logger.warning("loaded 12 rows")
     assert seen == ["No tasks to run. unrunnable tasks: {'extract_accounts'}",
                     "No tasks to run. unrunnable tasks: {'report'}", "loaded 12 rows", "loaded 12 rows"]
+
+
+def test_a_historical_window_is_not_failed_for_freshness(pipeline_env):
+    """A one-off import of an old window whose export's last answer came days before the window's
+    end (the small set ends on 2025-09-30; the window on 2025-10-08) used to fail the freshness
+    check, which belongs to the nightly run; it only has to hold responses."""
+    from nps import orchestrate
+
+    outcome = orchestrate.run_window(datetime(2025, 9, 20, tzinfo=UTC), datetime(2025, 10, 8, tzinfo=UTC),
+                                     raise_on_failure=False)
+    assert outcome.state == "success", outcome.failed_tasks
+    assert query(pipeline_env, "select count(*) as n from ops.published_builds")["n"][0] == 1
+
+
+def test_freshness_is_the_nightly_lag_unless_the_window_is_historical(monkeypatch):
+    from datetime import timedelta
+
+    monkeypatch.setenv("NPS_FRESHNESS_LAG_DAYS", "3")
+    now = datetime(2026, 12, 4, 6, tzinfo=UTC)
+    night = (datetime(2026, 12, 3, tzinfo=UTC), datetime(2026, 12, 4, tzinfo=UTC))
+    assert stages.freshness_lag(*night, now=now) == timedelta(days=3)  # tonight's run: a stale source fails
+    old_month = (datetime(2025, 9, 1, tzinfo=UTC), datetime(2025, 10, 1, tzinfo=UTC))
+    assert stages.freshness_lag(*old_month, now=now) == timedelta(days=30)  # any response in the window
+    old_day = (datetime(2025, 9, 1, tzinfo=UTC), datetime(2025, 9, 2, tzinfo=UTC))
+    assert stages.freshness_lag(*old_day, now=now) == timedelta(days=3)
+    assert stages.freshness_lag(None, night[1], now=now) == timedelta(days=3)

@@ -285,6 +285,23 @@ def _candidate(cur, run_id: str, stage: str, end: datetime | None) -> dict:
     )
 
 
+def freshness_lag(start: datetime | None, end: datetime | None, now: datetime | None = None) -> timedelta:
+    """How much older than the interval end the newest response may be. A nightly run (its
+    interval ended within the lag, NPS_FRESHNESS_LAG_DAYS, default 3, of now): the lag, so that a
+    source that stopped delivering fails the night. A historical window (a backfill, a one-off
+    import, a rerun of an old window) is as fresh as its data will ever be: only that it holds
+    responses (the newest at or after its start) is checked; an export whose last answer came a few
+    days before the window's end is not stale."""
+    lag = timedelta(days=float(os.environ.get("NPS_FRESHNESS_LAG_DAYS", "3")))
+    now = now or datetime.now(UTC)
+    if start is None or end is None or end >= now - lag:
+        return lag
+    if end - start > lag:
+        log.info("validate: [%s, %s) ended more than %s before now: freshness only checks that the window "
+                 "holds responses", start.isoformat(), end.isoformat(), lag)
+    return max(lag, end - start)
+
+
 def validate(run_id: str, start: datetime | None = None, end: datetime | None = None) -> dict:
     """Great Expectations on raw data and the candidate marts (audit); raises on any failure.
     Runs under the candidate lock, on the candidate this run built (else Superseded / CandidateNotOurs)."""
@@ -300,7 +317,7 @@ def validate(run_id: str, start: datetime | None = None, end: datetime | None = 
             conn,
             interval_end=end,
             published_schema=PUBLISHED_SCHEMA,
-            freshness_lag=timedelta(days=float(os.environ.get("NPS_FRESHNESS_LAG_DAYS", "3"))),
+            freshness_lag=freshness_lag(start, end),
             row_count_tolerance=float(os.environ.get("NPS_MART_ROW_COUNT_TOLERANCE", "0.1")),
         )
         report = gx_validate(url, schema=CANDIDATE_SCHEMA, run_id=run_id, parameters=parameters,
