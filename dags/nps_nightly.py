@@ -18,7 +18,7 @@ as conf `{"interval_start": "2025-01-01", "interval_end": "2025-04-01"}`.
    yesterday's `marts` untouched.
 5. **publish**: the validated candidate replaces the rows of `marts.*` in one transaction (tables
    keep their identity, so BI views on them survive).
-6. **report**: logs the headline summary.
+6. **report**: writes the headline summary to the task log.
 
 dbt_build, validate and publish hold one lock and check that the candidate is this run's own
 build; a run whose candidate another run rebuilt later is skipped (that build holds its data).
@@ -38,6 +38,7 @@ again); a run the scheduler creates on its own meanwhile skips every task. Logic
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -140,7 +141,8 @@ def pipeline() -> None:
         from nps_airflow import stages
 
         text = stages.summary()
-        print(text)
+        # in the task log; `nps run` / `nps demo` print it once at the end, not after every window
+        logging.getLogger("nps_nightly.report").info("summary of the published marts:\n%s", text)
         return text
 
     ready = prepare_warehouse()

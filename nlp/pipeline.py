@@ -113,6 +113,8 @@ class ThemeConfig:
     #: ... except on a warehouse without themes yet: its first this-many days are one batch, enough
     #: comments to find the first themes (a single quiet night is not)
     warm_start_days: int = 30
+    #: a progress bar (stderr) over the nights of a multi-night window
+    progress: bool = True
     #: discovery runs only when the pool (new unassigned + recent noise) has this many comments
     min_discovery_pool: int = 30
     discovery_lookback_days: int = 180
@@ -485,10 +487,16 @@ class ThemeEngine:
         windows = steps(start, end, cfg.step_days, first_end=first_end)
         if len(windows) == 1:
             return self._run_step(conn, start, end, run_id)
+        from tqdm.auto import tqdm
+
         t0 = time.monotonic()
         total: dict[str, Any] = {}
-        for s, e in windows:
+        # a backfilled quarter themes for minutes: nights done / total, and what they found so far
+        bar = tqdm(windows, desc="themes", unit="night", mininterval=2.0, disable=not cfg.progress)
+        for s, e in bar:
             _add_step_stats(total, self._run_step(conn, s, e, run_id))  # each applies the seed, as nights do
+            bar.set_postfix(themes=total.get("themes_active", 0), comments=total.get("new_comments", 0), refresh=False)
+        bar.close()
         total.update(interval_start=start, interval_end=end, steps=len(windows),
                      seconds=round(time.monotonic() - t0, 3))
         log.info("themes run %s [%s, %s) in %d steps: %s", run_id, start, end, len(windows), total)

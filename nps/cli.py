@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     url = _resolve_warehouse()
     _announce_warehouse(url)
     run_windows(start, end, args.by, accept_row_loss=args.accept_row_loss)
-    return 0
+    return cmd_summary(args)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

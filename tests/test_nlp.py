@@ -522,7 +522,7 @@ def test_run_interval_stable_ids_idempotent_cached(conn: Any, engine: Any) -> No
     conn.rollback()
 
 
-def test_a_backfilled_window_is_themed_as_its_nightly_runs(make_database: Any, engine: Any) -> None:
+def test_a_backfilled_window_is_themed_as_its_nightly_runs(make_database: Any, engine: Any, capsys: Any) -> None:
     """run_interval over 45 days == a 30-day warm start + 15 nightly runs, theme for theme."""
     from nlp.pipeline import steps
     from nps import warehouse
@@ -538,6 +538,10 @@ def test_a_backfilled_window_is_themed_as_its_nightly_runs(make_database: Any, e
         if mode == "backfill":
             stats = engine.run_interval(conn, JAN, end, "run")
             assert stats["steps"] == 16 and stats["new_comments"] == len(rows)
+            # minutes of theming in a real backfill: nights done / total and what was found so far
+            progress = capsys.readouterr().err.replace("\r", "\n").splitlines()
+            assert any(line.startswith("themes: 100%") and "16/16" in line and "themes=" in line
+                       for line in progress), progress
         else:
             for s, e in [(JAN, JAN + timedelta(days=30))] + steps(JAN + timedelta(days=30), end, 1):
                 engine.run_interval(conn, s, e, "run")
