@@ -30,7 +30,9 @@ Presets
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -234,6 +236,26 @@ def _qualtrics_comment(names: list[str], score: str, header_rows: list[list[str]
     return after[:1]
 
 
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def _look_alike(column: str, rule: Rule, present: list[str]) -> str:
+    """A hint for a missing column: the source's columns whose names look like it."""
+    wanted = {_norm(column), *(_norm(s) for s in rule.sources)} - {""}
+    by_norm = {_norm(p): p for p in present}
+    same = [p for p in present if _norm(p) in wanted]  # AccountID, Account-Id
+    # a word of the contract name in the source's (account_id: "Account Number"), not just "id"
+    words = {w for w in re.split(r"[^a-z0-9]+", column.lower()) if len(w) >= 4}
+    sharing = [p for p in present if any(w in _norm(p) for w in words)]
+    typos = [by_norm[m] for w in sorted(wanted) for m in difflib.get_close_matches(w, list(by_norm), n=3, cutoff=0.85)]
+    hints = list(dict.fromkeys(same + sharing + typos))[:3]
+    mapping = f"mapping: {{{column}: <source column>}}"
+    if hints:
+        return f"Source columns that look alike: {', '.join(hints)} (map one with {mapping} in sources.yml)."
+    return f"No source column looks alike; the file has: {', '.join(present[:30])}. Map one with {mapping}."
+
+
 def as_null(values: pd.Series, nulls: frozenset[str]) -> pd.Series:
     """`values` with the source's null tokens ("NA", "N/A", "null", "-", ...) as empty strings,
     which every later step reads as "no value"; other values (and non-text ones) unchanged."""
@@ -267,17 +289,19 @@ def apply(part: Part, source: EntitySource, columns: list[str], required: frozen
             continue
         found = [s for s in rule.sources if s in present_set]
         used.update(found)
-        # a tabular source must have the columns its mapping names; a JSON record may omit a key,
-        # but a required field absent from a whole non-empty part is a missing column
+        # a tabular source must have the columns its mapping names; a JSON record may omit a key.
+        # A required field absent from a whole non-empty part is a mapping mistake, not bad rows:
+        # said before any row is validated (else every row would be quarantined as missing_<column>)
         missing = not found and (
             (part.tabular and rule.strict and rule.sources)
-            or (not part.tabular and column in required and n > 0 and not all_rejected)
+            or (column in required and n > 0 and not all_rejected)
         )
         if missing:
             looked = ", ".join(rule.sources) or "(no source column mapped)"
+            kind = "required column" if column in required else "column"
             raise MappingError(
-                f"{source.entity}: required column {column} (source column {looked}) missing in "
-                f"{part.location} [{source.describe()}]; nothing was loaded"
+                f"{source.entity}: {kind} {column} (source column {looked}) missing in "
+                f"{part.location} [{source.describe()}]; nothing was loaded. {_look_alike(column, rule, present)}"
             )
         if not found:
             out[column] = pd.Series("", index=frame.index, dtype=str)
