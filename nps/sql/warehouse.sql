@@ -223,3 +223,5 @@ create index if not exists quarantine_source_idx on raw.quarantine (entity, sour
 alter table raw.load_audit add column if not exists unreadable_files text[];
 alter table raw.load_audit add column if not exists rows_lost integer;
 alter table raw.load_audit add column if not exists row_loss_accepted boolean;
+-- rows that are not answers (Qualtrics previews, tests, unfinished responses; rule excluded in raw.quarantine)
+alter table raw.load_audit add column if not exists rows_excluded integer not null default 0;

@@ -175,6 +175,7 @@ class LoadResult:
     unreadable_files: list[str] = field(default_factory=list)
     rows_lost: int = 0  # rows loaded before from the replaced files / window and not replaced
     row_loss_accepted: bool = False  # rows_lost was over max_row_loss_share and accepted
+    rows_excluded: int = 0  # not answers (previews, tests, unfinished): rows_read counts them too
 
     def as_dict(self) -> dict:
         d = self.__dict__.copy()
@@ -253,7 +254,7 @@ def read_source(source: sources.EntitySource, spec: EntitySpec, start: datetime,
             frame["_source_file"] = part.location
         frames.append(frame)
         extras.extend(c for c in extra if c not in extras)
-    columns = [*data_columns, mappings.EXTRAS, "_source_file", LINE, REJECT, REJECT_DETAIL, RAW]
+    columns = [*data_columns, mappings.EXTRAS, "_source_file", LINE, REJECT, REJECT_DETAIL, RAW, mappings.EXCLUDE]
     if not frames:
         return pd.DataFrame({c: pd.Series([], dtype=str) for c in columns}), extras, batch
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
@@ -439,6 +440,8 @@ class PreparedBatch:
     settings: config.LoadSettings
     #: files no parser could read (their text's start PII-redacted like quarantine payloads)
     unreadable: list[connectors.Unreadable] = field(default_factory=list)
+    #: rows that are not answers (a Qualtrics preview, test or unfinished response), rule `excluded`
+    excluded: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def prepare_batch(entity: str, start: datetime, end: datetime, *, sources_dir: Path | None = None,
@@ -474,6 +477,11 @@ def prepare_batch(entity: str, start: datetime, end: datetime, *, sources_dir: P
         in_window = (when >= pd.Timestamp(start)) & (when < pd.Timestamp(end))
         frame = frame[in_window | when.isna()]
     rows_read = len(frame)
+    # not answers (a preview, a test, unfinished): counted and kept apart from contract breakers
+    not_answers = frame[mappings.EXCLUDE] != ""
+    excluded = frame[not_answers].assign(rule="excluded", detail=frame.loc[not_answers, mappings.EXCLUDE])
+    frame = frame[~not_answers].drop(columns=[mappings.EXCLUDE])
+    excluded = excluded.drop(columns=[mappings.EXCLUDE])
 
     good, quarantined = validate(frame, spec, settings, now)
     good, conflicts, duplicates_dropped = split_duplicates(good, spec, data_columns)
@@ -487,15 +495,18 @@ def prepare_batch(entity: str, start: datetime, end: datetime, *, sources_dir: P
         good[column] = redacted
         # the payload keeps the row as it came, except PII, which never leaves the loader
         # unless the configuration keeps originals
-        if not quarantined.empty and not source.keep_original_comment:
+        if not source.keep_original_comment:
             for col in (column, RAW):
-                quarantined[col] = quarantined[col].map(lambda v: redact_pii(v) if isinstance(v, str) else v)
+                if not quarantined.empty:
+                    quarantined[col] = quarantined[col].map(lambda v: redact_pii(v) if isinstance(v, str) else v)
+                if not excluded.empty:
+                    excluded[col] = excluded[col].map(lambda v: redact_pii(v) if isinstance(v, str) else v)
     unreadable = [replace(u, head=redact_pii(u.head)) if spec.pii_text_columns and not source.keep_original_comment
                   else u for u in batch.unreadable]
     return PreparedBatch(source=source, batch=batch, mode=mode, rows_read=rows_read, good=good,
                          quarantined=quarantined, duplicates_dropped=duplicates_dropped,
                          extra_columns=extra_columns, originals=originals, settings=settings,
-                         unreadable=unreadable)
+                         unreadable=unreadable, excluded=excluded)
 
 
 def _unreadable_message(entity: str, start: datetime, end: datetime, source: sources.EntitySource,
@@ -561,6 +572,7 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
                              source=source)
     source, batch, mode, settings = prepared.source, prepared.batch, prepared.mode, prepared.settings
     good, quarantined, originals = prepared.good, prepared.quarantined, prepared.originals
+    excluded = prepared.excluded
     rows_read, duplicates_dropped, extra_columns = (prepared.rows_read, prepared.duplicates_dropped,
                                                     prepared.extra_columns)
     unreadable = prepared.unreadable
@@ -671,17 +683,19 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
                 (run_id,),
             )
         _quarantine(cur, quarantined, entity, run_id, start, end, data_columns)
+        _quarantine(cur, excluded, entity, run_id, start, end, data_columns)
         if unreadable:
             _quarantine_files(cur, unreadable, entity, run_id, start, end)
         cur.execute(
             "insert into raw.load_audit (run_id, entity, interval_start, interval_end, source_files,"
             " rows_read, rows_loaded, rows_quarantined, duplicates_dropped, rows_replaced, checksum,"
             " source_location, duration_s, connector, load_mode, extra_columns, unreadable_files,"
-            " rows_lost, row_loss_accepted)"
-            " values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            " rows_lost, row_loss_accepted, rows_excluded)"
+            " values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             (run_id, entity, start, end, batch.units, rows_read, rows_loaded, len(quarantined),
              duplicates_dropped, rows_replaced, checksum, batch.location, time.monotonic() - t0,
-             source.connector, mode, extra_columns or None, unreadable_files or None, rows_lost, bool(over)),
+             source.connector, mode, extra_columns or None, unreadable_files or None, rows_lost, bool(over),
+             len(excluded)),
         )
     conn.commit()
 
@@ -692,6 +706,7 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
         extra_columns=extra_columns, duration_s=round(time.monotonic() - t0, 3),
         connector=source.connector, mode=mode, source_location=batch.location,
         unreadable_files=unreadable_files, rows_lost=rows_lost, row_loss_accepted=bool(over),
+        rows_excluded=len(excluded),
     )
     log.info("loaded %s", result.as_dict())
     too_many = None
@@ -738,6 +753,9 @@ def check_sources(start: datetime, end: datetime, entities: list[str] | None = N
             rows_to_quarantine=len(q), duplicates_dropped=prepared.duplicates_dropped,
             quarantine_share=round(share, 4), max_quarantine_share=prepared.settings.max_quarantine_share,
             rules=rules, extra_columns=prepared.extra_columns,
+            rows_to_exclude=len(prepared.excluded),
+            excluded=(prepared.excluded["detail"].str.split(":").str[0].value_counts().to_dict()
+                      if len(prepared.excluded) else {}),
             unreadable_files=[{"file": u.location, "detail": u.detail} for u in unreadable],
         )
         if unreadable and prepared.source.on_unreadable_file == "fail":

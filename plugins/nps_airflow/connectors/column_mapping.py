@@ -236,6 +236,34 @@ def _qualtrics_comment(names: list[str], score: str, header_rows: list[list[str]
     return after[:1]
 
 
+EXCLUDE = "_exclude"  # why a row is not an answer (a preview, a test, unfinished); "" for answers
+# Qualtrics' response types ("Status"; numeric in a values export) that are not respondents' answers
+_QUALTRICS_NOT_ANSWERS = {"survey preview": "a preview", "1": "a preview", "survey test": "a generated test",
+                          "2": "a generated test", "spam": "spam", "8": "spam", "9": "spam (a preview)"}
+
+
+def exclusions(frame: pd.DataFrame, source: EntitySource) -> pd.Series:
+    """Per row of a Qualtrics export, why it is not a respondent's answer, else "": Status a survey
+    preview, a generated test or spam, or Finished false (an unfinished response, unless the
+    source says include_unfinished: true). Such rows are excluded, counted and kept in the
+    quarantine table under rule `excluded`; they never reach an NPS."""
+    reason = pd.Series("", index=frame.index, dtype=object)
+    if "Status" in frame:
+        status = frame["Status"].astype(str).str.strip()
+        kind = status.str.lower().map(_QUALTRICS_NOT_ANSWERS)
+        reason = reason.where(kind.isna(), "Status " + status + ": " + kind.fillna("") + ", not an answer")
+    if "Finished" in frame and not _truthy_option(source.option("include_unfinished", False)):
+        finished = frame["Finished"].astype(str).str.strip().str.lower()
+        unfinished = finished.isin({"false", "0"}) & (reason == "")
+        reason = reason.where(~unfinished, "Finished false: an unfinished response (include_unfinished: true keeps "
+                                           "them)")
+    return reason
+
+
+def _truthy_option(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
@@ -331,6 +359,7 @@ def apply(part: Part, source: EntitySource, columns: list[str], required: frozen
     result[LINE] = frame[LINE] if LINE in frame else range(1, n + 1)
     for column in (REJECT, REJECT_DETAIL, RAW):
         result[column] = frame[column] if column in frame else ""
+    result[EXCLUDE] = exclusions(frame, source) if preset_of(source) is QUALTRICS_CSV else ""
     if "_source_file" in frame:
         result["_source_file"] = frame["_source_file"]
     return result, extras
