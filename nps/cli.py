@@ -172,6 +172,8 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
             print(f"{'':<23}rules: " + ", ".join(f"{k} x{v}" for k, v in row["rules"].items()))
         if row.get("excluded"):
             print(f"{'':<23}excluded, not answers: " + ", ".join(f"{k} x{v}" for k, v in row["excluded"].items()))
+        for warning in row.get("warnings") or []:
+            print(f"{'':<23}WARNING {warning}")
         if row["extra_columns"]:
             print(f"{'':<23}extra columns (kept in extras): {', '.join(row['extra_columns'])}")
     return 0 if all(row.get("ok") for row in report) else 1

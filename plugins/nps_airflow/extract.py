@@ -73,6 +73,10 @@ class EntitySpec:
     pii_text_columns: tuple[str, ...] = ()
 
     @property
+    def timestamp_columns(self) -> frozenset[str]:
+        return frozenset(c for c, kind in self.columns.items() if kind == TIMESTAMP)
+
+    @property
     def null_columns(self) -> frozenset[str]:
         """Where a source's null tokens ("NA", "N/A", "-", ...) mean "no value": typed columns (no
         token is a timestamp or a score) and free text (a comment of "NA" says nothing). Not
@@ -244,16 +248,21 @@ def read_source(source: sources.EntitySource, spec: EntitySpec, start: datetime,
     is written when a mapped column is missing."""
     data_columns = list(spec.columns)
     batch = connectors.build(source).read(start, end, window_column=_window_source_column(source, spec))
-    frames, extras = [], []
+    frames, extras, naive = [], [], []
     for part in _merge_alike(batch.parts):
         try:
-            frame, extra = mappings.apply(part, source, data_columns, spec.required, null_columns=spec.null_columns)
+            frame, extra = mappings.apply(part, source, data_columns, spec.required, null_columns=spec.null_columns,
+                                          timestamp_columns=spec.timestamp_columns)
         except mappings.MappingError as exc:
             raise SourceContractError(str(exc)) from exc
+        naive.extend(frame.attrs.pop("warnings", []))
         if "_source_file" not in frame.columns:
             frame["_source_file"] = part.location
         frames.append(frame)
         extras.extend(c for c in extra if c not in extras)
+    for warning in mappings.naive_timestamps(naive, source):
+        log.warning("%s", warning)
+        batch.warnings.append(warning)
     columns = [*data_columns, mappings.EXTRAS, "_source_file", LINE, REJECT, REJECT_DETAIL, RAW, mappings.EXCLUDE]
     if not frames:
         return pd.DataFrame({c: pd.Series([], dtype=str) for c in columns}), extras, batch
@@ -753,7 +762,7 @@ def check_sources(start: datetime, end: datetime, entities: list[str] | None = N
             rows_to_quarantine=len(q), duplicates_dropped=prepared.duplicates_dropped,
             quarantine_share=round(share, 4), max_quarantine_share=prepared.settings.max_quarantine_share,
             rules=rules, extra_columns=prepared.extra_columns,
-            rows_to_exclude=len(prepared.excluded),
+            rows_to_exclude=len(prepared.excluded), warnings=prepared.batch.warnings,
             excluded=(prepared.excluded["detail"].str.split(":").str[0].value_counts().to_dict()
                       if len(prepared.excluded) else {}),
             unreadable_files=[{"file": u.location, "detail": u.detail} for u in unreadable],

@@ -87,6 +87,8 @@ class Batch:
     files: list[str] | None = None
     #: files that could not be parsed (their rows loaded earlier are kept, not replaced)
     unreadable: list[Unreadable] = field(default_factory=list)
+    #: what the loader had to assume (e.g. a time zone for timestamps without an offset)
+    warnings: list[str] = field(default_factory=list)
 
 
 class Connector(Protocol):

@@ -212,7 +212,7 @@ def _qualtrics(part: Part, overrides: dict[str, Any], source: EntitySource) -> t
                     tz = json.loads(raw).get("timeZone")
                 except (ValueError, AttributeError):
                     tz = None
-    rules["responded_at"] = Rule(sources=["RecordedDate"], transform="timestamp", timezone=tz or "UTC")
+    rules["responded_at"] = Rule(sources=["RecordedDate"], transform="timestamp", timezone=tz)
     return rules, drop
 
 
@@ -264,6 +264,34 @@ def _truthy_option(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+def _naive_warning(values: pd.Series, column: str, source_column: str, source: EntitySource,
+                   part: Part) -> list[dict[str, Any]]:
+    """Timestamps with no offset in a source that declares no time zone (taken as UTC, which is
+    wrong by hours for an export in local time): count and an example, for naive_timestamps()."""
+    text = values.astype(str).str.strip()
+    naive = (text != "") & ~text.str.fullmatch(r"-?\d+(?:\.\d+)?") & ~text.str.contains(
+        r"(?:[+-]\d{2}:?\d{2}|Z)$", regex=True, na=False)
+    if not naive.any():
+        return []
+    return [{"column": source_column, "count": int(naive.sum()), "example": text[naive].iloc[0],
+             "location": part.location}]
+
+
+def naive_timestamps(found: list[dict[str, Any]], source: EntitySource) -> list[str]:
+    """One warning per source column for what _naive_warning found over the parts of a load."""
+    out = []
+    for column in dict.fromkeys(f["column"] for f in found):
+        mine = [f for f in found if f["column"] == column]
+        files = len({f["location"] for f in mine})
+        out.append(
+            f"{source.entity}: {sum(f['count'] for f in mine)} value(s) of {column} ({files} file(s)/part(s), e.g. "
+            f"{mine[0]['example']!r} in {mine[0]['location']}) have no time zone and the source declares none: "
+            f"taken as UTC. If the export is in local time, set timezone: <IANA name, e.g. America/Denver> for "
+            f"{source.entity} in {source.origin or 'the sources configuration'}."
+        )
+    return out
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
@@ -297,10 +325,13 @@ def as_null(values: pd.Series, nulls: frozenset[str]) -> pd.Series:
 
 
 def apply(part: Part, source: EntitySource, columns: list[str], required: frozenset[str], *,
-          null_columns: frozenset[str] = frozenset()) -> tuple[pd.DataFrame, list[str]]:
+          null_columns: frozenset[str] = frozenset(), timestamp_columns: frozenset[str] = frozenset()
+          ) -> tuple[pd.DataFrame, list[str]]:
     """The part as contract columns (+ _extras JSON, _source_line, _reject...), and its extra
     source columns, with the source's null tokens emptied in `null_columns`. Raises MappingError
-    naming the column and the source if one is missing."""
+    naming the column and the source if one is missing. `result.attrs["warnings"]`: timestamps
+    without an offset in `timestamp_columns` of a source that declares no time zone (taken as
+    UTC, said so)."""
     rules, drop = rules_for(source, columns, part)
     nulls = frozenset(v.strip().casefold() for v in getattr(source, "null_values", ())) - {""}
     frame = part.frame
@@ -309,6 +340,7 @@ def apply(part: Part, source: EntitySource, columns: list[str], required: frozen
     n = len(frame)
     out: dict[str, pd.Series] = {}
     used: set[str] = set()
+    warnings: list[str] = []
     all_rejected = REJECT in frame and bool((frame[REJECT] != "").all())
     for column in columns:
         rule = rules[column]
@@ -338,14 +370,20 @@ def apply(part: Part, source: EntitySource, columns: list[str], required: frozen
         values = as_null(frame[found[0]], tokens)
         for other in found[1:]:
             values = values.where(values != "", as_null(frame[other], tokens))
-        if rule.transform == "timestamp":
+        transform = rule.transform
+        if column in timestamp_columns:
+            if rule.timezone or source.option("timezone"):
+                transform = transform or "timestamp"  # a declared zone applies to every timestamp column
+            else:
+                warnings.extend(_naive_warning(values, column, found[0], source, part))
+        if transform == "timestamp":
             parsed = parse_instant(values, rule.timezone or source.option("timezone", "UTC"))
             values = parsed.dt.strftime(_TS_FORMAT).where(parsed.notna(), values)
-        elif rule.transform == "leading_number":
+        elif transform == "leading_number":
             number = values.str.extract(r"^\s*(-?\d+(?:\.\d+)?)(?:\s*-\s.*)?\s*$", expand=False)
             values = number.where(number.notna(), values)  # no number: kept as is, quarantined later
-        elif rule.transform not in (None, ""):
-            raise MappingError(f"{source.describe()}: unknown transform {rule.transform!r} for {column}")
+        elif transform not in (None, ""):
+            raise MappingError(f"{source.describe()}: unknown transform {transform!r} for {column}")
         out[column] = values
     result = pd.DataFrame(out, index=frame.index)
     extras = [c for c in present if c not in used and c not in drop]
@@ -362,4 +400,5 @@ def apply(part: Part, source: EntitySource, columns: list[str], required: frozen
     result[EXCLUDE] = exclusions(frame, source) if preset_of(source) is QUALTRICS_CSV else ""
     if "_source_file" in frame:
         result["_source_file"] = frame["_source_file"]
+    result.attrs["warnings"] = warnings
     return result, extras
