@@ -189,18 +189,6 @@ def test_dag_test_s_once_a_second_wait_message_is_logged_once_per_wait():
                     "No tasks to run. unrunnable tasks: {'report'}", "loaded 12 rows", "loaded 12 rows"]
 
 
-def test_a_historical_window_is_not_failed_for_freshness(pipeline_env):
-    """A one-off import of an old window whose export's last answer came days before the window's
-    end (the small set ends on 2025-09-30; the window on 2025-10-08) used to fail the freshness
-    check, which belongs to the nightly run; it only has to hold responses."""
-    from nps import orchestrate
-
-    outcome = orchestrate.run_window(datetime(2025, 9, 20, tzinfo=UTC), datetime(2025, 10, 8, tzinfo=UTC),
-                                     raise_on_failure=False)
-    assert outcome.state == "success", outcome.failed_tasks
-    assert query(pipeline_env, "select count(*) as n from ops.published_builds")["n"][0] == 1
-
-
 def test_freshness_is_the_nightly_lag_unless_the_window_is_historical(monkeypatch):
     from datetime import timedelta
 
@@ -213,3 +201,31 @@ def test_freshness_is_the_nightly_lag_unless_the_window_is_historical(monkeypatc
     old_day = (datetime(2025, 9, 1, tzinfo=UTC), datetime(2025, 9, 2, tzinfo=UTC))
     assert stages.freshness_lag(*old_day, now=now) == timedelta(days=3)
     assert stages.freshness_lag(None, night[1], now=now) == timedelta(days=3)
+
+
+def test_history_from_2023_loads_and_publishes_even_past_its_last_answer(monkeypatch, make_database,
+                                                                         tmp_path_factory):
+    """Teams backfill years of history: a window in 2023 runs every task (the DAG starts in 2000;
+    a window before its start date fails loudly, see above) and publishes its marts. The export's
+    last answer is on 2023-03-31 and the window ends on 2023-04-08: a one-off import like this used
+    to fail the freshness check, which belongs to the nightly run."""
+    from dataclasses import replace
+    from datetime import date
+
+    from nps import orchestrate
+    from nps.demo.generator import PRESETS, generate
+
+    sources = tmp_path_factory.mktemp("sources_2023")
+    generate(sources, replace(PRESETS["small"], start=date(2023, 1, 1), quarters=1), progress=False)
+    url = make_database("nps_2023")
+    monkeypatch.setenv(warehouse.URL_ENV, url)
+    monkeypatch.setenv("NPS_SOURCES_DIR", str(sources))
+    outcome = orchestrate.run_window(datetime(2023, 3, 1, tzinfo=UTC), datetime(2023, 4, 8, tzinfo=UTC),
+                                     raise_on_failure=False)
+    assert outcome.state == "success", outcome.failed_tasks
+    loaded = query(url, "select min(responded_at) as lo, max(responded_at) as hi, count(*) as n"
+                        " from raw.survey_responses").iloc[0]
+    assert loaded.n > 0
+    assert datetime(2023, 3, 1, tzinfo=UTC) <= loaded.lo <= loaded.hi < datetime(2023, 4, 1, tzinfo=UTC)
+    published = query(url, "select as_of from ops.published_builds")["as_of"].tolist()
+    assert published == [datetime(2023, 4, 8, tzinfo=UTC)]
