@@ -215,7 +215,7 @@ def cmd_themes_fit(args: argparse.Namespace) -> int:
     from nlp.cli import themes_fit
 
     themes_fit(args.input, args.text_column, args.out, model=args.model, encoding=args.encoding,
-               delimiter=args.delimiter, header_rows=args.header_rows)
+               delimiter=args.delimiter, header_rows=args.header_rows, encoding_errors=args.encoding_errors)
     return 0
 
 
@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--model", default=None, help="sentence-transformers model name or path")
     p.add_argument("--encoding", default="utf-8-sig", help="file encoding (default UTF-8, BOM or not)")
+    p.add_argument("--encoding-errors", choices=("skip-row", "replace", "fail"), default=None,
+                   help="bytes not valid in the encoding: skip their rows (counted, their lines listed on stderr), "
+                        "replace them by U+FFFD, or fail; default: skip while at most 1%% of rows, else fail")
     p.add_argument("--delimiter", default=None, help="field delimiter (default: sniffed from , ; tab |)")
     p.add_argument("--header-rows", type=int, default=None,
                    help="rows before the data, header included (default 1; 3 for a Qualtrics export, detected)")

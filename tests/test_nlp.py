@@ -636,3 +636,43 @@ def test_the_nightly_theme_step_takes_its_model_from_the_environment(monkeypatch
     engine = ThemeEngine(theme_config())
     assert engine.config.model == local and engine.embedder.device == "cpu"
     assert engine.embedder.encode(["the export is slow"]).shape == (1, 384)
+
+
+def _cp1252_export_with_stray_bytes(tmp_path: Path, rows: int = 300, stray: tuple[int, ...] = (10, 200)) -> Path:
+    """A cp1252 export in which a few rows carry a byte cp1252 leaves undefined (0x81, 0x9D), as a
+    real French export had cp850 bytes in 10 of 13,954 rows."""
+    lines = ["id;comment"] + [f"{i};Très bien, merci {i}" for i in range(rows)]
+    data = "\n".join(lines).encode("cp1252") + b"\n"
+    out = bytearray()
+    for number, line in enumerate(data.split(b"\n")):
+        out += (line + b" \x81\x9d" if number - 1 in stray else line) + b"\n"
+    path = tmp_path / "export.csv"
+    path.write_bytes(bytes(out[:-1]))
+    return path
+
+
+def test_a_few_stray_bytes_skip_their_rows_and_say_where(tmp_path: Path) -> None:
+    from nlp.cli import read_input
+
+    path = _cp1252_export_with_stray_bytes(tmp_path)
+    said: list[str] = []
+    frame = read_input(path, encoding="cp1252", warn=said.append)
+    assert len(frame) == 298 and "10" not in frame["id"].tolist() and "200" not in frame["id"].tolist()
+    assert frame["comment"][0] == "Très bien, merci 0"
+    assert len(said) == 1 and "skipped 2 row(s)" in said[0] and "line(s) 12, 202" in said[0]
+    assert "it decodes as cp850 or latin-1 (--encoding cp850)" in said[0]  # not the cp1252 already given
+
+    kept = read_input(path, encoding="cp1252", encoding_errors="replace", warn=said.append)
+    assert len(kept) == 300 and kept["comment"][10].endswith("\ufffd\ufffd")
+    with pytest.raises(ValueError, match=r"not valid cp1252 \(byte \d+ on line 12.*--encoding cp850"):
+        read_input(path, encoding="cp1252", encoding_errors="fail")
+
+
+def test_a_file_in_another_encoding_is_not_skipped_row_by_row(tmp_path: Path) -> None:
+    from nlp.cli import read_input
+
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"id,comment\n" + "".join(f"{i},Très bien\n" for i in range(50)).encode("cp1252"))
+    with pytest.raises(ValueError, match=r"50 of 50 rows .* another encoding; it decodes as cp1252"):
+        read_input(path)  # UTF-8 by default
+    assert len(read_input(path, encoding_errors="skip-row", warn=lambda _: None)) == 0  # asked for: done
