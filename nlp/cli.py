@@ -136,12 +136,12 @@ def read_input(
         if not explicit and dirty.mean() > _MAX_SKIPPED_SHARE:
             raise ValueError(
                 f"{path}: {int(dirty.sum())} of {len(frame)} rows hold bytes that are not valid {encoding} "
-                f"(first on line {bad_lines[0]}): the file is in another encoding; {_encoding_hint(data, encoding)}; "
+                f"(first on line {bad_lines[0]}): the file is in another encoding; {hint}; "
                 "or --encoding-errors skip-row / replace to read it anyway"
             )
         frame = frame[~dirty].reset_index(drop=True)
         warn(f"{path}: skipped {int(dirty.sum())} row(s) with bytes that are not valid {encoding}, on line(s) "
-             f"{shown}; {_encoding_hint(data, encoding)}; --encoding-errors replace keeps them")
+             f"{shown}; {hint}; --encoding-errors replace keeps them")
     return frame
 
 

@@ -13,7 +13,7 @@ more fails it before anything is written), `accept_row_loss` (false: true loads 
 anyway; so do `NPS_ACCEPT_ROW_LOSS=1` and load_entity(accept_row_loss=True)), and for file
 sources `on_unreadable_file` (fail | quarantine, default fail); `null_values` (the cell values
 that mean "no value", compared trimmed and case-insensitively: default empty, NA, N/A, null, -;
-`[]` keeps them as text).
+`[]` keeps them as text); `include_unfinished` (false: survey presets exclude unfinished responses).
 
 Cheap to import: only PyYAML, loaded lazily.
 """
@@ -63,6 +63,7 @@ class EntitySource:
     accept_row_loss: bool = False  # true: such a loss is loaded (and audited) instead
     on_unreadable_file: str = "fail"  # fail | quarantine (nps_airflow.connectors.file_drops)
     null_values: tuple[str, ...] = DEFAULT_NULL_VALUES  # read as empty before validation and theming
+    include_unfinished: bool = False  # survey presets: keep unfinished responses as answers
     origin: str = ""  # the config file it came from, for error messages
 
     def option(self, name: str, default: Any = None) -> Any:
@@ -170,6 +171,7 @@ def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Pa
             "accept_row_loss": _truthy(merged.pop("accept_row_loss", False)),
             "on_unreadable_file": str(merged.pop("on_unreadable_file", "fail")).strip().lower(),
             "null_values": _null_values(merged.pop("null_values", DEFAULT_NULL_VALUES), where),
+            "include_unfinished": _truthy(merged.pop("include_unfinished", False)),
         }
         if not 0 <= settings["max_row_loss_share"] <= 1:
             raise SourceConfigError(f"{where}: max_row_loss_share must be a share in [0, 1], "

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from nps_airflow.connectors import LINE, RAW, REJECT, REJECT_DETAIL, Part, parse_instant
+from nps_airflow.connectors import LINE, RAW, REJECT, REJECT_DETAIL, Part, has_offset, is_epoch, parse_instant
 
 if TYPE_CHECKING:
     from nps.sources import EntitySource
@@ -252,7 +252,7 @@ def exclusions(frame: pd.DataFrame, source: EntitySource) -> pd.Series:
         status = frame["Status"].astype(str).str.strip()
         kind = status.str.lower().map(_QUALTRICS_NOT_ANSWERS)
         reason = reason.where(kind.isna(), "Status " + status + ": " + kind.fillna("") + ", not an answer")
-    if "Finished" in frame and not _truthy_option(source.option("include_unfinished", False)):
+    if "Finished" in frame and not source.include_unfinished:
         finished = frame["Finished"].astype(str).str.strip().str.lower()
         unfinished = finished.isin({"false", "0"}) & (reason == "")
         reason = reason.where(~unfinished, "Finished false: an unfinished response (include_unfinished: true keeps "
@@ -260,17 +260,12 @@ def exclusions(frame: pd.DataFrame, source: EntitySource) -> pd.Series:
     return reason
 
 
-def _truthy_option(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
 def _naive_warning(values: pd.Series, column: str, source_column: str, source: EntitySource,
                    part: Part) -> list[dict[str, Any]]:
     """Timestamps with no offset in a source that declares no time zone (taken as UTC, which is
     wrong by hours for an export in local time): count and an example, for naive_timestamps()."""
     text = values.astype(str).str.strip()
-    naive = (text != "") & ~text.str.fullmatch(r"-?\d+(?:\.\d+)?") & ~text.str.contains(
-        r"(?:[+-]\d{2}:?\d{2}|Z)$", regex=True, na=False)
+    naive = (text != "") & ~is_epoch(text) & ~has_offset(text)
     if not naive.any():
         return []
     return [{"column": source_column, "count": int(naive.sum()), "example": text[naive].iloc[0],
@@ -333,7 +328,7 @@ def apply(part: Part, source: EntitySource, columns: list[str], required: frozen
     without an offset in `timestamp_columns` of a source that declares no time zone (taken as
     UTC, said so)."""
     rules, drop = rules_for(source, columns, part)
-    nulls = frozenset(v.strip().casefold() for v in getattr(source, "null_values", ())) - {""}
+    nulls = frozenset(v.strip().casefold() for v in source.null_values) - {""}
     frame = part.frame
     present = [c for c in frame.columns if not str(c).startswith("_")]
     present_set = set(present)
