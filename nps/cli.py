@@ -153,6 +153,7 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
 
 
 def cmd_sources_check(args: argparse.Namespace) -> int:
+    from nps import sources
     from nps_airflow.extract import check_sources
     from nps_airflow.stages import parse_when
 
@@ -162,6 +163,11 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
     for row in [] if args.json else report:
         if "error" in row:
             print(f"{row['entity']:<17} ERROR  {row['error']}")
+            continue
+        if row.get("not_configured"):
+            print(f"{row['entity']:<17} ok    {row['location']} (optional); without it:")
+            for mart, _, effect in sources.source_needs(row["entity"]):
+                print(f"{'':<23}{mart}: {effect}")
             continue
         flag = "ok   " if row["ok"] else "FAIL "
         print(f"{row['entity']:<17} {flag} {row['connector']}/{row['mode']} {row['units']} unit(s) from "

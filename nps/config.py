@@ -24,6 +24,11 @@ ENTITIES: dict[str, str] = {
     "activities": "created_at",
     "usage_daily": "usage_date",
 }
+# A team can start with its survey export alone: CRM and product usage come later. An entity left
+# out of sources.yml is "not configured": its load records that in raw.load_audit and the marts
+# that need it degrade visibly (marts.source_coverage, README "Survey-only teams").
+REQUIRED_ENTITIES: tuple[str, ...] = ("survey_responses",)
+OPTIONAL_ENTITIES: tuple[str, ...] = tuple(e for e in ENTITIES if e not in REQUIRED_ENTITIES)
 
 
 def data_dir() -> Path:

@@ -15,6 +15,9 @@ sources `on_unreadable_file` (fail | quarantine, default fail); `null_values` (t
 that mean "no value", compared trimmed and case-insensitively: default empty, NA, N/A, null, -;
 `[]` keeps them as text); `include_unfinished` (false: survey presets exclude unfinished responses).
 
+Only `survey_responses` is required. CRM (accounts, contacts, activities) and product usage
+(usage_daily) are optional: an entity left out (or given no value) is "not configured".
+
 Cheap to import: only PyYAML, loaded lazily.
 """
 
@@ -87,10 +90,20 @@ class SourcesConfig:
         try:
             return self.entities[name]
         except KeyError:
+            optional = (f"; {name} is optional: leave it out and the marts that need it say so "
+                        "(README 'Survey-only teams')" if name in config.OPTIONAL_ENTITIES else "")
             raise SourceConfigError(
                 f"{self.path}: no source configured for entity {name!r} "
-                f"(configured: {', '.join(sorted(self.entities)) or 'none'})"
+                f"(configured: {', '.join(sorted(self.entities)) or 'none'}){optional}"
             ) from None
+
+    def is_configured(self, name: str) -> bool:
+        return name in self.entities
+
+    @property
+    def not_configured(self) -> list[str]:
+        """The optional entities this configuration leaves out (CRM, product usage)."""
+        return [e for e in config.OPTIONAL_ENTITIES if e not in self.entities]
 
 
 def expand_vars(value: Any, env: dict[str, str]) -> Any:
@@ -152,6 +165,8 @@ def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Pa
     entities: dict[str, EntitySource] = {}
     for name, raw in document["entities"].items():
         where = f"{origin}: entities.{name}"
+        if raw is None and name in config.OPTIONAL_ENTITIES:
+            continue  # `accounts:` with no value: not configured, like leaving it out
         if not isinstance(raw, dict):
             raise SourceConfigError(f"{where} must be a mapping")
         # settings: entity value, else defaults (env vars expanded lazily, only where used)
@@ -204,6 +219,19 @@ def _null_values(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(values, list | tuple) or not all(isinstance(v, str | int | float) for v in values):
         raise SourceConfigError(f"{where}: null_values must be a list of strings, got {value!r}")
     return tuple(str(v) for v in values)
+
+
+SOURCE_NEEDS = config.DBT_PROJECT_DIR / "seeds" / "source_needs.csv"
+
+
+def source_needs(entity: str | None = None) -> list[tuple[str, str, str]]:
+    """(mart, entity, what the mart shows without it) from the dbt seed that is this fact's one
+    home (marts.source_coverage is built from it), optionally for one entity."""
+    import csv
+
+    with SOURCE_NEEDS.open(encoding="utf-8", newline="") as f:
+        rows = [(r["mart"], r["entity"], r["effect_when_missing"]) for r in csv.DictReader(f)]
+    return [r for r in rows if entity is None or r[1] == entity]
 
 
 def _guess_format(path: str) -> str:

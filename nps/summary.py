@@ -41,7 +41,15 @@ RECOVERY_BY_BUCKET = """
     from marts.detractor_recovery
     where period_grain = 'quarter' and segment_type = 'overall'
     group by follow_up_bucket
-    order by array_position(array['within_24h', 'within_48h', 'later', 'never'], follow_up_bucket)
+    order by array_position(array['within_24h', 'within_48h', 'later', 'never', 'no_follow_up_data'],
+                            follow_up_bucket)
+"""
+
+MISSING_SOURCES = """
+    select source_entity, mart, effect
+    from marts.source_coverage
+    where effect is not null
+    order by source_entity, mart
 """
 
 
@@ -67,8 +75,24 @@ def _fetch(conn: PgConnection, sql: str, params: tuple = ()) -> list[tuple]:
         return cur.fetchall()
 
 
+def _missing_sources(conn: PgConnection) -> list[str]:
+    """What the marts cannot show because optional sources are not configured (none: no lines)."""
+    with conn.cursor() as cur:
+        cur.execute("select to_regclass('marts.source_coverage')")
+        if cur.fetchone()[0] is None:
+            return []
+    rows = _fetch(conn, MISSING_SOURCES)
+    if not rows:
+        return []
+    lines = ["", "Not configured: " + ", ".join(dict.fromkeys(e for e, _, _ in rows))
+             + " (sources.yml; marts.source_coverage). Without them:"]
+    lines += [f"  {entity:<11} {mart:<23} {effect}" for entity, mart, effect in rows]
+    return lines
+
+
 def render_summary(conn: PgConnection, *, top_themes: int = 8) -> str:
-    lines = ["", "NPS per quarter (95% margin of error)"]
+    lines = _missing_sources(conn)
+    lines += ["", "NPS per quarter (95% margin of error)"]
     lines.append(f"  {'quarter':<10} {'responses':>9} {'NPS':>7} {'+/-':>6} {'ARR-weighted':>13}")
     for start, n, nps, moe, rw, small in _fetch(conn, NPS_BY_QUARTER):
         q = f"{start.year}-Q{(start.month - 1) // 3 + 1}"
@@ -93,11 +117,11 @@ def render_summary(conn: PgConnection, *, top_themes: int = 8) -> str:
             f"{label} (gone in {q.year}-Q{(q.month - 1) // 3 + 1})" for label, q in resolved))
 
     lines += ["", "Detractor recovery by follow-up (all quarters)"]
-    lines.append(f"  {'bucket':<11} {'detractors':>10} {'next seen':>9} {'recovered':>9} {'rate':>6} "
+    lines.append(f"  {'bucket':<17} {'detractors':>10} {'next seen':>9} {'recovered':>9} {'rate':>6} "
                  f"{'awaiting':>8} {'churned':>7}")
     for bucket, det, nxt, rec, awaiting, lost in _fetch(conn, RECOVERY_BY_BUCKET):
         rate = f"{rec / nxt:.0%}" if nxt else "n/a"
-        lines.append(f"  {bucket:<11} {det:>10} {nxt:>9} {rec:>9} {rate:>6} {awaiting:>8} {lost:>7}")
+        lines.append(f"  {bucket:<17} {det:>10} {nxt:>9} {rec:>9} {rate:>6} {awaiting:>8} {lost:>7}")
 
     queue = _fetch(conn, QUEUE)
     as_of = f" as of {queue[0][0]:%Y-%m-%d %H:%M} UTC" if queue else ""

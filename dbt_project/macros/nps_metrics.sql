@@ -39,7 +39,8 @@
 {% macro usage_band(sessions_per_day) -%}
     {%- set bounds = var('usage_band_boundaries') -%}
     case
-        when coalesce({{ sessions_per_day }}, 0) <= 0 then 'none'
+        when {{ sessions_per_day }} is null then 'unknown'
+        when {{ sessions_per_day }} <= 0 then 'none'
         when {{ sessions_per_day }} < {{ bounds[0] }} then 'low'
         when {{ sessions_per_day }} < {{ bounds[1] }} then 'medium'
         else 'high'

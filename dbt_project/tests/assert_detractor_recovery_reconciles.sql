@@ -1,5 +1,6 @@
 -- Every detractor is counted exactly once per period grain and segment type, and every period and
--- segment with a detractor has all four follow-up buckets.
+-- segment with a detractor has all four follow-up buckets (or, without CRM activities, the one bucket
+-- no_follow_up_data).
 with
 
 detractor_recovery as (
@@ -45,7 +46,8 @@ bucket_counts as (
         period_start,
         segment_type,
         segment_value,
-        count(*) as buckets
+        count(*) as buckets,
+        bool_and(follow_up_bucket = 'no_follow_up_data') as is_without_follow_up_data
     from detractor_recovery
     group by period_grain, period_start, segment_type, segment_value
 
@@ -80,7 +82,7 @@ select
     null as actual_detractors,
     buckets
 from bucket_counts
-where buckets <> 4
+where buckets <> case when is_without_follow_up_data then 1 else 4 end
 union all
 select
     null as period_grain,

@@ -734,6 +734,31 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
     return result
 
 
+NOT_CONFIGURED = "not_configured"  # raw.load_audit.load_mode of an optional entity left out of sources.yml
+
+
+def record_not_configured(conn: PgConnection, entity: str, start: datetime, end: datetime, run_id: str, *,
+                          origin: str) -> dict:
+    """An optional entity (CRM, usage) with no source: nothing is read or changed, and the load
+    audit says so (load_mode not_configured), so the marts that need it can say what is missing.
+    Rows loaded before, when the entity was configured, are kept."""
+    if entity in config.REQUIRED_ENTITIES:
+        raise sources.SourceConfigError(f"{origin}: {entity} must be configured: it is what the marts are about")
+    location = f"not configured in {origin}"
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into raw.load_audit (run_id, entity, interval_start, interval_end, source_files, rows_read,"
+            " rows_loaded, rows_quarantined, duplicates_dropped, rows_replaced, source_location, duration_s,"
+            " connector, load_mode, rows_lost, row_loss_accepted, rows_excluded)"
+            " values (%s, %s, %s, %s, 0, 0, 0, 0, 0, 0, %s, 0, 'none', %s, 0, false, 0)",
+            (run_id, entity, start, end, location, NOT_CONFIGURED),
+        )
+    conn.commit()
+    log.info("%s: not configured (%s): nothing to load; the marts that need it say so", entity, origin)
+    return {"entity": entity, "configured": False, "mode": NOT_CONFIGURED, "source_location": location,
+            "start": start.isoformat(), "end": end.isoformat(), "rows_read": 0, "rows_loaded": 0}
+
+
 def check_sources(start: datetime, end: datetime, entities: list[str] | None = None, *,
                   now: datetime | None = None) -> list[dict]:
     """A dry run of every configured source for the window: what a load would read, load and
@@ -741,8 +766,16 @@ def check_sources(start: datetime, end: datetime, entities: list[str] | None = N
     or the error that would stop it. Writes nothing (ids already loaded from another file or window,
     and rows a re-drop would remove from what was loaded before, are only found by a real load)."""
     report = []
+    try:
+        configured = sources.load()
+    except sources.SourceConfigError as exc:
+        return [{"entity": entity, "ok": False, "error": str(exc)} for entity in entities or list(SPECS)]
     for entity in entities or list(SPECS):
         row: dict = {"entity": entity}
+        if entity in config.OPTIONAL_ENTITIES and not configured.is_configured(entity):
+            row.update(ok=True, not_configured=True, location=f"not configured in {configured.path}")
+            report.append(row)
+            continue
         try:
             prepared = prepare_batch(entity, start, end, now=now)
         except (sources.SourceConfigError, SourceContractError, connectors.SourceUnavailable,

@@ -139,6 +139,7 @@ SEGMENT_TYPES = (
     "account_owner",
 )
 FOLLOW_UP_BUCKETS = ("within_24h", "within_48h", "later", "never")
+NO_FOLLOW_UP_DATA = "no_follow_up_data"  # the one bucket when CRM activities are not configured
 THEME_STATUSES = ("new", "recurring", "resolved", "re-emerged", "absent")
 NPS_CATEGORIES = ("promoter", "passive", "detractor")
 PRIORITY_QUADRANTS = (
@@ -543,7 +544,7 @@ def build_suites() -> dict[str, ExpectationSuite]:
                   *recovery_counts),
         gxe.ExpectColumnValuesToBeInSet(column="period_grain", value_set=list(PERIOD_GRAINS)),
         gxe.ExpectColumnValuesToBeInSet(column="segment_type", value_set=list(SEGMENT_TYPES)),
-        gxe.ExpectColumnValuesToBeInSet(column="follow_up_bucket", value_set=list(FOLLOW_UP_BUCKETS)),
+        gxe.ExpectColumnValuesToBeInSet(column="follow_up_bucket", value_set=[*FOLLOW_UP_BUCKETS, NO_FOLLOW_UP_DATA]),
         gxe.ExpectCompoundColumnsToBeUnique(
             column_list=["period_grain", "period_start", "segment_type", "segment_value", "follow_up_bucket"]
         ),
@@ -580,11 +581,12 @@ def build_suites() -> dict[str, ExpectationSuite]:
             "abs(recovery_rate - recovered::float8 / with_next_response) > 1e-6))",
         ),
         sql(
-            "every period and segment has all four follow_up_buckets",
+            f"every period and segment has all four follow_up_buckets (or only {NO_FOLLOW_UP_DATA})",
             "select period_grain, period_start, segment_type, segment_value, "
             "count(distinct follow_up_bucket) as buckets "
             "from {batch} group by period_grain, period_start, segment_type, segment_value "
-            f"having count(distinct follow_up_bucket) <> {len(FOLLOW_UP_BUCKETS)}",
+            f"having count(distinct follow_up_bucket) <> {len(FOLLOW_UP_BUCKETS)} "
+            f"and array_agg(distinct follow_up_bucket) <> array['{NO_FOLLOW_UP_DATA}']",
         ),
         sql(
             "each segment type counts every detractor of the period once",

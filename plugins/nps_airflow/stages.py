@@ -132,10 +132,15 @@ def extract(entity: str, start: datetime, end: datetime, run_id: str, *, accept_
         RowLossExceeded,
         UnreadableFileError,
         load_entity,
+        record_not_configured,
         with_preset_options,
     )
 
-    source = with_preset_options(sources.load().entity(entity))  # the configuration once, not per day
+    configured = sources.load()  # the configuration once, not per day
+    if entity in config.OPTIONAL_ENTITIES and not configured.is_configured(entity):
+        with warehouse.transaction() as conn:
+            return record_not_configured(conn, entity, start, end, run_id, origin=configured.path)
+    source = with_preset_options(configured.entity(entity))
     pieces = load_windows(source, start, end)
     url = warehouse.resolve_url()
     conn = warehouse.connect(url, application_name=f"nps extract_{entity} {run_id}"[:63])

@@ -1,7 +1,8 @@
 -- One row per detractor response known at as_of: first follow-up (earliest activity before as_of, at or
 -- after the response, that is linked to it or on the same account within follow_up_window_days), its
 -- bucket, whether the 24 h / 48 h follow-up SLAs were met (and whether they can be judged yet), and the
--- recovery outcome in the next survey cycle.
+-- recovery outcome in the next survey cycle. Without CRM activities (not configured) the bucket is
+-- no_follow_up_data and no SLA is judged.
 with
 
 responses as (
@@ -25,6 +26,20 @@ activities as (
 as_of as (
 
     select * from {{ ref('int_as_of_resolved') }}
+
+),
+
+sources_audited as (
+
+    select * from {{ ref('int_sources_audited') }}
+
+),
+
+activities_source as (
+
+    select is_available as is_follow_up_data_available
+    from sources_audited
+    where entity = 'activities'
 
 ),
 
@@ -117,8 +132,10 @@ joined as (
         cycles.has_next_response,
         cycles.next_response_id,
         cycles.next_responded_at,
-        cycles.next_score
+        cycles.next_score,
+        activities_source.is_follow_up_data_available
     from detractors
+    cross join activities_source
     inner join cycles
         on detractors.response_id = cycles.response_id
     left join first_follow_ups
@@ -148,16 +165,20 @@ final as (
         first_follow_up_activity_id,
         first_follow_up_at,
         hours_to_first_follow_up,
-        {{ follow_up_bucket('hours_to_first_follow_up') }} as follow_up_bucket,
+        -- without CRM activities (not configured) no follow-up can be seen: say so, judge no SLA
+        case
+            when not is_follow_up_data_available then 'no_follow_up_data'
+            else {{ follow_up_bucket('hours_to_first_follow_up') }}
+        end as follow_up_bucket,
 
         -- SLAs: met = followed up within the hours; judged = met, or the deadline passed before as_of
         coalesce(hours_to_first_follow_up <= {{ var('follow_up_fast_hours') }}, false) as is_24h_sla_met,
         coalesce(hours_to_first_follow_up <= {{ var('follow_up_slow_hours') }}, false) as is_48h_sla_met,
-        (
+        is_follow_up_data_available and (
             coalesce(hours_to_first_follow_up <= {{ var('follow_up_fast_hours') }}, false)
             or hours_since_response > {{ var('follow_up_fast_hours') }}
         ) as is_24h_sla_judged,
-        (
+        is_follow_up_data_available and (
             coalesce(hours_to_first_follow_up <= {{ var('follow_up_slow_hours') }}, false)
             or hours_since_response > {{ var('follow_up_slow_hours') }}
         ) as is_48h_sla_judged,

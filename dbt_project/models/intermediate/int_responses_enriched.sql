@@ -1,7 +1,7 @@
 -- One row per response known at as_of (responded_at < as_of): NPS category, UTC periods, the account's
 -- attributes as of the response (the version valid at responded_at: the greatest updated_at <=
 -- responded_at, else the earliest), bands, and the account's latest state known at as_of (churned_at,
--- owner).
+-- owner). sessions_per_day (and usage_band) is null when product usage is not available.
 with
 
 responses as (
@@ -28,6 +28,20 @@ as_of as (
 
 ),
 
+sources_audited as (
+
+    select * from {{ ref('int_sources_audited') }}
+
+),
+
+usage_source as (
+
+    select is_available as is_usage_available
+    from sources_audited
+    where entity = 'usage_daily'
+
+),
+
 known_responses as (
 
     select responses.*
@@ -50,17 +64,21 @@ latest_account_versions as (
 usage_before_response as (
 
     -- sessions per day over [response_date - lookback, response_date - 1]; missing days count as 0
+    -- null when product usage is not available at all (not configured): "unknown", not "none"
     select
         known_responses.response_id,
-        coalesce(sum(usage_daily.sessions), 0)::double precision
-        / {{ var('usage_lookback_days') }} as sessions_per_day
+        case
+            when usage_source.is_usage_available
+                then coalesce(sum(usage_daily.sessions), 0)::double precision / {{ var('usage_lookback_days') }}
+        end as sessions_per_day
     from known_responses
+    cross join usage_source
     left join usage_daily
         on
             known_responses.account_id = usage_daily.account_id
             and usage_daily.usage_date >= known_responses.response_date - {{ var('usage_lookback_days') }}
             and usage_daily.usage_date <= known_responses.response_date - 1
-    group by known_responses.response_id
+    group by known_responses.response_id, usage_source.is_usage_available
 
 ),
 

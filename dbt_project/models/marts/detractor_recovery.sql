@@ -26,6 +26,12 @@ segmented_responses as (
 
 ),
 
+sources_audited as (
+
+    select * from {{ ref('int_sources_audited') }}
+
+),
+
 segmented_detractors as (
 
     select
@@ -82,13 +88,18 @@ period_segments as (
 
 follow_up_buckets as (
 
-    select follow_up_bucket
+    -- the four buckets; without CRM activities (not configured) the one bucket no_follow_up_data
+    select buckets.follow_up_bucket
     from (
         values
-        {% for bucket in follow_up_buckets -%}
+        {% for bucket in follow_up_buckets + ['no_follow_up_data'] -%}
             ('{{ bucket }}'){{ "," if not loop.last }}
         {% endfor %}
     ) as buckets (follow_up_bucket)
+    inner join sources_audited
+        on
+            sources_audited.entity = 'activities'
+            and (buckets.follow_up_bucket = 'no_follow_up_data') = not sources_audited.is_available
 
 ),
 

@@ -9,7 +9,8 @@
 
 -- What happened to the account within N days after a response, by the response's NPS category and
 -- segment (as of the response): does NPS predict churn and expansion here? Only responses whose
--- horizon has fully passed by as_of count (a recent response has had no time to churn).
+-- horizon has fully passed by as_of count (a recent response has had no time to churn). Empty when
+-- CRM accounts are not available (not configured).
 
 with
 
@@ -34,6 +35,12 @@ account_versions as (
 as_of as (
 
     select * from {{ ref('int_as_of_resolved') }}
+
+),
+
+sources_audited as (
+
+    select * from {{ ref('int_sources_audited') }}
 
 ),
 
@@ -62,6 +69,10 @@ matured as (
     from responses
     cross join horizons
     cross join as_of
+    -- without CRM accounts (not configured) churn and expansion cannot be seen: no rows, rather
+    -- than a churn rate of 0 (marts.source_coverage says why the mart is empty)
+    inner join sources_audited
+        on sources_audited.entity = 'accounts' and sources_audited.is_available
     where responses.responded_at + make_interval(days => horizons.horizon_days) <= as_of.as_of
 
 ),
