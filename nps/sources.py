@@ -13,7 +13,9 @@ more fails it before anything is written), `accept_row_loss` (false: true loads 
 anyway; so do `NPS_ACCEPT_ROW_LOSS=1` and load_entity(accept_row_loss=True)), and for file
 sources `on_unreadable_file` (fail | quarantine, default fail); `null_values` (the cell values
 that mean "no value", compared trimmed and case-insensitively: default empty, NA, N/A, null, -;
-`[]` keeps them as text); `include_unfinished` (false: survey presets exclude unfinished responses).
+`[]` keeps them as text); `include_unfinished` (false: survey presets exclude unfinished responses);
+`exclude_when` (the source's own marks of rows that are not answers, e.g. a tag "test": a list
+of `{column, values | contains, reason}`; such rows are excluded like Qualtrics previews).
 
 Only `survey_responses` is required. CRM (accounts, contacts, activities) and product usage
 (usage_daily) are optional: an entity left out (or given no value) is "not configured".
@@ -48,6 +50,24 @@ class SourceConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class ExcludeRule:
+    """Rows whose source `column` equals one of `values` or contains one of `contains` (trimmed,
+    any case) are not answers (a team's own test responses, say): excluded, counted, kept apart."""
+
+    column: str
+    values: frozenset[str] = frozenset()
+    contains: tuple[str, ...] = ()
+    reason: str = "excluded by exclude_when"
+
+    def matches(self, value: str) -> str | None:
+        """The value or fragment that matched, else None."""
+        text = value.strip().casefold()
+        if text in self.values:
+            return value.strip()
+        return next((c for c in self.contains if c in text), None)
+
+
+@dataclass(frozen=True)
 class EntitySource:
     """One entity's source: connector kind, its options, the column mapping and load settings."""
 
@@ -67,6 +87,7 @@ class EntitySource:
     on_unreadable_file: str = "fail"  # fail | quarantine (nps_airflow.connectors.file_drops)
     null_values: tuple[str, ...] = DEFAULT_NULL_VALUES  # read as empty before validation and theming
     include_unfinished: bool = False  # survey presets: keep unfinished responses as answers
+    exclude_when: tuple[ExcludeRule, ...] = ()  # the source's own marks of rows that are not answers
     origin: str = ""  # the config file it came from, for error messages
 
     def option(self, name: str, default: Any = None) -> Any:
@@ -187,6 +208,7 @@ def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Pa
             "on_unreadable_file": str(merged.pop("on_unreadable_file", "fail")).strip().lower(),
             "null_values": _null_values(merged.pop("null_values", DEFAULT_NULL_VALUES), where),
             "include_unfinished": _truthy(merged.pop("include_unfinished", False)),
+            "exclude_when": _exclude_rules(merged.pop("exclude_when", None), where),
         }
         if not 0 <= settings["max_row_loss_share"] <= 1:
             raise SourceConfigError(f"{where}: max_row_loss_share must be a share in [0, 1], "
@@ -210,6 +232,40 @@ def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Pa
         entities[name] = EntitySource(entity=name, connector=connector, options=merged, mapping=mapping,
                                       origin=origin, **settings)
     return SourcesConfig(path=origin, entities=entities)
+
+
+def _exclude_rules(value: Any, where: str) -> tuple[ExcludeRule, ...]:
+    """`exclude_when: [{column: tags, contains: [test]}, {column: person_properties.test, values: [true]}]`."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, dict) else value
+    if not isinstance(items, list):
+        raise SourceConfigError(f"{where}: exclude_when must be a list of {{column, values | contains, reason}}")
+    rules = []
+    for i, item in enumerate(items):
+        at = f"{where}: exclude_when[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("column"), str) or not item["column"].strip():
+            raise SourceConfigError(f"{at} needs 'column' (a source column, e.g. tags or person_properties.test)")
+        unknown = set(item) - {"column", "values", "contains", "reason"}
+        if unknown:
+            raise SourceConfigError(f"{at}: unknown key(s) {', '.join(sorted(unknown))}; "
+                                    "known: column, values, contains, reason")
+
+        values, contains = _texts(item, "values", at), _texts(item, "contains", at)
+        if not values and not contains:
+            raise SourceConfigError(f"{at}: give 'values' (whole-value matches) or 'contains' (fragments)")
+        rules.append(ExcludeRule(column=item["column"].strip(), values=frozenset(values), contains=tuple(contains),
+                                 reason=str(item.get("reason") or "excluded by exclude_when")))
+    return tuple(rules)
+
+
+def _texts(item: dict[str, Any], key: str, at: str) -> list[str]:
+    raw = item.get(key) or []
+    raw = [raw] if isinstance(raw, str | int | float | bool) else raw
+    if not isinstance(raw, list) or not all(isinstance(v, str | int | float | bool) for v in raw):
+        raise SourceConfigError(f"{at}: {key} must be a list of values, got {item.get(key)!r}")
+    # YAML reads true / false as booleans; JSON APIs send them as text "true" / "false"
+    return [(str(v).lower() if isinstance(v, bool) else str(v)).strip().casefold() for v in raw]
 
 
 def _null_values(value: Any, where: str) -> tuple[str, ...]:

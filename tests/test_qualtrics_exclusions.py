@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from nps.cli import main
-from tests.test_connectors import _load, _rows, _source
+from tests.test_connectors import _load, _rows, _source, delighted  # noqa: F401 (fixture)
 
 HEADER = ["StartDate", "EndDate", "Status", "Progress", "Finished", "RecordedDate", "ResponseId",
           "ExternalReference", "Q1", "Q1_NPS_GROUP", "Q2", "account_id"]
@@ -65,3 +65,51 @@ def test_sources_check_reports_the_excluded_rows(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "read 3, would load 1, quarantine 0" in out
     assert "excluded, not answers: Status Survey Preview x1, Finished false x1" in out
+
+
+# Delighted's survey_responses API marks no test or "special" responses (its fields: id, person,
+# survey_type, score, comment, permalink, created_at, updated_at, person_properties, notes, tags,
+# additional_answers). Teams mark them themselves, with a tag or a person property: `exclude_when`
+# excludes those rows like Qualtrics previews (counted, rule excluded, never answers).
+def test_exclude_when_excludes_a_teams_own_test_marks_from_delighted(db_conn, delighted, monkeypatch):  # noqa: F811
+    from tests.test_connectors import _delighted_record
+
+    monkeypatch.setenv("DELIGHTED_API_KEY", "sekret")
+    delighted.records = [_delighted_record(n, f"2025-01-{n + 1:02d}T10:00:00+00:00") for n in range(6)]
+    delighted.records[2]["tags"] = ["Test"]
+    delighted.records[3]["person_properties"]["internal_test"] = True
+    src = _source("survey_responses", connector="http", url=delighted.url, mapping="delighted_json",
+                  backoff_seconds=0.01, exclude_when=[
+                      {"column": "tags", "contains": ["test"], "reason": "tagged test in Delighted"},
+                      {"column": "person_properties.internal_test", "values": [True]}])
+    result = _load(db_conn, src)
+    assert (result.rows_read, result.rows_loaded, result.rows_excluded) == (6, 4, 2)
+    kept = _rows(db_conn, "select payload->>'response_id', rule, detail from raw.quarantine order by 1")
+    assert kept == [("1002", "excluded", "tags test: tagged test in Delighted"),
+                    ("1003", "excluded", "person_properties.internal_test true: excluded by exclude_when")]
+    assert sorted(r[0] for r in _rows(db_conn, "select response_id from raw.survey_responses")) == [
+        "1000", "1001", "1004", "1005"]
+
+
+def test_exclude_when_a_column_the_export_lacks_is_an_error_before_any_row(db_conn, tmp_path):
+    import pytest
+
+    from nps_airflow.extract import SourceContractError
+
+    path = _export(tmp_path, _answer("R_1", "9"))
+    src = _source("survey_responses", path=path, mapping="qualtrics_csv",
+                  exclude_when=[{"column": "IsTest", "values": ["yes"]}])
+    with pytest.raises(SourceContractError, match="exclude_when column.*IsTest.*missing"):
+        _load(db_conn, src)
+    assert _rows(db_conn, "select count(*) from raw.load_audit") == [(0,)]
+
+
+def test_exclude_when_is_checked_when_the_configuration_is_read():
+    import pytest
+
+    from nps import sources
+
+    for bad, message in (([{"values": ["x"]}], "needs 'column'"), ([{"column": "tags"}], "give 'values'"),
+                         ([{"column": "tags", "value": "x"}], "unknown key")):
+        with pytest.raises(sources.SourceConfigError, match=message):
+            sources.parse({"entities": {"survey_responses": {"path": "x.csv", "exclude_when": bad}}}, origin="t")

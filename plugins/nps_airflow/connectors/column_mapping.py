@@ -243,11 +243,14 @@ _QUALTRICS_NOT_ANSWERS = {"survey preview": "a preview", "1": "a preview", "surv
 
 
 def exclusions(frame: pd.DataFrame, source: EntitySource) -> pd.Series:
-    """Per row of a Qualtrics export, why it is not a respondent's answer, else "": Status a survey
+    """Per row, why it is not a respondent's answer, else "": in a Qualtrics export Status a survey
     preview, a generated test or spam, or Finished false (an unfinished response, unless the
-    source says include_unfinished: true). Such rows are excluded, counted and kept in the
-    quarantine table under rule `excluded`; they never reach an NPS."""
+    source says include_unfinished: true); in any source, a match of its `exclude_when` rules.
+    Such rows are excluded, counted and kept in the quarantine table under rule `excluded`; they
+    never reach an NPS."""
     reason = pd.Series("", index=frame.index, dtype=object)
+    if preset_of(source) is not QUALTRICS_CSV:
+        return _excluded_by_rules(frame, source, reason)
     if "Status" in frame:
         status = frame["Status"].astype(str).str.strip()
         kind = status.str.lower().map(_QUALTRICS_NOT_ANSWERS)
@@ -257,6 +260,19 @@ def exclusions(frame: pd.DataFrame, source: EntitySource) -> pd.Series:
         unfinished = finished.isin({"false", "0"}) & (reason == "")
         reason = reason.where(~unfinished, "Finished false: an unfinished response (include_unfinished: true keeps "
                                            "them)")
+    return _excluded_by_rules(frame, source, reason)
+
+
+def _excluded_by_rules(frame: pd.DataFrame, source: EntitySource, reason: pd.Series) -> pd.Series:
+    """The source's own `exclude_when` rules (e.g. Delighted responses a team tagged "test": the API
+    itself marks none), for rows no earlier reason excluded. A rule's column missing from a
+    tabular part is a configuration mistake; a JSON record may simply not have the key."""
+    for rule in source.exclude_when:
+        if rule.column not in frame:
+            continue
+        hit = frame[rule.column].astype(str).map(rule.matches)
+        new = hit.notna() & (reason == "")
+        reason = reason.where(~new, rule.column + " " + hit.fillna("").astype(str) + ": " + rule.reason)
     return reason
 
 
@@ -392,7 +408,12 @@ def apply(part: Part, source: EntitySource, columns: list[str], required: frozen
     result[LINE] = frame[LINE] if LINE in frame else range(1, n + 1)
     for column in (REJECT, REJECT_DETAIL, RAW):
         result[column] = frame[column] if column in frame else ""
-    result[EXCLUDE] = exclusions(frame, source) if preset_of(source) is QUALTRICS_CSV else ""
+    missing_rules = [r.column for r in source.exclude_when if r.column not in frame] if part.tabular and n else []
+    if missing_rules:
+        raise MappingError(f"{source.entity}: exclude_when column(s) {', '.join(missing_rules)} missing in "
+                           f"{part.location} [{source.describe()}]; nothing was loaded. "
+                           f"{_look_alike(missing_rules[0], Rule(sources=missing_rules[:1]), present)}")
+    result[EXCLUDE] = exclusions(frame, source) if preset_of(source) is QUALTRICS_CSV or source.exclude_when else ""
     if "_source_file" in frame:
         result["_source_file"] = frame["_source_file"]
     result.attrs["warnings"] = warnings
