@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from nps import config
+from nps import config, contracts
 
 SCHEDULE = config.schedule()
 DEFAULT_ARGS = {
@@ -146,7 +146,7 @@ def pipeline() -> None:
         return text
 
     ready = prepare_warehouse()
-    loads = [extract.override(task_id=f"extract_{entity}")(entity) for entity in config.ENTITIES]
+    loads = [extract.override(task_id=f"extract_{entity}")(entity) for entity in contracts.ENTITIES]
     ready >> loads
     loads >> themes() >> dbt_build() >> validate() >> publish() >> report()
 

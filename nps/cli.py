@@ -11,7 +11,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from nps import config, warehouse
+from nps import config, contracts, warehouse
 from nps.stack import StackError
 
 
@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = src_sub.add_parser("check", help="dry run: what a load of the window would read, load and quarantine")
     p.add_argument("--start", required=True, help="window start, YYYY-MM-DD[THH:MM] (UTC)")
     p.add_argument("--end", required=True, help="window end (exclusive)")
-    p.add_argument("--entity", action="append", choices=list(config.ENTITIES),
+    p.add_argument("--entity", action="append", choices=list(contracts.ENTITIES),
                    help="only this entity (repeatable; default: all)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_sources_check)

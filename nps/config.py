@@ -10,25 +10,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from nps import contracts
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 DAGS_DIR = PROJECT_ROOT / "dags"
 PLUGINS_DIR = PROJECT_ROOT / "plugins"
 
-# Source entities and the column each one is windowed on (docs/contracts.md section 1).
-ENTITIES: dict[str, str] = {
-    "survey_responses": "responded_at",
-    "accounts": "updated_at",
-    "contacts": "updated_at",
-    "activities": "created_at",
-    "usage_daily": "usage_date",
-}
-# A team can start with its survey export alone: CRM and product usage come later. An entity left
-# out of sources.yml is "not configured": its load records that in raw.load_audit and the marts
-# that need it degrade visibly (marts.source_coverage, README "Survey-only teams").
-REQUIRED_ENTITIES: tuple[str, ...] = ("survey_responses",)
-OPTIONAL_ENTITIES: tuple[str, ...] = tuple(e for e in ENTITIES if e not in REQUIRED_ENTITIES)
 
 
 def data_dir() -> Path:
@@ -106,16 +95,16 @@ def _float_env(name: str, default: float) -> float:
 
 @dataclass(frozen=True)
 class LoadSettings:
-    """How the loader treats contract-breaking rows."""
+    """How the loader treats contract-breaking rows (defaults: nps.contracts)."""
 
     # A batch fails when more than this share of its rows is quarantined.
     max_quarantine_share: float = field(
-        default_factory=lambda: _float_env("NPS_MAX_QUARANTINE_SHARE", 0.05)
+        default_factory=lambda: _float_env("NPS_MAX_QUARANTINE_SHARE", contracts.MAX_QUARANTINE_SHARE)
     )
     # Comments longer than this are quarantined rather than loaded.
-    max_comment_chars: int = 5000
+    max_comment_chars: int = contracts.MAX_COMMENT_CHARS
     # Rows dated later than now + this many hours are quarantined as 'future date'.
-    future_tolerance_hours: float = 24.0
+    future_tolerance_hours: float = contracts.FUTURE_TOLERANCE_HOURS
 
 
 def accept_row_loss() -> bool:

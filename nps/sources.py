@@ -6,12 +6,13 @@ and how source columns map onto the contract columns of docs/contracts.md. `${VA
 `${VAR:-default}` are replaced from the environment; secrets never belong in the file (HTTP auth
 comes from an env var or an Airflow connection, SQL URLs from an env var or a connection).
 
-Load settings (per entity, or under `defaults:`): `max_quarantine_share` (0.05), `max_comment_chars`
-(5000), `future_tolerance_hours` (24), `keep_original_comment` (false), `max_row_loss_share`
-(0.05: the share of the rows loaded before from a replaced file / window a load may remove;
-more fails it before anything is written), `accept_row_loss` (false: true loads such a loss
-anyway; so do `NPS_ACCEPT_ROW_LOSS=1` and load_entity(accept_row_loss=True)), and for file
-sources `on_unreadable_file` (fail | quarantine, default fail); `null_values` (the cell values
+Load settings (per entity, or under `defaults:`; defaults from `nps.contracts`): `max_quarantine_share`,
+`max_comment_chars`, `future_tolerance_hours` (the contract's is also the most a source may set: the
+validation gate applies it), `keep_original_comment` (false), `max_row_loss_share` (the share of
+the rows loaded before from a replaced file / window a load may remove; more fails it before
+anything is written), `accept_row_loss` (false: true loads such a loss anyway; so do
+`NPS_ACCEPT_ROW_LOSS=1` and load_entity(accept_row_loss=True)), and for file sources
+`on_unreadable_file` (fail | quarantine, default fail); `null_values` (the cell values
 that mean "no value", compared trimmed and case-insensitively: default empty, NA, N/A, null, -;
 `[]` keeps them as text); `include_unfinished` (false: survey presets exclude unfinished responses);
 `exclude_when` (the source's own marks of rows that are not answers, e.g. a tag "test": a list
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nps import config
+from nps import config, contracts
 
 CONFIG_ENV = "NPS_SOURCES_CONFIG"
 DEFAULT_CONFIG = config.PROJECT_ROOT / "sources.yml"
@@ -76,13 +77,13 @@ class EntitySource:
     options: dict[str, Any]
     # contract column -> spec (str source column | list of candidates | dict) ; or a preset name
     mapping: str | dict[str, Any] = "contract"
-    max_quarantine_share: float = 0.05
-    max_comment_chars: int = 5000
-    future_tolerance_hours: float = 24.0
+    max_quarantine_share: float = contracts.MAX_QUARANTINE_SHARE
+    max_comment_chars: int = contracts.MAX_COMMENT_CHARS
+    future_tolerance_hours: float = contracts.FUTURE_TOLERANCE_HOURS
     keep_original_comment: bool = False
     # a load that would remove more than this share of the rows loaded before from a file it
     # replaces (partition mode) or from its window (window mode) fails, writing nothing
-    max_row_loss_share: float = 0.05
+    max_row_loss_share: float = contracts.MAX_ROW_LOSS_SHARE
     accept_row_loss: bool = False  # true: such a loss is loaded (and audited) instead
     on_unreadable_file: str = "fail"  # fail | quarantine (nps_airflow.connectors.file_drops)
     null_values: tuple[str, ...] = DEFAULT_NULL_VALUES  # read as empty before validation and theming
@@ -112,7 +113,7 @@ class SourcesConfig:
             return self.entities[name]
         except KeyError:
             optional = (f"; {name} is optional: leave it out and the marts that need it say so "
-                        "(README 'Survey-only teams')" if name in config.OPTIONAL_ENTITIES else "")
+                        "(README 'Survey-only teams')" if name in contracts.OPTIONAL_ENTITIES else "")
             raise SourceConfigError(
                 f"{self.path}: no source configured for entity {name!r} "
                 f"(configured: {', '.join(sorted(self.entities)) or 'none'}){optional}"
@@ -124,7 +125,7 @@ class SourcesConfig:
     @property
     def not_configured(self) -> list[str]:
         """The optional entities this configuration leaves out (CRM, product usage)."""
-        return [e for e in config.OPTIONAL_ENTITIES if e not in self.entities]
+        return [e for e in contracts.OPTIONAL_ENTITIES if e not in self.entities]
 
 
 def expand_vars(value: Any, env: dict[str, str]) -> Any:
@@ -177,16 +178,16 @@ def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Pa
     defaults = document.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise SourceConfigError(f"{origin}: 'defaults' must be a mapping")
-    unknown = set(document["entities"]) - set(config.ENTITIES)
+    unknown = set(document["entities"]) - set(contracts.ENTITIES)
     if unknown:
         raise SourceConfigError(
             f"{origin}: unknown entit(y/ies) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(config.ENTITIES)}"
+            f"known: {', '.join(contracts.ENTITIES)}"
         )
     entities: dict[str, EntitySource] = {}
     for name, raw in document["entities"].items():
         where = f"{origin}: entities.{name}"
-        if raw is None and name in config.OPTIONAL_ENTITIES:
+        if raw is None and name in contracts.OPTIONAL_ENTITIES:
             continue  # `accounts:` with no value: not configured, like leaving it out
         if not isinstance(raw, dict):
             raise SourceConfigError(f"{where} must be a mapping")
@@ -198,12 +199,15 @@ def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Pa
             raise SourceConfigError(f"{where}: connector must be one of {', '.join(CONNECTORS)}, got {connector!r}")
         mapping = merged.pop("mapping", "contract")
         settings = {
-            "max_quarantine_share": _number(merged.pop("max_quarantine_share", 0.05), "max_quarantine_share", where),
-            "max_comment_chars": int(_number(merged.pop("max_comment_chars", 5000), "max_comment_chars", where)),
-            "future_tolerance_hours": _number(merged.pop("future_tolerance_hours", 24), "future_tolerance_hours",
-                                              where),
+            "max_quarantine_share": _number(merged.pop("max_quarantine_share", contracts.MAX_QUARANTINE_SHARE),
+                                            "max_quarantine_share", where),
+            "max_comment_chars": int(_number(merged.pop("max_comment_chars", contracts.MAX_COMMENT_CHARS),
+                                             "max_comment_chars", where)),
+            "future_tolerance_hours": _number(merged.pop("future_tolerance_hours", contracts.FUTURE_TOLERANCE_HOURS),
+                                              "future_tolerance_hours", where),
             "keep_original_comment": _truthy(merged.pop("keep_original_comment", False)),
-            "max_row_loss_share": _number(merged.pop("max_row_loss_share", 0.05), "max_row_loss_share", where),
+            "max_row_loss_share": _number(merged.pop("max_row_loss_share", contracts.MAX_ROW_LOSS_SHARE),
+                                          "max_row_loss_share", where),
             "accept_row_loss": _truthy(merged.pop("accept_row_loss", False)),
             "on_unreadable_file": str(merged.pop("on_unreadable_file", "fail")).strip().lower(),
             "null_values": _null_values(merged.pop("null_values", DEFAULT_NULL_VALUES), where),
@@ -213,6 +217,12 @@ def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Pa
         if not 0 <= settings["max_row_loss_share"] <= 1:
             raise SourceConfigError(f"{where}: max_row_loss_share must be a share in [0, 1], "
                                     f"got {settings['max_row_loss_share']!r}")
+        if not 0 <= settings["future_tolerance_hours"] <= contracts.FUTURE_TOLERANCE_HOURS:
+            # the validation gate fails raw rows beyond the contract's tolerance: a larger one here
+            # would load rows that then fail the night
+            raise SourceConfigError(
+                f"{where}: future_tolerance_hours must be in [0, {contracts.FUTURE_TOLERANCE_HOURS:g}] (the "
+                f"contract's tolerance, which the validation gate also applies), got {settings['future_tolerance_hours']!r}")
         if settings["on_unreadable_file"] not in ON_UNREADABLE_FILE:
             raise SourceConfigError(f"{where}: on_unreadable_file must be one of {', '.join(ON_UNREADABLE_FILE)}, "
                                     f"got {settings['on_unreadable_file']!r}")

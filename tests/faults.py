@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_steps(steps: list[list[str]]) -> None:
-    from nps import config
+    from nps import contracts
     from nps_airflow import stages
 
     when = stages.parse_when
@@ -41,7 +41,7 @@ def run_steps(steps: list[list[str]]) -> None:
             stages.prepare_warehouse()
         elif name == "extract_all":
             start, end, run_id = args
-            for entity in config.ENTITIES:
+            for entity in contracts.ENTITIES:
                 stages.extract(entity, when(start), when(end), run_id)
         elif name == "extract":
             entity, start, end, run_id = args

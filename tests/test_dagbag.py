@@ -3,7 +3,7 @@
 from airflow.dag_processing.dagbag import DagBag
 
 from nps import config
-from nps.config import ENTITIES
+from nps.contracts import ENTITIES
 
 
 def _dag():

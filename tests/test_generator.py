@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nps.demo.generator import ENTITY_COLUMNS, INTERVAL_COLUMN, PRESETS, generate
+from nps.contracts import ENTITIES, SPECS
+from nps.demo.generator import PRESETS, generate
 
 CFG = PRESETS["small"]
-ENTITIES = list(ENTITY_COLUMNS)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_deterministic(out: Path, tmp_path: Path) -> None:
 
 def test_layout_and_columns(out: Path, manifest: dict) -> None:
     days = [(CFG.start + timedelta(days=i)).isoformat() for i in range((CFG.end - CFG.start).days)]
-    for entity, columns in ENTITY_COLUMNS.items():
+    for entity, columns in ((e, list(s.columns)) for e, s in SPECS.items()):
         files = sorted(p.name for p in (out / entity).glob("*.csv"))
         assert files == [f"{entity}_{d}.csv" for d in days], entity
         for name in files:
@@ -79,7 +79,7 @@ def test_layout_and_columns(out: Path, manifest: dict) -> None:
 
 def test_rows_fall_on_their_file_date(data: dict[str, pd.DataFrame], manifest: dict) -> None:
     end = pd.Timestamp(CFG.end, tz="UTC")
-    for entity, column in INTERVAL_COLUMN.items():
+    for entity, column in ((e, s.interval_column) for e, s in SPECS.items()):
         df = data[entity]
         assert len(df) == manifest["counts"][entity] > 0, entity
         if entity == "usage_daily":

@@ -15,7 +15,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from nps import config, sources, warehouse
+from nps import config, contracts, sources, warehouse
 from nps.cli import main
 from tests.conftest import query
 
@@ -105,7 +105,7 @@ def test_sources_check_passes_and_says_what_is_not_configured(survey_only) -> No
     _, answers, out, _ = survey_only
     assert f"read {len(answers) + 2}, would load {len(answers)}, quarantine 0" in out
     assert "excluded, not answers: Status 1 x1, Finished false x1" in out
-    for entity in config.OPTIONAL_ENTITIES:
+    for entity in contracts.OPTIONAL_ENTITIES:
         assert re.search(rf"^{entity}\s+ok\s+not configured in .*my-sources.yml \(optional\)", out, re.M), out
     assert "nps_outcomes: empty: churn and expansion" in out
 
@@ -114,7 +114,7 @@ def test_the_load_audit_records_the_entities_as_not_configured(survey_only) -> N
     url, answers, _, _ = survey_only
     audit = query(url, "select entity, load_mode, connector, rows_read, rows_loaded, rows_excluded from raw.load_audit")
     not_configured = audit[audit["load_mode"] == "not_configured"]
-    assert sorted(not_configured["entity"]) == sorted(config.OPTIONAL_ENTITIES)
+    assert sorted(not_configured["entity"]) == sorted(contracts.OPTIONAL_ENTITIES)
     assert set(not_configured["connector"]) == {"none"} and not_configured["rows_read"].sum() == 0
     survey = audit[audit["entity"] == "survey_responses"].iloc[0]
     assert (survey.rows_loaded, survey.rows_excluded) == (len(answers), 2)

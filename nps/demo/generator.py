@@ -29,6 +29,18 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from nps.contracts import (
+    ACTIVITY_TYPES,
+    DETRACTOR_MAX_SCORE,
+    ENTITIES,
+    FOLLOW_UP_BUCKETS,
+    PASSIVE_MIN_SCORE,
+    PROMOTER_MIN_SCORE,
+    SCORE_MAX,
+    SCORE_MIN,
+    SPECS,
+    SURVEY_TYPES,
+)
 from nps.demo.comments import (
     DETRACTOR,
     EMERGING_THEME,
@@ -40,25 +52,9 @@ from nps.demo.comments import (
     active_quarters,
 )
 
-ENTITY_COLUMNS: dict[str, list[str]] = {
-    "survey_responses": ["response_id", "survey_id", "survey_type", "trigger_event", "account_id",
-                         "contact_id", "channel", "sent_at", "responded_at", "score", "comment",
-                         "language"],
-    "accounts": ["account_id", "name", "industry", "region", "employee_band", "plan", "arr", "currency",
-                 "customer_since", "owner", "churned_at", "updated_at"],
-    "contacts": ["contact_id", "account_id", "email", "full_name", "role", "created_at", "updated_at"],
-    "activities": ["activity_id", "account_id", "contact_id", "response_id", "activity_type",
-                   "created_at", "outcome"],
-    "usage_daily": ["account_id", "usage_date", "active_users", "sessions", "core_events"],
-}
-INTERVAL_COLUMN: dict[str, str] = {
-    "survey_responses": "responded_at",
-    "accounts": "updated_at",
-    "contacts": "updated_at",
-    "activities": "created_at",
-    "usage_daily": "usage_date",
-}
-ENTITIES: tuple[str, ...] = tuple(ENTITY_COLUMNS)
+# the columns of each entity's file drop, in the contract's order
+ENTITY_COLUMNS: dict[str, list[str]] = {name: list(spec.columns) for name, spec in SPECS.items()}
+RELATIONAL, TRANSACTIONAL = SURVEY_TYPES
 
 DAY = 86_400
 HOUR = 3_600
@@ -527,7 +523,7 @@ class _Sim:
                 if not exists(c, sent) or r.random() >= p:
                     continue
                 ch = str(r.choice(["email", "in_app", "web"], p=[0.75, 0.15, 0.10]))
-                add(c, a, f"NPS-REL-{label}", "relational", "quarterly", ch, sent, sent + delay(ch))
+                add(c, a, f"NPS-REL-{label}", RELATIONAL, "quarterly", ch, sent, sent + delay(ch))
         # Renewal: decision maker, 30 days before the anniversary of customer_since.
         for a in range(self.n):
             since = cfg.start + timedelta(days=int(self.since_day[a]))
@@ -539,7 +535,7 @@ class _Sim:
                 c = cs[0]
                 if exists(c, sent) and r.random() < 0.5:
                     sd = datetime.fromtimestamp(sent, UTC)
-                    add(c, a, f"NPS-REN-{sd:%Y-%m}", "relational", "renewal", "email", sent,
+                    add(c, a, f"NPS-REN-{sd:%Y-%m}", RELATIONAL, "renewal", "email", sent,
                         sent + delay("email"))
         # Onboarding: contacts created during the range, ~3-5 weeks after creation.
         for c in np.flatnonzero(self.c_created >= self.start_ts):
@@ -548,7 +544,7 @@ class _Sim:
             if exists(c, sent) and r.random() < 0.6:
                 ch = "email" if r.random() < 0.6 else "in_app"
                 sd = datetime.fromtimestamp(sent, UTC)
-                add(c, int(self.c_acc[c]), f"NPS-ONB-{sd:%Y-%m}", "transactional", "onboarding", ch, sent,
+                add(c, int(self.c_acc[c]), f"NPS-ONB-{sd:%Y-%m}", TRANSACTIONAL, "onboarding", ch, sent,
                     sent + delay(ch))
 
         remaining = max(0, cfg.responses_target - len(cols["c"]))
@@ -568,7 +564,7 @@ class _Sim:
                 c = int(c)
                 sent = rel + int(r.integers(HOUR, 7 * DAY))
                 ch = "in_app" if r.random() < 0.85 else "email"
-                add(c, int(self.c_acc[c]), f"NPS-FR-{rd:%Y-%m-%d}", "transactional", "feature_release", ch,
+                add(c, int(self.c_acc[c]), f"NPS-FR-{rd:%Y-%m-%d}", TRANSACTIONAL, "feature_release", ch,
                     sent, sent + delay(ch))
         # Support tickets closed: bigger and unhappier accounts open more tickets.
         n_sup = remaining - n_fr
@@ -584,7 +580,7 @@ class _Sim:
                 ch = "email" if r.random() < 0.65 else "web"
                 c = cs[int(r.integers(len(cs)))] if cs else -1
                 sd = datetime.fromtimestamp(sent, UTC)
-                add(c, a, f"NPS-TKT-{sd:%Y-%m}", "transactional", "support_ticket_closed", ch, sent,
+                add(c, a, f"NPS-TKT-{sd:%Y-%m}", TRANSACTIONAL, "support_ticket_closed", ch, sent,
                     sent + delay(ch))
 
         df = pd.DataFrame(cols)
@@ -640,17 +636,17 @@ class _Sim:
             same = prev_resp >= 0 and respondent[prev_resp] == respondent[i]
             eps = 0.5 * prev_eps + 0.87 * eps_new[i] if same else eps_new[i]
             latent = base[i] + 1.55 * eps
-            if same and score[prev_resp] <= 6:
+            if same and score[prev_resp] <= DETRACTOR_MAX_SCORE:
                 if 0 <= fu_ts[prev_resp] < ts[i]:
                     latent += boost[fu_bucket[prev_resp]]
                 else:
                     latent -= 0.3
-            s = int(np.clip(np.rint(latent), 0, 10))
+            s = int(np.clip(np.rint(latent), SCORE_MIN, SCORE_MAX))
             if u_out[i] < 0.015:
                 s = int(u_out[i] / 0.015 * 4)  # furious 0-3 outliers
             score[i] = s
             # CSM follow-up policy
-            if s <= 6:
+            if s <= DETRACTOR_MAX_SCORE:
                 p = np.array([0.40, 0.20, 0.16, 0.24])
                 if arr[i] >= 50_000:
                     p = np.array([0.50, 0.20, 0.12, 0.18])
@@ -659,7 +655,7 @@ class _Sim:
                 owner_slow = self._owner_at(int(a[i]), int(ts[i])) == SLOW_OWNER
                 if owner_slow:
                     p = np.array([0.25, 0.22, 0.25, 0.28])
-                bucket = ("within_24h", "within_48h", "later", "never")[
+                bucket = FOLLOW_UP_BUCKETS[
                     min(3, int(np.searchsorted(np.cumsum(p), u_fu[i])))]
                 if bucket != "never":
                     lo, hi = {"within_24h": (0.3 * HOUR, 23.5 * HOUR),
@@ -700,7 +696,8 @@ class _Sim:
         langs = []
         for row in df.itertuples(index=False):
             lang = str(self.c_lang[row.c]) if row.c >= 0 else "en"
-            cat = PROMOTER if row.score >= 9 else PASSIVE if row.score >= 7 else DETRACTOR
+            cat = (PROMOTER if row.score >= PROMOTER_MIN_SCORE else PASSIVE if row.score >= PASSIVE_MIN_SCORE
+                   else DETRACTOR)
             ctx = {"plan": PLANS[row.plan], "trigger_event": row.trigger, "channel": row.channel,
                    "employee_band": EMPLOYEE_BANDS[self.band[row.a]], "tenure_days": row.tenure,
                    "language": lang}
@@ -726,14 +723,14 @@ class _Sim:
         r, df = self.r_act, self.resp
         # (ts, account, contact, response_id, type, outcome, kind)
         rows: list[tuple[int, int, int, str, str, str, int]] = []
-        types = ("call", "email", "meeting", "ticket")
+        types = ACTIVITY_TYPES
         a_arr, c_arr, ts_arr, score = (df[k].to_numpy() for k in ("a", "c", "resp", "score"))
         rid = df["response_id"].to_numpy()
         windows: list[list[tuple[int, int]]] = [[] for _ in range(self.n)]
         for i in range(len(df)):
             a, c, t0 = int(a_arr[i]), int(c_arr[i]), int(ts_arr[i])
             limit = min(self.end_ts, int(self.churn_ts[a]))
-            if score[i] <= 6:
+            if score[i] <= DETRACTOR_MAX_SCORE:
                 windows[a].append((t0, t0 + 15 * DAY))
                 if self.fu_ts[i] >= 0:
                     typ = types[int(r.choice(4, p=[0.45, 0.35, 0.12, 0.08]))]
@@ -745,11 +742,11 @@ class _Sim:
                         if t2 < limit:
                             typ2 = "meeting" if r.random() < 0.6 else "ticket"
                             rows.append((t2, a, c, rid[i], typ2, _pick(r, self._OUTCOMES[typ2]), 1))
-            elif score[i] <= 8 and r.random() < 0.06:
+            elif score[i] < PROMOTER_MIN_SCORE and r.random() < 0.06:
                 t = t0 + int(r.integers(DAY, 7 * DAY))
                 if t < limit:
                     rows.append((t, a, c, rid[i], "email", _pick(r, ("sent", "replied", "no_reply")), 2))
-            elif score[i] >= 9 and r.random() < 0.03:
+            elif score[i] >= PROMOTER_MIN_SCORE and r.random() < 0.03:
                 t = t0 + int(r.integers(HOUR, 5 * DAY))
                 if t < limit:
                     rows.append((t, a, c, rid[i], "email", "referral_requested", 3))
@@ -904,7 +901,7 @@ def _manifest(sim: _Sim, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
     cfg, df = sim.cfg, sim.resp
     s = df["score"].to_numpy()
     n = len(s)
-    prom, det = int((s >= 9).sum()), int((s <= 6).sum())
+    prom, det = int((s >= PROMOTER_MIN_SCORE).sum()), int((s <= DETRACTOR_MAX_SCORE).sum())
     q_dates = [d.isoformat() for d in sim.quarter_starts]
     themes: dict[str, Any] = {}
     for t in THEMES:
@@ -913,7 +910,7 @@ def _manifest(sim: _Sim, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
         themes[t.key] = {"lean": t.lean, "status": status,
                          "active_quarters": [q_dates[q] for q in active_quarters(t.key, cfg.quarters)],
                          "mentions_per_quarter": mentions}
-    buckets = pd.Series(sim.fu_bucket[s <= 6]).replace("", "never").value_counts()
+    buckets = pd.Series(sim.fu_bucket[s <= DETRACTOR_MAX_SCORE]).replace("", "never").value_counts()
     comments = df["comment"].to_numpy()
     return {
         "generator": "nps.demo.generator",
@@ -944,6 +941,6 @@ def _manifest(sim: _Sim, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
             "accounts_churned": int(sim.churned.sum()),
             "contacts_total": sim.nc,
             "detractor_follow_up_plan": {k: int(buckets.get(k, 0))
-                                         for k in ("within_24h", "within_48h", "later", "never")},
+                                         for k in FOLLOW_UP_BUCKETS},
         },
     }

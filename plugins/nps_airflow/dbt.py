@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nps import config, warehouse
+from nps import config, contracts, warehouse
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as PgConnection
@@ -123,7 +123,10 @@ def build_as_of(conn: PgConnection, interval_end: datetime | None) -> datetime |
     return max(candidates) if candidates else None
 
 
-def build_vars(run_id: str, marts_schema: str, as_of: datetime | None) -> dict[str, str | None]:
-    """The --vars of the pipeline's `dbt build`."""
+def build_vars(run_id: str, marts_schema: str, as_of: datetime | None) -> dict[str, str | list[str] | None]:
+    """The --vars of the pipeline's `dbt build`, with the contract's segment types (`nps.contracts`
+    is their one home; the `segment_types` var in dbt_project.yml is the default of a bare `dbt
+    build` and is kept equal to it by tests/test_contracts.py)."""
     return {"run_id": run_id, "marts_schema": marts_schema,
-            "as_of": as_of.astimezone(UTC).isoformat() if as_of is not None else None}
+            "as_of": as_of.astimezone(UTC).isoformat() if as_of is not None else None,
+            "segment_types": list(contracts.SEGMENT_TYPES)}

@@ -49,7 +49,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from nps import config, sources, warehouse
+from nps import config, contracts, sources, warehouse
+from nps.contracts import DATE, INT, NUMERIC, SCORE, SPECS, TEXT, TIMESTAMP, EntitySpec
 from nps_airflow import connectors
 from nps_airflow.connectors import LINE, RAW, REJECT, REJECT_DETAIL
 from nps_airflow.connectors import column_mapping as mappings
@@ -59,87 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Column kinds: how a source string is validated and what it becomes.
-TEXT, TIMESTAMP, DATE, INT, SCORE, NUMERIC = "text", "timestamp", "date", "int", "score", "numeric"
-
-
-@dataclass(frozen=True)
-class EntitySpec:
-    table: str
-    key: tuple[str, ...]
-    interval_column: str
-    columns: dict[str, str]
-    required: frozenset[str]
-    pii_text_columns: tuple[str, ...] = ()
-
-    @property
-    def timestamp_columns(self) -> frozenset[str]:
-        return frozenset(c for c, kind in self.columns.items() if kind == TIMESTAMP)
-
-    @property
-    def null_columns(self) -> frozenset[str]:
-        """Where a source's null tokens ("NA", "N/A", "-", ...) mean "no value": typed columns (no
-        token is a timestamp or a score) and free text (a comment of "NA" says nothing). Not
-        codes and ids: "NA" is North America in a region column, a language code, an id."""
-        return frozenset(c for c, kind in self.columns.items() if kind != TEXT) | frozenset(self.pii_text_columns)
-
-
-SPECS: dict[str, EntitySpec] = {
-    "survey_responses": EntitySpec(
-        table="raw.survey_responses",
-        key=("response_id",),
-        interval_column="responded_at",
-        columns={
-            "response_id": TEXT, "survey_id": TEXT, "survey_type": TEXT, "trigger_event": TEXT,
-            "account_id": TEXT, "contact_id": TEXT, "channel": TEXT, "sent_at": TIMESTAMP,
-            "responded_at": TIMESTAMP, "score": SCORE, "comment": TEXT, "language": TEXT,
-        },
-        required=frozenset({"response_id", "account_id", "responded_at", "score"}),
-        pii_text_columns=("comment",),
-    ),
-    "accounts": EntitySpec(
-        table="raw.accounts",
-        key=("account_id", "updated_at"),
-        interval_column="updated_at",
-        columns={
-            "account_id": TEXT, "name": TEXT, "industry": TEXT, "region": TEXT,
-            "employee_band": TEXT, "plan": TEXT, "arr": NUMERIC, "currency": TEXT,
-            "customer_since": DATE, "owner": TEXT, "churned_at": TIMESTAMP, "updated_at": TIMESTAMP,
-        },
-        required=frozenset({"account_id", "updated_at"}),
-    ),
-    "contacts": EntitySpec(
-        table="raw.contacts",
-        key=("contact_id", "updated_at"),
-        interval_column="updated_at",
-        columns={
-            "contact_id": TEXT, "account_id": TEXT, "email": TEXT, "full_name": TEXT, "role": TEXT,
-            "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
-        },
-        required=frozenset({"contact_id", "account_id", "updated_at"}),
-    ),
-    "activities": EntitySpec(
-        table="raw.activities",
-        key=("activity_id",),
-        interval_column="created_at",
-        columns={
-            "activity_id": TEXT, "account_id": TEXT, "contact_id": TEXT, "response_id": TEXT,
-            "activity_type": TEXT, "created_at": TIMESTAMP, "outcome": TEXT,
-        },
-        required=frozenset({"activity_id", "account_id", "created_at"}),
-    ),
-    "usage_daily": EntitySpec(
-        table="raw.usage_daily",
-        key=("account_id", "usage_date"),
-        interval_column="usage_date",
-        columns={
-            "account_id": TEXT, "usage_date": DATE, "active_users": INT, "sessions": INT,
-            "core_events": INT,
-        },
-        required=frozenset({"account_id", "usage_date"}),
-    ),
-}
-assert set(SPECS) == set(config.ENTITIES)
 
 class SourceContractError(ValueError):
     """The source cannot be loaded at all (e.g. a required column is missing)."""
@@ -314,8 +234,8 @@ def validate(frame: pd.DataFrame, spec: EntitySpec, settings: config.LoadSetting
         elif kind == DATE:
             parsed = pd.to_datetime(raw.where(~blank), errors="coerce", format="%Y-%m-%d")
             flag(~blank & parsed.isna(), f"unparseable_{column}", "cannot parse: " + raw)
-            flag(parsed > pd.Timestamp(now.date()) + pd.Timedelta(days=1), f"future_{column}",
-                 "in the future: " + raw)
+            flag(parsed > pd.Timestamp(now.date()) + pd.Timedelta(days=contracts.FUTURE_DATE_TOLERANCE_DAYS),
+                 f"future_{column}", "in the future: " + raw)
             good[column] = parsed.dt.strftime("%Y-%m-%d").where(parsed.notna(), "")
         elif kind in (INT, SCORE, NUMERIC):
             number = pd.to_numeric(raw.where(~blank), errors="coerce")
@@ -326,7 +246,8 @@ def validate(frame: pd.DataFrame, spec: EntitySpec, settings: config.LoadSetting
                 whole = number.where(number == number.round())
                 good[column] = whole.astype("Int64").astype(str).where(whole.notna(), "")
             if kind == SCORE:
-                flag((number < 0) | (number > 10), f"{column}_out_of_range", "outside 0-10: " + raw)
+                low, high = contracts.SCORE_MIN, contracts.SCORE_MAX
+                flag((number < low) | (number > high), f"{column}_out_of_range", f"outside {low}-{high}: " + raw)
             if kind == INT:
                 flag(number < 0, f"negative_{column}", "negative: " + raw)
         elif kind == TEXT and column in spec.pii_text_columns:
@@ -742,7 +663,7 @@ def record_not_configured(conn: PgConnection, entity: str, start: datetime, end:
     """An optional entity (CRM, usage) with no source: nothing is read or changed, and the load
     audit says so (load_mode not_configured), so the marts that need it can say what is missing.
     Rows loaded before, when the entity was configured, are kept."""
-    if entity in config.REQUIRED_ENTITIES:
+    if entity in contracts.REQUIRED_ENTITIES:
         raise sources.SourceConfigError(f"{origin}: {entity} must be configured: it is what the marts are about")
     location = f"not configured in {origin}"
     with conn.cursor() as cur:
@@ -772,7 +693,7 @@ def check_sources(start: datetime, end: datetime, entities: list[str] | None = N
         return [{"entity": entity, "ok": False, "error": str(exc)} for entity in entities or list(SPECS)]
     for entity in entities or list(SPECS):
         row: dict = {"entity": entity}
-        if entity in config.OPTIONAL_ENTITIES and not configured.is_configured(entity):
+        if entity in contracts.OPTIONAL_ENTITIES and not configured.is_configured(entity):
             row.update(ok=True, not_configured=True, location=f"not configured in {configured.path}")
             report.append(row)
             continue

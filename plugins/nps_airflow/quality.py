@@ -47,6 +47,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nps.contracts import (
+    DETRACTOR_MAX_SCORE,
+    FOLLOW_UP_BUCKETS,
+    FUTURE_TOLERANCE_HOURS,
+    NO_FOLLOW_UP_DATA,
+    NPS_CATEGORIES,
+    NPS_MAX,
+    NPS_MIN,
+    PASSIVE_MIN_SCORE,
+    PERIOD_GRAINS,
+    PRIORITY_QUADRANTS,
+    PROMOTER_MIN_SCORE,
+    SCORE_MAX,
+    SCORE_MIN,
+    SEGMENT_TYPES,
+    SPECS,
+    SURVEY_TYPES,
+    THEME_STATUSES,
+    TRENDS,
+)
+
 if TYPE_CHECKING:  # pragma: no cover
     from great_expectations.core import ExpectationSuite
     from great_expectations.data_context import FileDataContext
@@ -124,34 +145,9 @@ GROWING_MART_SUITES: tuple[str, ...] = (
 )
 ALL_SUITES: tuple[str, ...] = RAW_SUITES + MART_SUITES
 
-PERIOD_GRAINS = ("month", "quarter")
-SEGMENT_TYPES = (
-    "overall",
-    "plan",
-    "arr_band",
-    "tenure_band",
-    "industry",
-    "region",
-    "employee_band",
-    "usage_band",
-    "survey_type",
-    "trigger_event",
-    "account_owner",
-)
-FOLLOW_UP_BUCKETS = ("within_24h", "within_48h", "later", "never")
-NO_FOLLOW_UP_DATA = "no_follow_up_data"  # the one bucket when CRM activities are not configured
-THEME_STATUSES = ("new", "recurring", "resolved", "re-emerged", "absent")
-NPS_CATEGORIES = ("promoter", "passive", "detractor")
-PRIORITY_QUADRANTS = (
-    "high_value_high_actionability",
-    "high_value_low_actionability",
-    "low_value_high_actionability",
-    "low_value_low_actionability",
-)
-TRENDS = ("improving", "declining", "stable", "first_response")
-SURVEY_TYPES = ("relational", "transactional")
-#: responded_at may be at most this far ahead of the database clock (clock skew between sources)
-FUTURE_TOLERANCE = "1 hour"
+#: responded_at may be at most this far ahead of the database clock: the loader's tolerance
+FUTURE_TOLERANCE = f"{FUTURE_TOLERANCE_HOURS:g} hours"
+RAW_RESPONSES = SPECS["survey_responses"]
 
 # PostgreSQL ARE versions of the redaction patterns in ``nlp.text``. They must flag only what
 # ``nlp.text.redact_pii`` would have replaced (a stricter check would fail clean loads):
@@ -387,7 +383,7 @@ def _literal_braces(regex: str) -> str:
 
 def _rank(score: str) -> str:
     """NPS category rank of a score in SQL: detractor 0 < passive 1 < promoter 2."""
-    return f"(case when {score} >= 9 then 2 when {score} >= 7 then 1 else 0 end)"
+    return f"(case when {score} >= {PROMOTER_MIN_SCORE} then 2 when {score} >= {PASSIVE_MIN_SCORE} then 1 else 0 end)"
 
 
 def build_suites() -> dict[str, ExpectationSuite]:
@@ -406,25 +402,12 @@ def build_suites() -> dict[str, ExpectationSuite]:
 
     raw = [
         gxe.ExpectTableColumnsToMatchSet(
-            column_set=[
-                "response_id",
-                "survey_id",
-                "survey_type",
-                "trigger_event",
-                "account_id",
-                "contact_id",
-                "channel",
-                "sent_at",
-                "responded_at",
-                "score",
-                "comment",
-                "language",
-            ],
+            column_set=list(RAW_RESPONSES.columns),
             exact_match=False,
         ),
-        *not_null("response_id", "account_id", "responded_at", "score"),
+        *not_null(*(c for c in RAW_RESPONSES.columns if c in RAW_RESPONSES.required)),
         gxe.ExpectColumnValuesToBeUnique(column="response_id"),
-        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=10),
+        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=SCORE_MIN, max_value=SCORE_MAX),
         gxe.ExpectColumnValuesToBeInSet(column="survey_type", value_set=list(SURVEY_TYPES)),
         sql(
             f"responded_at is not in the future (tolerance {FUTURE_TOLERANCE})",
@@ -483,8 +466,8 @@ def build_suites() -> dict[str, ExpectationSuite]:
         ),
         gxe.ExpectColumnValuesToBeBetween(column="responses", min_value=1),
         *non_negative("promoters", "passives", "detractors", "margin_of_error"),
-        gxe.ExpectColumnValuesToBeBetween(column="nps", min_value=-100, max_value=100),
-        gxe.ExpectColumnValuesToBeBetween(column="revenue_weighted_nps", min_value=-100, max_value=100),
+        gxe.ExpectColumnValuesToBeBetween(column="nps", min_value=NPS_MIN, max_value=NPS_MAX),
+        gxe.ExpectColumnValuesToBeBetween(column="revenue_weighted_nps", min_value=NPS_MIN, max_value=NPS_MAX),
         sql(
             "promoters + passives + detractors = responses",
             "select period_grain, period_start, segment_type, segment_value, responses, "
@@ -502,7 +485,7 @@ def build_suites() -> dict[str, ExpectationSuite]:
             "select period_grain, period_start, segment_value from {batch} "
             "where segment_type = 'overall' and segment_value <> 'all'",
         ),
-        gxe.ExpectColumnValuesToBeBetween(column="previous_nps", min_value=-100, max_value=100),
+        gxe.ExpectColumnValuesToBeBetween(column="previous_nps", min_value=NPS_MIN, max_value=NPS_MAX),
         gxe.ExpectColumnValuesToBeBetween(column="change_margin_of_error", min_value=0),
         sql(
             "change_exceeds_margin_of_error = |nps - previous_nps| > sqrt(moe^2 + previous moe^2)",
@@ -683,7 +666,7 @@ def build_suites() -> dict[str, ExpectationSuite]:
                   "score", "responded_at", "is_actionable", "follow_up_due_at", "is_sla_breached", "as_of"),
         gxe.ExpectColumnValuesToBeUnique(column="response_id"),
         gxe.ExpectColumnValuesToBeUnique(column="queue_position"),
-        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=6),
+        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=SCORE_MIN, max_value=DETRACTOR_MAX_SCORE),
         gxe.ExpectColumnValuesToBeInSet(column="priority_quadrant", value_set=list(PRIORITY_QUADRANTS)),
         *non_negative("account_arr", "hours_open"),
         gxe.ExpectColumnValuesToNotMatchRegex(
@@ -771,7 +754,7 @@ def build_suites() -> dict[str, ExpectationSuite]:
         gxe.ExpectColumnValuesToBeUnique(column="account_id"),
         gxe.ExpectColumnValuesToBeBetween(column="responses", min_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="days_since_last_response", min_value=0),
-        *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=10)
+        *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=SCORE_MIN, max_value=SCORE_MAX)
           for c in ("last_score", "previous_score")],
         gxe.ExpectColumnValuesToBeInSet(column="last_nps_category", value_set=list(NPS_CATEGORIES)),
         gxe.ExpectColumnValuesToBeInSet(column="trend", value_set=list(TRENDS)),

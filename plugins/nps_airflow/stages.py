@@ -11,7 +11,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nps import config, warehouse
+from nps import contracts, warehouse
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def extract(entity: str, start: datetime, end: datetime, run_id: str, *, accept_
     )
 
     configured = sources.load()  # the configuration once, not per day
-    if entity in config.OPTIONAL_ENTITIES and not configured.is_configured(entity):
+    if entity in contracts.OPTIONAL_ENTITIES and not configured.is_configured(entity):
         with warehouse.transaction() as conn:
             return record_not_configured(conn, entity, start, end, run_id, origin=configured.path)
     source = with_preset_options(configured.entity(entity))
@@ -372,4 +372,4 @@ def summary() -> str:
 
 
 def entities() -> list[str]:
-    return list(config.ENTITIES)
+    return list(contracts.ENTITIES)
