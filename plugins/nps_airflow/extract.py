@@ -52,17 +52,13 @@ import pandas as pd
 from nps import config, contracts, sources, warehouse
 from nps.contracts import DATE, INT, NUMERIC, SCORE, SPECS, TEXT, TIMESTAMP, EntitySpec
 from nps_airflow import connectors
-from nps_airflow.connectors import LINE, RAW, REJECT, REJECT_DETAIL
+from nps_airflow.connectors import LINE, RAW, REJECT, REJECT_DETAIL, SourceContractError
 from nps_airflow.connectors import column_mapping as mappings
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as PgConnection
 
 log = logging.getLogger(__name__)
-
-
-class SourceContractError(ValueError):
-    """The source cannot be loaded at all (e.g. a required column is missing)."""
 
 
 class QuarantineThresholdExceeded(RuntimeError):

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from nps_airflow.connectors import LINE, RAW, REJECT, REJECT_DETAIL, Part, has_offset, is_epoch, parse_instant
+from nps_airflow.connectors.base import LINE, RAW, REJECT, REJECT_DETAIL, Part
+from nps_airflow.connectors.timestamps import has_offset, is_epoch, parse_instant
 
 if TYPE_CHECKING:
     from nps.sources import EntitySource

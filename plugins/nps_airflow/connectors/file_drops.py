@@ -44,21 +44,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from nps_airflow.connectors import (
-    DIRTY,
+from nps_airflow.connectors.base import (
     LINE,
     RAW,
     REJECT,
     REJECT_DETAIL,
     Batch,
     Part,
+    SourceContractError,
     Unreadable,
-    clean_frame,
-    escape_dirty,
-    in_window,
-    placeholders,
-    records_frame,
 )
+from nps_airflow.connectors.cells import DIRTY, clean_frame, escape_dirty, placeholders
+from nps_airflow.connectors.json_records import dig, records_frame
+from nps_airflow.connectors.timestamps import in_window
 
 if TYPE_CHECKING:
     from nps.sources import EntitySource
@@ -170,8 +168,6 @@ class FileConnector:
         base = Path(_fixed_prefix(self.pattern) or ".")
         paths = self.files_for_window(start, end)
         if not paths and not base.exists():
-            from nps_airflow.extract import SourceContractError
-
             raise SourceContractError(
                 f"{self.source.entity}: source path {self.pattern} does not exist ({self.source.describe()})"
             )
@@ -433,17 +429,6 @@ def _csv_by_record(text: str, dirty: bool, delimiter: str, header_rows: int) -> 
             + f"; file line {line}, the record as read in _raw"
         )
     return frame
-
-
-def dig(document: Any, dotted: str | None) -> Any:
-    """document['a']['b'] for 'a.b'; the document itself for an empty path."""
-    if not dotted:
-        return document
-    for key in str(dotted).split("."):
-        if not isinstance(document, dict):
-            return None
-        document = document.get(key)
-    return document
 
 
 def drop_writers(sources_dir: Path, config_path: Path | None = None) -> dict[str, FileConnector]:

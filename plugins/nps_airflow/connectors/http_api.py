@@ -39,8 +39,10 @@ import urllib.request
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from nps_airflow.connectors import Batch, Part, SourceUnavailable, in_window, records_frame
-from nps_airflow.connectors.file_drops import dig
+from nps_airflow.connectors.airflow_connections import airflow_secret
+from nps_airflow.connectors.base import Batch, Part, SourceUnavailable
+from nps_airflow.connectors.json_records import dig, records_frame
+from nps_airflow.connectors.timestamps import in_window
 
 if TYPE_CHECKING:
     from nps.sources import EntitySource
@@ -54,17 +56,6 @@ _LINK_NEXT = re.compile(r'<([^>]+)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
 
 def _fmt(when: datetime, fmt: str) -> str:
     return str(int(when.timestamp())) if fmt in ("unix", "epoch") else when.isoformat()
-
-
-def airflow_secret(conn_id: str) -> tuple[str, Any]:
-    """(password-or-token, connection) of an Airflow connection; imported only when used."""
-    try:
-        from airflow.sdk import Connection
-    except ImportError:  # pragma: no cover - older Airflow
-        from airflow.hooks.base import BaseHook as Connection  # type: ignore[no-redef]
-    conn = Connection.get(conn_id) if hasattr(Connection, "get") else Connection.get_connection(conn_id)
-    token = conn.password or (conn.extra_dejson or {}).get("token") or ""
-    return token, conn
 
 
 class HttpConnector:

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from nps_airflow.connectors import LINE, Batch, Part, SourceUnavailable, clean_frame, to_text
+from nps_airflow.connectors.airflow_connections import airflow_secret
+from nps_airflow.connectors.base import LINE, Batch, Part, SourceUnavailable
+from nps_airflow.connectors.cells import clean_frame, to_text
 
 if TYPE_CHECKING:
     from nps.sources import EntitySource
@@ -61,8 +63,6 @@ class SqlConnector:
                     f"{self.source.entity}: environment variable {name} (SQL source URL) is not set"
                 )
             return url
-        from nps_airflow.connectors.http_api import airflow_secret
-
         _, conn = airflow_secret(self.source.option("conn_id"))
         return conn.get_uri()
 
