@@ -51,6 +51,9 @@ def test_docs_generate_offline_and_everything_is_described(docs) -> None:
 
 
 def test_marts_have_a_contract_indexes_and_a_tested_primary_key(docs) -> None:
+    """Each mart: contract enforced, a unique index, and a primary key (a `unique` or
+    `unique_combination` data test) whose columns cannot be null: a `not_null` contract constraint
+    (the table refuses nulls) or a `not_null` data test."""
     manifest, _ = docs
     nodes = manifest["nodes"].values()
     for mart in MARTS:
@@ -58,8 +61,21 @@ def test_marts_have_a_contract_indexes_and_a_tested_primary_key(docs) -> None:
         assert node["schema"] == "marts" and node["config"]["contract"]["enforced"], mart
         assert any(i.get("unique") for i in node["config"]["indexes"]), mart
         tests = [n for n in nodes if n["resource_type"] == "test" and node["unique_id"] in n["depends_on"]["nodes"]]
-        kinds = {(t["test_metadata"]["name"] if t.get("test_metadata") else t["name"]) for t in tests}
-        assert {"unique", "unique_combination"} & kinds and "not_null" in kinds, (mart, kinds)
+        keys, null_tested = [], set()
+        for t in tests:
+            kind = (t.get("test_metadata") or {}).get("name")
+            if kind == "unique":
+                keys.append([t["column_name"]])
+            elif kind == "unique_combination":
+                keys.append(t["test_metadata"]["kwargs"]["combination_of_columns"])
+            elif kind == "not_null":
+                null_tested.add(t["column_name"])
+        assert keys, f"{mart}: no unique or unique_combination test"
+        for column in {c for key in keys for c in key}:
+            constraints = node["columns"][column].get("constraints", [])
+            assert column in null_tested or any(c["type"] == "not_null" for c in constraints), (
+                f"{mart}.{column}: primary key column neither a not_null constraint nor a not_null test"
+            )
 
 
 def test_project_uses_no_hub_packages() -> None:
