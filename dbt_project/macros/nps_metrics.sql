@@ -139,11 +139,9 @@
 {%- endmacro %}
 
 
-{#- The segment types of nps_by_segment / detractor_recovery / nps_outcomes, 'overall' first. Each one
-    but 'overall' is a column of int_responses_enriched (the value as of the response). -#}
+{#- The segment types of nps_by_segment / detractor_recovery / nps_outcomes, 'overall' first: var
+    segment_types (dbt_project.yml). Each one but 'overall' is a column of int_responses_enriched (the
+    value as of the response). -#}
 {% macro segment_types() -%}
-    {{ return([
-        'overall', 'plan', 'arr_band', 'tenure_band', 'industry', 'region',
-        'employee_band', 'usage_band', 'survey_type', 'trigger_event', 'account_owner',
-    ]) }}
+    {{ return(var('segment_types')) }}
 {%- endmacro %}
