@@ -27,6 +27,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros --disable-progress-bar
+	$(BIN)/lint-imports
 
 test: install lint
 	$(BIN)/python -m pytest -q -m "not ops"

@@ -39,7 +39,6 @@ again); a run the scheduler creates on its own meanwhile skips every task. Logic
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
@@ -57,7 +56,7 @@ DEFAULT_ARGS = {
 ROW_LOSS_PARAM = Param(False, type="boolean",
                        description="accept re-dropped files that hold fewer rows than were loaded before")
 # its own queue so a scale-out deployment can send it to GPU workers (docker-compose.yml, nps stack)
-THEMES_QUEUE = os.environ.get("NPS_THEMES_QUEUE", "default")
+THEMES_QUEUE = config.themes_queue()
 
 
 def _interval() -> tuple[datetime, datetime]:
@@ -138,9 +137,9 @@ def pipeline() -> None:
 
     @task
     def report() -> str:
-        from nps_airflow import stages
+        from nps.summary import published_summary
 
-        text = stages.summary()
+        text = published_summary()
         # in the task log; `nps run` / `nps demo` print it once at the end, not after every window
         logging.getLogger("nps_nightly.report").info("summary of the published marts:\n%s", text)
         return text

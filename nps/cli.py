@@ -30,16 +30,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _announce_warehouse(url: str) -> None:
-    if os.environ.get("NPS_EMBEDDED_STARTED"):
+    if config.embedded_started():
         print(f"Embedded PostgreSQL (pgserver) running with data in {config.embedded_pgdata()}")
     print(f"Warehouse: {warehouse.redact(url)}\n  connect: {warehouse.psql_hint(url)}")
 
 
 def _resolve_warehouse() -> str:
-    started = not (os.environ.get(warehouse.URL_ENV) or os.environ.get(warehouse.CONN_ID_ENV))
+    started = not config.warehouse_configured()
     url = warehouse.resolve_url()
     if started:
-        os.environ["NPS_EMBEDDED_STARTED"] = "1"
+        os.environ[config.EMBEDDED_STARTED_ENV] = "1"  # for the child processes
     return url
 
 
@@ -154,8 +154,8 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
 
 def cmd_sources_check(args: argparse.Namespace) -> int:
     from nps import sources
+    from nps.times import parse_when
     from nps_airflow.extract import check_sources
-    from nps_airflow.stages import parse_when
 
     report = check_sources(parse_when(args.start), parse_when(args.end), args.entity or None)
     if args.json:

@@ -1,5 +1,10 @@
 """One home for configuration: paths, environment variables and run-time defaults.
 
+Every `NPS_*` environment variable the pipeline reads is read here, by one function each (the
+README's "Environment settings" table lists them, tests/test_settings_documented.py keeps it
+complete); other modules call these functions, never `os.environ` for an NPS_* setting. The data
+contract's facts and defaults live in `nps.contracts`.
+
 Everything here is cheap to import (Airflow parses DAG files that import it).
 """
 
@@ -111,3 +116,104 @@ def accept_row_loss() -> bool:
     """NPS_ACCEPT_ROW_LOSS=1: loads may remove more of the rows loaded before than their source's
     max_row_loss_share (a source that really deleted rows); the loss is recorded in raw.load_audit."""
     return os.environ.get("NPS_ACCEPT_ROW_LOSS", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# ---------------------------------------------------------------- the warehouse
+
+WAREHOUSE_URL_ENV = "NPS_WAREHOUSE_URL"
+#: alternatively, the id of an Airflow connection (postgres type) that holds the warehouse
+WAREHOUSE_CONN_ID_ENV = "NPS_WAREHOUSE_CONN_ID"
+#: set by `nps` for its own child processes when it started the embedded warehouse
+EMBEDDED_STARTED_ENV = "NPS_EMBEDDED_STARTED"
+
+
+def warehouse_url() -> str | None:
+    """NPS_WAREHOUSE_URL (postgresql://...), if set."""
+    return os.environ.get(WAREHOUSE_URL_ENV) or None
+
+
+def warehouse_conn_id() -> str | None:
+    """NPS_WAREHOUSE_CONN_ID: an Airflow connection holding the warehouse, if set."""
+    return os.environ.get(WAREHOUSE_CONN_ID_ENV) or None
+
+
+def warehouse_configured() -> bool:
+    """A warehouse was configured (else the embedded one is started on demand)."""
+    return bool(warehouse_url() or warehouse_conn_id())
+
+
+def embedded_started() -> bool:
+    return bool(os.environ.get(EMBEDDED_STARTED_ENV))
+
+
+# ---------------------------------------------------------------- sources
+
+SOURCES_CONFIG_ENV = "NPS_SOURCES_CONFIG"
+DEFAULT_SOURCES_CONFIG = PROJECT_ROOT / "sources.yml"
+
+
+def sources_config_path() -> Path:
+    """The source configuration: NPS_SOURCES_CONFIG, else sources.yml at the repository root."""
+    return Path(os.environ.get(SOURCES_CONFIG_ENV) or DEFAULT_SOURCES_CONFIG)
+
+
+# ---------------------------------------------------------------- validation and themes
+
+
+def freshness_lag_days() -> float:
+    """NPS_FRESHNESS_LAG_DAYS (default 3): how much older than a nightly run's interval end the
+    newest response may be."""
+    return _float_env("NPS_FRESHNESS_LAG_DAYS", 3.0)
+
+
+def mart_row_count_tolerance() -> float:
+    """NPS_MART_ROW_COUNT_TOLERANCE (default 0.1): the share of its published rows a growing mart
+    may lose."""
+    return _float_env("NPS_MART_ROW_COUNT_TOLERANCE", 0.1)
+
+
+def theme_model() -> str | None:
+    """NPS_THEME_MODEL: a sentence-transformers model directory (default: the bundled MiniLM)."""
+    return os.environ.get("NPS_THEME_MODEL") or None
+
+
+def theme_device() -> str | None:
+    """NPS_THEME_DEVICE: e.g. cuda on a GPU worker (default: the engine's, cpu)."""
+    return os.environ.get("NPS_THEME_DEVICE") or None
+
+
+def themes_queue() -> str:
+    """NPS_THEMES_QUEUE: the Celery queue of the themes task (default `default`)."""
+    return os.environ.get("NPS_THEMES_QUEUE", "default")
+
+
+# ---------------------------------------------------------------- the local stack (nps stack)
+
+STACK_PORT_ENV = "NPS_STACK_PORT"
+CELERY_BROKER_ENV = "NPS_CELERY_BROKER_URL"
+DEFAULT_CELERY_BROKER = "redis://127.0.0.1:6379/0"
+#: the metadata database's name on the warehouse's server
+STACK_METADATA_DB_ENV = "NPS_STACK_METADATA_DB"
+
+
+def stack_home() -> Path:
+    """NPS_STACK_HOME (default data/stack): the stack's AIRFLOW_HOME, state, secrets and logs."""
+    return Path(os.environ.get("NPS_STACK_HOME", data_dir() / "stack")).resolve()
+
+
+def stack_port() -> str:
+    """NPS_STACK_PORT as given (default 8080); `nps.stack.port()` checks it is a port number."""
+    return os.environ.get(STACK_PORT_ENV, "8080")
+
+
+def stack_metadata_db() -> str:
+    return os.environ.get(STACK_METADATA_DB_ENV, "nps_airflow")
+
+
+def celery_broker_url() -> str:
+    return os.environ.get(CELERY_BROKER_ENV, DEFAULT_CELERY_BROKER)
+
+
+def worker_name() -> str | None:
+    """NPS_WORKER_NAME: a stack worker's name (set by nps stack for each Celery worker)."""
+    return os.environ.get("NPS_WORKER_NAME") or None

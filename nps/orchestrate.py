@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from nps import config
+from nps.times import parse_when
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,6 @@ class RunOutcome:
 
 
 def _as_utc(day: date | datetime) -> datetime:
-    from nps_airflow.stages import parse_when
-
     return parse_when(day.isoformat())
 
 

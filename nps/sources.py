@@ -34,8 +34,8 @@ from typing import Any
 
 from nps import config, contracts
 
-CONFIG_ENV = "NPS_SOURCES_CONFIG"
-DEFAULT_CONFIG = config.PROJECT_ROOT / "sources.yml"
+CONFIG_ENV = config.SOURCES_CONFIG_ENV
+DEFAULT_CONFIG = config.DEFAULT_SOURCES_CONFIG
 
 CONNECTORS = ("file", "http", "sql")
 FORMATS = ("csv", "jsonl", "json", "parquet")
@@ -148,7 +148,7 @@ def expand_vars(value: Any, env: dict[str, str]) -> Any:
 
 
 def config_path() -> Path:
-    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    return config.sources_config_path()
 
 
 def _number(value: Any, name: str, where: str) -> float:
@@ -222,7 +222,8 @@ def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Pa
             # would load rows that then fail the night
             raise SourceConfigError(
                 f"{where}: future_tolerance_hours must be in [0, {contracts.FUTURE_TOLERANCE_HOURS:g}] (the "
-                f"contract's tolerance, which the validation gate also applies), got {settings['future_tolerance_hours']!r}")
+                "contract's tolerance, which the validation gate also applies), "
+                f"got {settings['future_tolerance_hours']!r}")
         if settings["on_unreadable_file"] not in ON_UNREADABLE_FILE:
             raise SourceConfigError(f"{where}: on_unreadable_file must be one of {', '.join(ON_UNREADABLE_FILE)}, "
                                     f"got {settings['on_unreadable_file']!r}")

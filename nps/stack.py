@@ -37,11 +37,11 @@ from urllib.parse import urlparse
 from nps import config, warehouse
 
 SETTINGS_FILE = config.PROJECT_ROOT / "deploy" / "airflow.env"
-PORT_ENV = "NPS_STACK_PORT"
-BROKER_ENV = "NPS_CELERY_BROKER_URL"
-DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+PORT_ENV = config.STACK_PORT_ENV
+BROKER_ENV = config.CELERY_BROKER_ENV
+DEFAULT_BROKER = config.DEFAULT_CELERY_BROKER
 #: the metadata database's name on the warehouse's server (NPS_STACK_METADATA_DB)
-METADATA_DB_ENV = "NPS_STACK_METADATA_DB"
+METADATA_DB_ENV = config.STACK_METADATA_DB_ENV
 EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 ADMIN = "admin"
 WORKER_HOSTNAME = "nps_airflow.workers.hostname"
@@ -53,7 +53,7 @@ class StackError(RuntimeError):
 
 def home() -> Path:
     """Everything the stack keeps: its AIRFLOW_HOME, state, secrets and process logs."""
-    return Path(os.environ.get("NPS_STACK_HOME", config.data_dir() / "stack")).resolve()
+    return config.stack_home()
 
 
 def airflow_home() -> Path:
@@ -61,7 +61,7 @@ def airflow_home() -> Path:
 
 
 def port() -> int:
-    value = os.environ.get(PORT_ENV, "8080")
+    value = config.stack_port()
     if not value.isdigit():
         raise StackError(f"{PORT_ENV} must be a port number, got {value!r}")
     return int(value)
@@ -102,7 +102,7 @@ def metadata_url(server: str | None) -> str:
     """The SQLAlchemy URL of Airflow's metadata database (created if missing): a database on
     `server` (the configured warehouse's), else a second embedded server of the stack's own, so
     that the embedded warehouse holds only warehouse data."""
-    name = os.environ.get(METADATA_DB_ENV, "nps_airflow")
+    name = config.stack_metadata_db()
     if server:
         url = warehouse.database_url(server, name)
         admin = warehouse.connect(server)
@@ -116,11 +116,12 @@ def metadata_url(server: str | None) -> str:
             admin.close()
     else:
         url = warehouse.start_embedded(home() / "metadata-db")
-    return warehouse.sqlalchemy_url(url)
+    # psycopg2's driver name, in database_url's normal form (user, socket or host, port)
+    return warehouse.with_driver(warehouse.database_url(url, warehouse.parse_url(url).dbname))
 
 
 def broker_url() -> str:
-    url = os.environ.get(BROKER_ENV, DEFAULT_BROKER)
+    url = config.celery_broker_url()
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss"):
         raise StackError(f"{BROKER_ENV} must be a redis:// URL, got {warehouse.redact(url)}")
@@ -291,7 +292,7 @@ def start(executor: str = "local", *, timeout: float = 180.0, echo=print) -> dic
     broker = broker_url() if executor == "celery" else None
     if not alive and _port_in_use(port()):  # before anything is created
         raise StackError(f"port {port()} is in use by another program: set {PORT_ENV} to a free port")
-    configured = bool(os.environ.get(warehouse.URL_ENV) or os.environ.get(warehouse.CONN_ID_ENV))
+    configured = config.warehouse_configured()
     warehouse_url = warehouse.resolve_url()
     admin_password()
     env = stack_env(executor, warehouse_url=warehouse_url, metadata=metadata_url(warehouse_url if configured else None),

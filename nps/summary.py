@@ -140,3 +140,14 @@ def render_summary(conn: PgConnection, *, top_themes: int = 8) -> str:
             lines.append(f"  {label[:40]:<40} {det:>4} detractor mentions, {accounts:>3} accounts, "
                          f"ARR {arr:>12,.0f}, {flag}")
     return "\n".join(lines) + "\n"
+
+
+def published_summary() -> str:
+    """The summary of the marts published in the configured warehouse (the DAG's report task)."""
+    from nps import warehouse
+
+    conn = warehouse.connect()
+    try:
+        return render_summary(conn)
+    finally:
+        conn.close()

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-URL_ENV = "NPS_WAREHOUSE_URL"
+URL_ENV = config.WAREHOUSE_URL_ENV
 #: alternatively, the id of an Airflow connection (postgres type) that holds the warehouse
-CONN_ID_ENV = "NPS_WAREHOUSE_CONN_ID"
+CONN_ID_ENV = config.WAREHOUSE_CONN_ID_ENV
 
 
 class WarehouseError(RuntimeError):
@@ -98,13 +98,48 @@ def redact_secrets(text: str, url: str | None = None) -> str:
     return text
 
 
-def sqlalchemy_url(url: str) -> str:
-    """The same warehouse as an SQLAlchemy URL (used by Great Expectations)."""
-    p = parse_url(url)
-    auth = p.user + (f":{p.password}" if p.password else "")
-    if p.is_socket:
-        return f"postgresql+psycopg2://{auth}@/{p.dbname}?host={p.host}&port={p.port}"
-    return f"postgresql+psycopg2://{auth}@{p.host}:{p.port}/{p.dbname}"
+# ---------------------------------------------------------------- SQLAlchemy URLs (one home)
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+
+
+def check_schema_name(schema: str) -> None:
+    """A schema name that can go unquoted into SQL and a search_path."""
+    if not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"invalid schema name {schema!r}: expected an unquoted SQL identifier")
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://`` / ``postgres://`` (as users and Airflow connections write them) with the
+    driver this project installs: SQLAlchemy 2.1 defaults to psycopg 3, which is not installed.
+    Any other URL (another database, a driver already named) is returned as it is."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("postgresql", "postgres"):
+        return f"postgresql+psycopg2://{rest}"
+    return url
+
+
+def sqlalchemy_url(warehouse_url: str, *, search_path: str | None = None) -> str:
+    """A PostgreSQL URL as a ``postgresql+psycopg2://`` SQLAlchemy URL (Great Expectations, SQL
+    sources, tests).
+
+    Keeps unix-socket URLs (``postgresql://postgres:@/db?host=/tmp/x``) working and, when
+    ``search_path`` is given, adds ``options=-csearch_path=<schema>`` so unqualified table
+    names resolve in that schema only.
+    """
+    from sqlalchemy.engine import make_url
+
+    url = make_url(warehouse_url.replace("postgres://", "postgresql://", 1))
+    if url.get_backend_name() != "postgresql":
+        raise ValueError(f"not a PostgreSQL URL: {url.render_as_string(hide_password=True)}")
+    url = url.set(drivername="postgresql+psycopg2")
+    if search_path is not None:
+        check_schema_name(search_path)
+        opts = url.query.get("options")
+        existing = (opts if isinstance(opts, str) else " ".join(opts or ())).strip()
+        existing = re.sub(r"-c\s*search_path=\S+", "", existing).strip()
+        url = url.update_query_dict({"options": f"{existing} -csearch_path={search_path}".strip()})
+    return url.render_as_string(hide_password=False)
 
 
 def libpq_env(url: str) -> dict[str, str]:
@@ -169,11 +204,11 @@ def resolve_url(*, start: bool = True) -> str:
 
     A URL found here is exported as NPS_WAREHOUSE_URL so child steps (dbt, GX) see the same one.
     """
-    url = os.environ.get(URL_ENV)
+    url = config.warehouse_url()
     if url:
         parse_url(url)  # fail early on a malformed URL
         return url
-    conn_id = os.environ.get(CONN_ID_ENV)
+    conn_id = config.warehouse_conn_id()
     if conn_id:
         url = url_from_airflow_connection(conn_id)
         parse_url(url)
@@ -203,7 +238,7 @@ def scratch_database(prefix: str, server_url: str | None = None) -> Iterator[str
     import tempfile
     import uuid
 
-    server = server_url or os.environ.get(URL_ENV)
+    server = server_url or config.warehouse_url()
     if not server:
         server = start_embedded(Path(tempfile.mkdtemp(prefix=f"{prefix}-")) / "pgdata", keep_running=False)
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"

@@ -18,7 +18,6 @@ import pytest
 
 from nps import sources, warehouse
 from nps_airflow.connectors import SourceUnavailable
-from nps_airflow.connectors.sql_db import redact_url
 from nps_airflow.extract import SourceContractError, load_entity
 
 JAN = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC))
@@ -522,7 +521,7 @@ def test_sql_source_with_watermark_from_a_second_database(db_conn, make_database
     ]
     assert _rows(db_conn, "select rule from raw.quarantine") == [("missing_account_id",)]
     assert result.source_location.endswith("#crm.account")
-    assert redact_url("postgresql://crm:s3cret@replica:5432/crm") == "postgresql://crm:***@replica:5432/crm"
+    assert warehouse.redact_text("postgresql://crm:s3cret@replica:5432/crm") == "postgresql://crm:***@replica:5432/crm"
     _nothing_lost(result)
     before = _rows(db_conn, "select account_id, name, arr, updated_at, extras from raw.accounts order by 1")
     _load(db_conn, src)
@@ -530,8 +529,7 @@ def test_sql_source_with_watermark_from_a_second_database(db_conn, make_database
 
 
 def test_sql_urls_as_users_write_them(db_conn):
-    from nps_airflow.connectors.sql_db import with_driver
-
+    with_driver = warehouse.with_driver
     assert with_driver("postgresql://u:p@h:5432/crm?sslmode=require") == "postgresql+psycopg2://u:p@h:5432/crm?sslmode=require"
     assert with_driver("postgres://u@h/crm") == "postgresql+psycopg2://u@h/crm"  # Airflow's get_uri()
     assert with_driver("postgresql+psycopg2://u@h/crm") == "postgresql+psycopg2://u@h/crm"

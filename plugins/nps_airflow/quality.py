@@ -67,6 +67,8 @@ from nps.contracts import (
     THEME_STATUSES,
     TRENDS,
 )
+from nps.warehouse import check_schema_name as _check_schema
+from nps.warehouse import sqlalchemy_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from great_expectations.core import ExpectationSuite
@@ -168,7 +170,6 @@ PHONE_REGEX = (
     r")(?![\w$€£%]|[.,-][0-9])"
 )
 
-_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 _UUID_NAMESPACE = uuid.UUID("6f1d7c52-3b0e-5a8e-9a53-6e7073677821")
 _MAX_VALUES_IN_MESSAGE = 5
 
@@ -1063,33 +1064,6 @@ def check_project(project_root: Path | str | None = None) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Running
 # --------------------------------------------------------------------------------------------
-
-
-def sqlalchemy_url(warehouse_url: str, *, search_path: str | None = None) -> str:
-    """Turn a ``postgresql://`` / ``postgres://`` URL into ``postgresql+psycopg2://``.
-
-    Keeps unix-socket URLs (``postgresql://postgres:@/db?host=/tmp/x``) working and, when
-    ``search_path`` is given, adds ``options=-csearch_path=<schema>`` so unqualified table
-    names resolve in that schema only.
-    """
-    from sqlalchemy.engine import make_url
-
-    url = make_url(warehouse_url.replace("postgres://", "postgresql://", 1))
-    if url.get_backend_name() != "postgresql":
-        raise ValueError(f"not a PostgreSQL URL: {url.render_as_string(hide_password=True)}")
-    url = url.set(drivername="postgresql+psycopg2")
-    if search_path is not None:
-        _check_schema(search_path)
-        opts = url.query.get("options")
-        existing = (opts if isinstance(opts, str) else " ".join(opts or ())).strip()
-        existing = re.sub(r"-c\s*search_path=\S+", "", existing).strip()
-        url = url.update_query_dict({"options": f"{existing} -csearch_path={search_path}".strip()})
-    return url.render_as_string(hide_password=False)
-
-
-def _check_schema(schema: str) -> None:
-    if not _SCHEMA_RE.match(schema):
-        raise ValueError(f"invalid schema name {schema!r}: expected an unquoted SQL identifier")
 
 
 @contextlib.contextmanager

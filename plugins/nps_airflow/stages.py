@@ -7,25 +7,13 @@ transactions) over one window `[start, end)` and is safe to rerun.
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nps import contracts, warehouse
+from nps import config, contracts, warehouse
+from nps.times import parse_when
 
 log = logging.getLogger(__name__)
-
-
-def parse_when(value: str | datetime) -> datetime:
-    """An ISO date/time (naive means UTC) as an aware UTC datetime.
-
-    Always a plain `datetime`: Airflow's data interval is a pendulum `DateTime`, which Great
-    Expectations turns into a naive timestamp when it serialises a suite parameter (a scheduled run
-    then failed its freshness check comparing naive with aware datetimes)."""
-    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    return datetime(when.year, when.month, when.day, when.hour, when.minute, when.second,
-                    when.microsecond, tzinfo=UTC)
 
 
 class BadInterval(ValueError):
@@ -185,8 +173,7 @@ def theme_config() -> Any:
     is downloaded) and the device from NPS_THEME_DEVICE (e.g. cuda on a GPU worker)."""
     from nlp import ThemeConfig
 
-    overrides = {k: os.environ[env] for k, env in (("model", "NPS_THEME_MODEL"), ("device", "NPS_THEME_DEVICE"))
-                 if os.environ.get(env)}
+    overrides = {k: v for k, v in (("model", config.theme_model()), ("device", config.theme_device())) if v}
     return ThemeConfig(**overrides)
 
 
@@ -297,7 +284,7 @@ def freshness_lag(start: datetime | None, end: datetime | None, now: datetime | 
     import, a rerun of an old window) is as fresh as its data will ever be: only that it holds
     responses (the newest at or after its start) is checked; an export whose last answer came a few
     days before the window's end is not stale."""
-    lag = timedelta(days=float(os.environ.get("NPS_FRESHNESS_LAG_DAYS", "3")))
+    lag = timedelta(days=config.freshness_lag_days())
     now = now or datetime.now(UTC)
     if start is None or end is None or end >= now - lag:
         return lag
@@ -323,7 +310,7 @@ def validate(run_id: str, start: datetime | None = None, end: datetime | None = 
             interval_end=end,
             published_schema=PUBLISHED_SCHEMA,
             freshness_lag=freshness_lag(start, end),
-            row_count_tolerance=float(os.environ.get("NPS_MART_ROW_COUNT_TOLERANCE", "0.1")),
+            row_count_tolerance=config.mart_row_count_tolerance(),
         )
         report = gx_validate(url, schema=CANDIDATE_SCHEMA, run_id=run_id, parameters=parameters,
                              raise_on_failure=True)
@@ -359,16 +346,6 @@ def publish(run_id: str | None = None, end: datetime | None = None) -> list[dict
                 " where candidate_schema = %s", (CANDIDATE_SCHEMA,),
             )
     return [t.__dict__ for t in tables]
-
-
-def summary() -> str:
-    from nps.summary import render_summary
-
-    conn = warehouse.connect()
-    try:
-        return render_summary(conn)
-    finally:
-        conn.close()
 
 
 def entities() -> list[str]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from nps.warehouse import redact_text, with_driver
 from nps_airflow.connectors.airflow_connections import airflow_secret
 from nps_airflow.connectors.base import LINE, Batch, Part, SourceUnavailable
 from nps_airflow.connectors.cells import clean_frame, to_text
@@ -31,19 +32,6 @@ if TYPE_CHECKING:
     from nps.sources import EntitySource
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
-
-
-def with_driver(url: str) -> str:
-    """``postgresql://`` / ``postgres://`` (as users and Airflow connections write them) with the
-    driver this project installs: SQLAlchemy 2.1 defaults to psycopg 3, which is not installed."""
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme.lower() in ("postgresql", "postgres"):
-        return f"postgresql+psycopg2://{rest}"
-    return url
-
-
-def redact_url(url: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 class SqlConnector:
@@ -85,18 +73,18 @@ class SqlConnector:
         import sqlalchemy as sa
 
         url = self._url()
-        location = f"{redact_url(url)}#{self.source.option('table') or 'query'}"
+        location = f"{redact_text(url)}#{self.source.option('table') or 'query'}"
         sql, bound = self._statement(window_column)
         try:
             engine = sa.create_engine(with_driver(url), pool_pre_ping=True)
         except ModuleNotFoundError as exc:
             raise SourceUnavailable(
-                f"{self.source.entity}: the database driver for {redact_url(url)} is not installed ({exc}); "
+                f"{self.source.entity}: the database driver for {redact_text(url)} is not installed ({exc}); "
                 "install it into the project's environment or name an installed one in the URL "
                 "(e.g. postgresql+psycopg2://...)"
             ) from exc
         except Exception as exc:
-            raise SourceUnavailable(f"{self.source.entity}: bad SQL source URL {redact_url(url)}: {exc}") from exc
+            raise SourceUnavailable(f"{self.source.entity}: bad SQL source URL {redact_text(url)}: {exc}") from exc
         parts: list[Part] = []
         line = 0
         try:
