@@ -202,7 +202,7 @@ def stability(preset: str, embedder: Embedder, night_days: int, config: ThemeCon
         conn.commit()
         t0 = time.perf_counter()
         # a re-fit is one batch over the whole period (run_interval would otherwise step by day)
-        batch = ThemeEngine(replace(engine.config, step_days=None), embedder=embedder)
+        batch = ThemeEngine(replace(engine.config, night_days=None), embedder=embedder)
         s = batch.run_interval(conn, start, end, "refit")
         conn.commit()
         refit_s = time.perf_counter() - t0
@@ -241,8 +241,8 @@ def history_base(embedder: Embedder) -> dict[str, Any]:
     assignment per response. Cached under .bench/themes/ (keyed by the engine's config)."""
     import pickle
 
-    # one batch per quarter (step_days=None), as the figures in BENCHMARKS.md were measured
-    base = ThemeConfig(step_days=None)
+    # one batch per quarter (night_days=None), as the figures in BENCHMARKS.md were measured
+    base = ThemeConfig(night_days=None)
     config = {k: v for k, v in vars(base).items() if k != "extra"}
     key = text_hash(json.dumps(config, sort_keys=True, default=str) + embedder.key)[:12]
     path = td.CACHE / f"history-base-{key}.pkl"

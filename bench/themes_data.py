@@ -6,6 +6,10 @@
   with a negative reason other than "Can't Tell" (7,988 tweets, 9 reasons; CC BY-NC-SA 4.0,
   evaluation only). @handles and links are stripped and HTML entities unescaped, the same text
   for both engines.
+* ``clinc150`` — ../shared/data/themes/clinc150 data_full.json, the in-scope train + val + test
+  rows: 22,500 voice-assistant queries, 150 intents in 10 domains (domains.json): a two-level set
+  (``parents`` = the domain; CC BY 3.0, Larson et al. 2019). The out-of-scope rows have no domain
+  and are left out.
 * ``demo`` / ``demo-small`` — the demo generator's comments (presets ``demo`` / ``small``) with
   their latent theme key from the generator's ground truth; comments without a theme key (empty,
   "n/a", ...) are left out, as they have no label.
@@ -44,6 +48,8 @@ class LabelledSet:
     #: responded_at per row when the set has time (demo), for nightly splits
     times: list[pd.Timestamp] | None = None
     ids: list[str] | None = None
+    #: the coarse label of each row, for sets with two label levels (clinc150: the domain)
+    parents: list[str] | None = None
 
 
 def _prepare(texts: list[str]) -> list[str]:
@@ -72,6 +78,18 @@ def airline() -> LabelledSet:
                        "negative tweets without \"Can't Tell\", 9 reasons, @handles/links stripped")
 
 
+def clinc150() -> LabelledSet:
+    import json
+
+    d = DATA / "clinc150"
+    rows = [r for split in ("train", "val", "test") for r in json.loads((d / "data_full.json").read_text())[split]]
+    domain_of = {intent: dom for dom, intents in json.loads((d / "domains.json").read_text()).items()
+                 for intent in intents}
+    return LabelledSet("clinc150", _prepare([t for t, _ in rows]), [i for _, i in rows],
+                       "in-scope train + val + test, 150 intents in 10 domains",
+                       parents=[domain_of[i] for _, i in rows])
+
+
 def demo_frame(preset: str) -> pd.DataFrame:
     """The generator's responses (response_id, responded_at, comment, theme_key, ...), in memory:
     the same simulation ``nps.demo.generator.generate`` writes to file drops and _truth/."""
@@ -94,7 +112,8 @@ def demo(preset: str = "demo") -> LabelledSet:
                        times=list(df["responded_at"]), ids=df["response_id"].tolist())
 
 
-SETS = {"banking77": banking77, "airline": airline, "demo": demo, "demo-small": lambda: demo("small")}
+SETS = {"banking77": banking77, "airline": airline, "clinc150": clinc150, "demo": demo,
+        "demo-small": lambda: demo("small")}
 
 
 def embeddings(texts: list[str], embedder, tag: str = "") -> tuple[np.ndarray, float]:

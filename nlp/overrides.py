@@ -20,7 +20,9 @@ action         theme_id                    value
 
 The theme engine reads the file at the start of every run (:func:`read_overrides`, path from
 ``ThemeConfig.overrides_path``, ``NPS_THEME_OVERRIDES`` or the default above), checks every row
-against the warehouse and applies it (:func:`apply_overrides`), before it themes anything:
+against the themes and comments it names (:func:`plan_overrides`, a pure function: no database) and
+applies the resulting :class:`OverridePlan` through the store (:func:`apply_plan`), before it themes
+anything (:func:`apply_overrides` does the three):
 
 * renames and actionable flags are the file's current state: ``nlp.themes.human_label`` /
   ``is_actionable`` are set for the listed themes and cleared for themes no longer listed. The
@@ -45,11 +47,14 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from nlp.store import Assignment, ThemeStore
+from nlp.text import is_content_free, prepare, text_hash
 
 if TYPE_CHECKING:
     from nlp.embed import EmbeddingCache
@@ -64,7 +69,10 @@ __all__ = [
     "OVERRIDES_ENV",
     "Override",
     "OverrideError",
+    "OverridePlan",
     "apply_overrides",
+    "apply_plan",
+    "plan_overrides",
     "read_overrides",
     "resolve_overrides_path",
 ]
@@ -179,34 +187,40 @@ def _check_duplicates(rows: list[Override], name: str) -> None:
         seen[key] = o.line
 
 
-def apply_overrides(
-    conn: Any,
-    reg: ThemeRegistry,
+@dataclass
+class OverridePlan:
+    """What the overrides file asks for, checked: merges in file order, the labels and flags to hold,
+    the pins (response, prepared text, final theme) and the themes a person decided about."""
+
+    merges: list[tuple[Override, int, int]] = field(default_factory=list)  # (row, merged theme, target)
+    labels: dict[int, str] = field(default_factory=dict)
+    flags: dict[int, bool] = field(default_factory=dict)
+    pins: list[tuple[str, str, int]] = field(default_factory=list)
+    protected: set[int] = field(default_factory=set)
+    source: str = "theme_overrides.csv"
+
+    def where(self, o: Override) -> str:
+        return f"{self.source} line {o.line}"
+
+
+def plan_overrides(
     overrides: list[Override],
-    cache: EmbeddingCache,
-    run_id: str,
+    states: dict[int, tuple[str, int | None, str]],
+    comments: dict[str, str | None],
     source: str = "theme_overrides.csv",
-) -> dict[str, int]:
-    """Check ``overrides`` against the warehouse, then apply them to ``reg`` and nlp.* (no commit).
-
-    ``reg`` is the loaded registry of this run (active themes); merges happen in it, so the run
-    that follows already works with the merged themes. Returns counts per kind of change.
-    """
-    from nlp.pipeline import ThemeEngine  # prepare(): the text the engine hashes and embeds
-
-    stats = {"merged": 0, "renamed": 0, "flagged": 0, "pinned": 0, "unpinned": 0}
-    with conn.cursor() as cur:
-        cur.execute("select theme_id, status, merged_into, model from nlp.themes")
-        known = {int(t): (s, m, mo) for t, s, m, mo in cur.fetchall()}
-
-    def where(o: Override) -> str:
-        return f"{source} line {o.line}"
+) -> OverridePlan:
+    """Check every row against the themes (``{theme_id: (status, merged_into, model)}``) and the pinned
+    responses' comments, and say what to do; raises :class:`OverrideError` naming the line of the
+    first bad row. Pure: nothing is read or written."""
+    known = dict(states)
+    plan = OverridePlan(source=source)
+    where = plan.where
 
     def final(tid: int) -> int:
         seen: set[int] = set()
         while tid in known and known[tid][0] == "merged" and known[tid][1] is not None and tid not in seen:
             seen.add(tid)
-            tid = int(known[tid][1])
+            tid = int(known[tid][1])  # type: ignore[arg-type]
         return tid
 
     for o in overrides:
@@ -215,8 +229,7 @@ def apply_overrides(
         if o.action == "merge" and int(o.value) not in known:
             raise OverrideError(f"{where(o)}: merge target theme {o.value} does not exist in nlp.themes")
 
-    # -- check everything before writing anything: merges simulated in file order on `known`
-    merges: list[tuple[Override, int, int]] = []
+    # merges simulated in file order on `known`, so later rows see the merged themes
     for o in (o for o in overrides if o.action == "merge"):
         src, dst = o.theme_id, final(int(o.value))
         if known[src][2] != known[dst][2]:
@@ -227,7 +240,7 @@ def apply_overrides(
             raise OverrideError(
                 f"{where(o)}: theme {src} was already merged into {final(src)}; merge {final(src)} into {dst} instead"
             )
-        merges.append((o, src, dst))
+        plan.merges.append((o, src, dst))
         known[src] = ("merged", dst, known[src][2])
         for t, (s, m, mo) in list(known.items()):
             if s == "merged" and m == src:
@@ -238,134 +251,75 @@ def apply_overrides(
                 f"{where(o)}: theme {o.theme_id} is merged into {final(o.theme_id)}; "
                 f"{o.action} theme {final(o.theme_id)} instead"
             )
-    pins = [o for o in overrides if o.action == "pin"]
-    comments: dict[str, str] = {}
-    current: dict[str, tuple[Any, str]] = {}
-    if pins:
-        with conn.cursor() as cur:
-            cur.execute(
-                "select response_id, comment from raw.survey_responses where response_id = any(%s)",
-                ([o.value for o in pins],),
-            )
-            comments = dict(cur.fetchall())
-            cur.execute(
-                "select response_id, theme_id, method from nlp.comment_themes where response_id = any(%s)",
-                ([o.value for o in pins],),
-            )
-            current = {r: (t, m) for r, t, m in cur.fetchall()}
-    pin_rows: list[tuple[str, str, int]] = []
-    for o in pins:
-        if o.value not in comments:
-            raise OverrideError(f"{where(o)}: response {o.value!r} does not exist in raw.survey_responses")
-        text = ThemeEngine.prepare(comments[o.value])
-        if _is_content_free(text):
-            raise OverrideError(f"{where(o)}: response {o.value!r} has no comment to pin")
-        pin_rows.append((o.value, text, final(o.theme_id)))
+        if o.action == "rename":
+            plan.labels[o.theme_id] = o.value
+        elif o.action == "actionable":
+            plan.flags[o.theme_id] = o.flag
+        elif o.action == "pin":
+            if o.value not in comments:
+                raise OverrideError(f"{where(o)}: response {o.value!r} does not exist in raw.survey_responses")
+            text = prepare(comments[o.value])
+            if is_content_free(text):
+                raise OverrideError(f"{where(o)}: response {o.value!r} has no comment to pin")
+            plan.pins.append((o.value, text, final(o.theme_id)))
+    plan.protected = set(plan.labels) | set(plan.flags) | {final(int(o.value)) for o in overrides
+                                                           if o.action == "merge"}
+    return plan
 
-    # -- merges first (in file order): later rows and the rest of the run see merged themes
-    for o, src, dst in merges:
+
+def apply_plan(store: ThemeStore, reg: ThemeRegistry, plan: OverridePlan, cache: EmbeddingCache,
+               run_id: str) -> dict[str, int]:
+    """Apply a checked plan to ``reg`` and nlp.* (no commit): merges first, in file order, so the rest
+    of the run works with the merged themes; then labels and flags (the file's current state); then
+    pins. Returns counts per kind of change."""
+    stats = {"merged": 0, "renamed": 0, "flagged": 0, "pinned": 0, "unpinned": 0}
+    for o, src, dst in plan.merges:
         if dst not in reg.themes or src not in reg.themes:
             # themes of another model than this run's: applied by a run of that model
-            log.warning("%s: themes %s/%s are not themes of model %s; skipped", where(o), src, dst, reg.model)
+            log.warning("%s: themes %s/%s are not themes of model %s; skipped", plan.where(o), src, dst, reg.model)
             continue
         reg.merge_into(src, dst, by="human")
-        with conn.cursor() as cur:
-            cur.execute(
-                "update nlp.comment_themes set theme_id = %s, run_id = %s where theme_id = %s", (dst, run_id, src)
-            )
-            cur.execute("update nlp.themes set merged_into = %s where merged_into = %s", (dst, src))
+        store.repoint(src, dst, run_id)
         stats["merged"] += 1
-        log.info("%s: merged theme %s into %s (human)", where(o), src, dst)
+        log.info("%s: merged theme %s into %s (human)", plan.where(o), src, dst)
 
-    # -- renames and flags: the file's current state
-    labels: dict[int, str] = {}
-    flags: dict[int, bool] = {}
-    for o in overrides:
-        if o.action == "rename":
-            labels[o.theme_id] = o.value
-        elif o.action == "actionable":
-            flags[o.theme_id] = o.flag
-    with conn.cursor() as cur:
-        cur.execute(
-            """
-            update nlp.themes t set human_label = v.label, updated_at = now()
-            from (select unnest(%s::integer[]) as theme_id, unnest(%s::text[]) as label) v
-            where t.theme_id = v.theme_id and t.human_label is distinct from v.label
-            """,
-            (list(labels), list(labels.values())),
-        )
-        stats["renamed"] = cur.rowcount
-        cur.execute(
-            "update nlp.themes set human_label = null, updated_at = now() "
-            "where human_label is not null and not (theme_id = any(%s))",
-            (list(labels),),
-        )
-        cur.execute(
-            """
-            update nlp.themes t set is_actionable = v.flag, updated_at = now()
-            from (select unnest(%s::integer[]) as theme_id, unnest(%s::boolean[]) as flag) v
-            where t.theme_id = v.theme_id and t.is_actionable is distinct from v.flag
-            """,
-            (list(flags), list(flags.values())),
-        )
-        stats["flagged"] = cur.rowcount
-        cur.execute(
-            "update nlp.themes set is_actionable = null, updated_at = now() "
-            "where is_actionable is not null and not (theme_id = any(%s))",
-            (list(flags),),
-        )
+    stats["renamed"] = store.set_human_labels(plan.labels)
+    stats["flagged"] = store.set_actionable(plan.flags)
 
-    # -- pins
-    rows = [(rid, text, tid) for rid, text, tid in pin_rows if tid in reg.themes]
-    if len(rows) < len(pin_rows):
-        log.warning("%d pin(s) name themes of another model than %s; skipped", len(pin_rows) - len(rows), reg.model)
+    rows = [(rid, text, tid) for rid, text, tid in plan.pins if tid in reg.themes]
+    if len(rows) < len(plan.pins):
+        log.warning("%d pin(s) name themes of another model than %s; skipped", len(plan.pins) - len(rows), reg.model)
     if rows:
-        from psycopg2.extras import execute_values
-
-        from nlp.text import text_hash
-
+        current = store.assignments_of([rid for rid, _, _ in rows])
         hashes = [text_hash(t) for _, t, _ in rows]
-        E = cache.get_or_compute(conn, hashes, [t for _, t, _ in rows])
-        values = []
+        E = cache.get_or_compute(store, hashes, [t for _, t, _ in rows])
+        pins = []
         for (rid, _text, tid), h, e in zip(rows, hashes, E, strict=True):
             if current.get(rid) != (tid, "pinned"):
                 stats["pinned"] += 1
-            values.append((rid, h, tid, float(np.dot(e, reg.themes[tid].centroid)), "pinned", reg.model, run_id))
-        with conn.cursor() as cur:
-            execute_values(
-                cur,
-                """
-                insert into nlp.comment_themes (response_id, text_hash, theme_id, confidence, method, model, run_id)
-                values %s
-                on conflict (response_id) do update set
-                    text_hash = excluded.text_hash, theme_id = excluded.theme_id,
-                    confidence = excluded.confidence, method = excluded.method, model = excluded.model,
-                    run_id = case when nlp.comment_themes.theme_id is distinct from excluded.theme_id
-                                    or nlp.comment_themes.method <> 'pinned'
-                                  then excluded.run_id else nlp.comment_themes.run_id end,
-                    assigned_at = case when nlp.comment_themes.theme_id is distinct from excluded.theme_id
-                                         or nlp.comment_themes.method <> 'pinned'
-                                       then now() else nlp.comment_themes.assigned_at end
-                """,
-                values,
-            )
+            pins.append(Assignment(rid, h, tid, float(np.dot(e, reg.themes[tid].centroid)), "pinned"))
+        store.write_pins(pins, run_id)
         reg.protected |= {tid for _, _, tid in rows}
-    with conn.cursor() as cur:
-        # a pin deleted from the file: the comment keeps its theme as an ordinary assignment
-        cur.execute(
-            "update nlp.comment_themes set method = 'assigned', run_id = %s, assigned_at = now() "
-            "where method = 'pinned' and not (response_id = any(%s))",
-            (run_id, [o.value for o in pins]),
-        )
-        stats["unpinned"] = cur.rowcount
-
-    reg.protected |= set(labels) | set(flags) | {final(int(o.value)) for o in overrides if o.action == "merge"}
+    stats["unpinned"] = store.unpin_all_but([rid for rid, _, _ in plan.pins], run_id)
+    reg.protected |= plan.protected
     if any(stats.values()):
-        log.info("theme overrides applied from %s: %s", source, stats)
+        log.info("theme overrides applied from %s: %s", plan.source, stats)
     return stats
 
 
-def _is_content_free(text: str) -> bool:
-    from nlp.text import is_content_free
-
-    return is_content_free(text)
+def apply_overrides(
+    store: ThemeStore | Any,
+    reg: ThemeRegistry,
+    overrides: list[Override],
+    cache: EmbeddingCache,
+    run_id: str,
+    source: str = "theme_overrides.csv",
+) -> dict[str, int]:
+    """Check ``overrides`` against the warehouse (:func:`plan_overrides`), then apply them to ``reg``
+    and nlp.* (:func:`apply_plan`; no commit). ``store``: a ThemeStore, or a database connection."""
+    if not isinstance(store, ThemeStore):
+        store = ThemeStore(store, reg.model)
+    pinned = [o.value for o in overrides if o.action == "pin"]
+    comments = store.comments_of(pinned) if pinned else {}
+    plan = plan_overrides(overrides, store.theme_states(), comments, source)
+    return apply_plan(store, reg, plan, cache, run_id)

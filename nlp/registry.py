@@ -1,8 +1,8 @@
-"""The theme registry: stable theme ids across nights, over ``nlp.themes``.
+"""The theme registry: stable theme ids across nights, in memory.
 
-Kept in memory while a run works (:class:`ThemeRegistry`), loaded from and saved to the database
-by :meth:`ThemeRegistry.load` / :meth:`ThemeRegistry.save`; ``fit_transform`` uses the same object
-without a database.
+A run loads it from ``nlp.themes`` (:meth:`ThemeRegistry.load`, through :class:`nlp.store.ThemeStore`),
+works on it and saves the themes it changed (:meth:`ThemeRegistry.save`); ``fit_transform`` uses the
+same object without a database. No SQL here.
 
 * ids are minted as ``max(theme_id) + 1`` over *all* rows of nlp.themes (any model, any status),
   so an id is never reused;
@@ -18,20 +18,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nlp.embed import from_bytes, to_bytes
+from nlp.vectors import unit as _unit
+
+if TYPE_CHECKING:
+    from nlp.store import ThemeStore
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Theme", "ThemeRegistry"]
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(v))
-    return (v / n).astype(np.float32) if n > 0 else v.astype(np.float32)
 
 
 @dataclass
@@ -49,6 +47,8 @@ class Theme:
     created_run_id: str | None = None
     is_new: bool = False
     dirty: bool = False
+    #: loaded with a person's decision (a human label or actionable flag): see ThemeRegistry.protected
+    protected: bool = False
 
 
 class ThemeRegistry:
@@ -207,81 +207,19 @@ class ThemeRegistry:
             theme_id = self.themes[theme_id].merged_into
         return theme_id
 
-    # -- database ----------------------------------------------------------------------------
-    @staticmethod
-    def any_active(conn: Any, model: str) -> bool:
-        """Whether the warehouse has an active theme of this model (no centroids read)."""
-        with conn.cursor() as cur:
-            cur.execute("select exists (select 1 from nlp.themes where model = %s and status = 'active'"
-                        " and centroid is not null)", (model,))
-            return bool(cur.fetchone()[0])
-
-    def load(self, conn: Any) -> ThemeRegistry:
+    # -- database (through the store) ---------------------------------------------------------
+    def load(self, store: ThemeStore) -> ThemeRegistry:
         """Active themes of this model (with centroids) and the id high-water mark."""
-        with conn.cursor() as cur:
-            cur.execute("select coalesce(max(theme_id), 0) from nlp.themes")
-            self.max_id = int(cur.fetchone()[0])
-            cur.execute(
-                "select theme_id, centroid, size, label, keywords, first_seen_at, created_run_id, "
-                "human_label is not null or is_actionable is not null "
-                "from nlp.themes where model = %s and status = 'active' and centroid is not null "
-                "order by theme_id",
-                (self.model,),
-            )
-            for tid, cen, size, label, kws, fsa, crid, human in cur.fetchall():
-                if human:
-                    self.protected.add(tid)
-                self.themes[tid] = Theme(
-                    theme_id=tid,
-                    centroid=from_bytes(cen),
-                    size=int(size),
-                    label=label,
-                    keywords=list(kws or []),
-                    first_seen_at=fsa,
-                    created_run_id=crid,
-                )
+        self.max_id = store.max_theme_id()
+        for t in store.active_themes():
+            self.themes[t.theme_id] = t
+            if t.protected:
+                self.protected.add(t.theme_id)
         return self
 
-    def save(self, conn: Any) -> int:
+    def save(self, store: ThemeStore) -> int:
         """Upsert every changed theme; returns the number written. No commit."""
-        from psycopg2.extras import execute_values
-
-        rows = [
-            (
-                t.theme_id,
-                t.label or f"theme {t.theme_id}",
-                list(t.keywords),
-                to_bytes(t.centroid),
-                int(t.size),
-                t.status,
-                t.merged_into,
-                t.merged_by,
-                self.model,
-                t.first_seen_at,
-                t.created_run_id,
-            )
-            for t in sorted(self.themes.values(), key=lambda t: t.theme_id)
-            if t.dirty
-        ]
-        if not rows:
-            return 0
-        with conn.cursor() as cur:
-            execute_values(
-                cur,
-                """
-                insert into nlp.themes (theme_id, label, keywords, centroid, size, status, merged_into,
-                                        merged_by, model, first_seen_at, created_run_id)
-                values %s
-                on conflict (theme_id) do update set
-                    label = excluded.label, keywords = excluded.keywords, centroid = excluded.centroid,
-                    size = excluded.size, status = excluded.status, merged_into = excluded.merged_into,
-                    merged_by = excluded.merged_by,
-                    first_seen_at = least(nlp.themes.first_seen_at, excluded.first_seen_at),
-                    updated_at = now()
-                """,
-                rows,
-                template="(%s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s, %s)",
-            )
+        written = store.save_themes(t for t in sorted(self.themes.values(), key=lambda t: t.theme_id) if t.dirty)
         for t in self.themes.values():
             t.dirty = False
-        return len(rows)
+        return written

@@ -8,6 +8,7 @@
   ``[phone]``. The loader applies it before ``raw.survey_responses`` is written.
 * :func:`strip_markup` — drops links and @handles and decodes HTML entities, so "https://t.co/x",
   "@united" or "&amp;" never become theme keywords or pull comments together.
+* :func:`prepare` — the text the theme engine hashes, embeds and labels: all of the above.
 
 Pure standard library: importing this module is cheap (the loader and Airflow DAG files use it).
 """
@@ -24,6 +25,7 @@ __all__ = [
     "PHONE_TOKEN",
     "is_content_free",
     "normalise",
+    "prepare",
     "redact_pii",
     "strip_markup",
     "text_hash",
@@ -249,3 +251,8 @@ def redact_pii(text: str | None) -> str | None:
     if sum(ch.isdigit() for ch in text) >= 7:
         text = _PHONE_CANDIDATE_RE.sub(_phone_repl, text)
     return text
+
+
+def prepare(comment: str | None) -> str:
+    """The text that is hashed, embedded and labelled: PII redacted, links dropped, normalised."""
+    return normalise(strip_markup(redact_pii(comment)))

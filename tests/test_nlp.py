@@ -501,7 +501,7 @@ def test_run_interval_stable_ids_idempotent_cached(conn: Any, engine: Any) -> No
     with conn.cursor() as cur:
         cur.execute("select count(*) from nlp.comment_themes where response_id like 'F%%' and theme_id is not null")
         assert cur.fetchone()[0] >= 0.7 * len(feb_rows), s2
-    assert s2["steps"] == 28  # one per night of February (the registry is warm)
+    assert s2["nights"] == 28  # one per night of February (the registry is warm)
 
     # rerun of both intervals: nothing changes, nothing is encoded
     before = _snapshot(conn)
@@ -524,7 +524,7 @@ def test_run_interval_stable_ids_idempotent_cached(conn: Any, engine: Any) -> No
 
 def test_a_backfilled_window_is_themed_as_its_nightly_runs(make_database: Any, engine: Any, capsys: Any) -> None:
     """run_interval over 45 days == a 30-day warm start + 15 nightly runs, theme for theme."""
-    from nlp.pipeline import steps
+    from nlp.pipeline import nights
     from nps import warehouse
 
     data = synthetic(50, seed=21)
@@ -537,13 +537,13 @@ def test_a_backfilled_window_is_themed_as_its_nightly_runs(make_database: Any, e
         _insert(conn, rows)
         if mode == "backfill":
             stats = engine.run_interval(conn, JAN, end, "run")
-            assert stats["steps"] == 16 and stats["new_comments"] == len(rows)
+            assert stats["nights"] == 16 and stats["new_comments"] == len(rows)
             # minutes of theming in a real backfill: nights done / total and what was found so far
             progress = capsys.readouterr().err.replace("\r", "\n").splitlines()
             assert any(line.startswith("themes: 100%") and "16/16" in line and "themes=" in line
                        for line in progress), progress
         else:
-            for s, e in [(JAN, JAN + timedelta(days=30))] + steps(JAN + timedelta(days=30), end, 1):
+            for s, e in [(JAN, JAN + timedelta(days=30))] + nights(JAN + timedelta(days=30), end, 1):
                 engine.run_interval(conn, s, e, "run")
                 conn.commit()
         conn.commit()
@@ -563,16 +563,16 @@ def test_a_backfilled_window_is_themed_as_its_nightly_runs(make_database: Any, e
     assert [r[:6] for r in th_a] == [r[:6] for r in th_b]
 
 
-def test_steps_cut_at_midnights() -> None:
-    from nlp.pipeline import steps
+def test_nights_cut_at_midnights() -> None:
+    from nlp.pipeline import nights
 
     day = timedelta(days=1)
-    assert steps(JAN, JAN + day, 1) == [(JAN, JAN + day)]
-    assert steps(JAN, FEB, None) == [(JAN, FEB)]
+    assert nights(JAN, JAN + day, 1) == [(JAN, JAN + day)]
+    assert nights(JAN, FEB, None) == [(JAN, FEB)]
     noon = JAN + timedelta(hours=12)
-    assert steps(noon, JAN + 3 * day, 1) == [
+    assert nights(noon, JAN + 3 * day, 1) == [
         (noon, JAN + day), (JAN + day, JAN + 2 * day), (JAN + 2 * day, JAN + 3 * day)]
-    warm = steps(JAN, JAN + 32 * day, 1, first_end=JAN + 30 * day)
+    warm = nights(JAN, JAN + 32 * day, 1, first_end=JAN + 30 * day)
     assert warm == [(JAN, JAN + 30 * day), (JAN + 30 * day, JAN + 31 * day), (JAN + 31 * day, JAN + 32 * day)]
 
 
@@ -580,7 +580,9 @@ def test_registry_merge_repoints(conn: Any) -> None:
     import numpy as np
 
     from nlp.registry import ThemeRegistry
+    from nlp.store import ThemeStore
 
+    store = ThemeStore(conn, "test-model")
     reg = ThemeRegistry("test-model")
     a = np.zeros(8, dtype=np.float32)
     a[0] = 1
@@ -591,14 +593,14 @@ def test_registry_merge_repoints(conn: Any) -> None:
     t1, t2, t3 = (reg.mint(v, 10, run_id="r") for v in (a, b, c))
     for t in (t1, t2, t3):
         t.label = f"t{t.theme_id}"
-    reg.save(conn)
+    reg.save(store)
     merges = reg.merge_duplicates(0.95)
     assert merges == [(t2.theme_id, t1.theme_id)]
     assert reg.themes[t2.theme_id].status == "merged" and reg.themes[t2.theme_id].merged_into == t1.theme_id
     assert reg.themes[t1.theme_id].size == 20
     assert abs(float(np.linalg.norm(reg.themes[t1.theme_id].centroid)) - 1) < 1e-5
-    reg.save(conn)
-    reg2 = ThemeRegistry("test-model").load(conn)
+    reg.save(store)
+    reg2 = ThemeRegistry("test-model").load(store)
     assert [t.theme_id for t in reg2.active()] == [t1.theme_id, t3.theme_id]
     assert reg2.mint(c, 1).theme_id == 4  # never reuses ids
 

@@ -188,11 +188,12 @@ def test_bad_override_rows_name_their_line(db_conn: Any, tmp_path: Path, row: st
     from nlp.embed import Embedder, EmbeddingCache
     from nlp.overrides import OverrideError, apply_overrides, read_overrides
     from nlp.registry import ThemeRegistry
+    from nlp.store import ThemeStore
 
     reg = ThemeRegistry("m")
     for _ in range(2):
         reg.mint(np.eye(4, dtype=np.float32)[0], 1).label = "x"
-    reg.save(db_conn)
+    reg.save(ThemeStore(db_conn, "m"))
     _insert(db_conn, [("R-empty", "n/a", JAN)])
     seed = tmp_path / "overrides.csv"
     seed.write_text(HEADER + "rename,1,first,\n" + row + "\n")
@@ -231,3 +232,20 @@ def test_automatic_merge_never_drops_a_protected_theme() -> None:
     # t1 (unprotected, older) goes into a protected one; the two protected themes both stay
     assert merges == [(t1.theme_id, t2.theme_id)] or merges == [(t1.theme_id, t3.theme_id)]
     assert {t.theme_id for t in reg.active()} == {t2.theme_id, t3.theme_id}
+
+
+def test_overrides_are_planned_without_a_database(tmp_path: Path) -> None:
+    """The seed is checked and turned into a plan from plain data (no connection): merges in file
+    order, the labels and flags it holds, and the themes a person decided about."""
+    from nlp.overrides import OverrideError, plan_overrides, read_overrides
+
+    seed = tmp_path / "overrides.csv"
+    seed.write_text(HEADER + "merge,3,2,\nmerge,2,1,\nrename,1,Billing,\nactionable,4,false,\npin,1,R1,\n")
+    states = {1: ("active", None, "m"), 2: ("active", None, "m"), 3: ("active", None, "m"), 4: ("active", None, "m")}
+    plan = plan_overrides(read_overrides(seed), states, {"R1": "The invoice was wrong"})
+    assert [(src, dst) for _, src, dst in plan.merges] == [(3, 2), (2, 1)]
+    assert plan.labels == {1: "Billing"} and plan.flags == {4: False}
+    assert plan.pins == [("R1", "the invoice was wrong", 1)]
+    assert plan.protected == {1, 4}
+    with pytest.raises(OverrideError, match="line 2: theme 3 does not exist"):
+        plan_overrides(read_overrides(seed), {k: v for k, v in states.items() if k != 3}, {})

@@ -1,0 +1,357 @@
+"""Every SQL statement of the theme engine: ``nlp.embeddings``, ``nlp.themes``, ``nlp.comment_themes``
+and the reads of ``raw.survey_responses`` they need.
+
+The engine (nlp/pipeline.py), the registry (nlp/registry.py), the embedding cache (nlp/embed.py) and
+the overrides (nlp/overrides.py) work on Python objects; :class:`ThemeStore` moves those objects in
+and out of the warehouse, in the caller's transaction (it never commits).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nlp.vectors import from_bytes, to_bytes
+
+if TYPE_CHECKING:
+    from nlp.registry import Theme
+
+__all__ = ["Assignment", "Comment", "ThemeStore"]
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A response's comment as the engine reads it. ``text_hash``/``theme_id`` are what an earlier
+    run stored (None for a comment never themed)."""
+
+    response_id: str
+    responded_at: datetime | None
+    comment: str | None
+    text_hash: str | None = None
+    theme_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One row of ``nlp.comment_themes``."""
+
+    response_id: str
+    text_hash: str
+    theme_id: int | None
+    confidence: float | None
+    method: str  # empty | no_feedback | noise | assigned | discovered | pinned
+
+
+def _copy_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+class ThemeStore:
+    """The theme engine's tables for one embedding ``model``, through ``conn``."""
+
+    def __init__(self, conn: Any, model: str) -> None:
+        self.conn = conn
+        self.model = model
+
+    # -- embeddings --------------------------------------------------------------------------------
+    def embeddings(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """The cached vectors of ``hashes`` (missing ones are absent)."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "select text_hash, embedding from nlp.embeddings where model = %s and text_hash = any(%s)",
+                (self.model, list(hashes)),
+            )
+            return {h: from_bytes(buf) for h, buf in cur.fetchall()}
+
+    def put_embeddings(self, hashes: Sequence[str], vecs: np.ndarray) -> None:
+        """New vectors into nlp.embeddings with one COPY (a night may bring tens of thousands)."""
+        with self.conn.cursor() as cur:
+            cur.execute("create temp table if not exists _new_embeddings (like nlp.embeddings including defaults)"
+                        " on commit drop")
+            cur.execute("truncate _new_embeddings")
+            buf = io.StringIO()
+            model, dim = _copy_text(self.model), vecs.shape[1]
+            for h, v in zip(hashes, vecs, strict=True):
+                buf.write(f"{_copy_text(h)}\t{model}\t{dim}\t\\\\x{to_bytes(v).hex()}\n")
+            buf.seek(0)
+            cur.copy_expert("copy _new_embeddings (text_hash, model, dim, embedding) from stdin", buf)
+            cur.execute("insert into nlp.embeddings (text_hash, model, dim, embedding)"
+                        " select text_hash, model, dim, embedding from _new_embeddings"
+                        " on conflict (text_hash, model) do nothing")
+
+    # -- the registry ------------------------------------------------------------------------------
+    def any_active_theme(self) -> bool:
+        """Whether the warehouse has an active theme of this model (no centroids read)."""
+        with self.conn.cursor() as cur:
+            cur.execute("select exists (select 1 from nlp.themes where model = %s and status = 'active'"
+                        " and centroid is not null)", (self.model,))
+            return bool(cur.fetchone()[0])
+
+    def max_theme_id(self) -> int:
+        """The id high-water mark over every theme (any model, any status): ids are never reused."""
+        with self.conn.cursor() as cur:
+            cur.execute("select coalesce(max(theme_id), 0) from nlp.themes")
+            return int(cur.fetchone()[0])
+
+    def active_themes(self) -> list[Theme]:
+        """Active themes of this model, with centroids; ``protected`` = a person decided about them."""
+        from nlp.registry import Theme
+
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "select theme_id, centroid, size, label, keywords, first_seen_at, created_run_id, "
+                "human_label is not null or is_actionable is not null "
+                "from nlp.themes where model = %s and status = 'active' and centroid is not null "
+                "order by theme_id",
+                (self.model,),
+            )
+            return [
+                Theme(theme_id=tid, centroid=from_bytes(cen), size=int(size), label=label, keywords=list(kws or []),
+                      first_seen_at=fsa, created_run_id=crid, protected=bool(human))
+                for tid, cen, size, label, kws, fsa, crid, human in cur.fetchall()
+            ]
+
+    def save_themes(self, themes: Iterable[Theme]) -> int:
+        """Upsert ``themes``; returns the number written."""
+        from psycopg2.extras import execute_values
+
+        rows = [
+            (t.theme_id, t.label or f"theme {t.theme_id}", list(t.keywords), to_bytes(t.centroid), int(t.size),
+             t.status, t.merged_into, t.merged_by, self.model, t.first_seen_at, t.created_run_id)
+            for t in themes
+        ]
+        if not rows:
+            return 0
+        with self.conn.cursor() as cur:
+            execute_values(
+                cur,
+                """
+                insert into nlp.themes (theme_id, label, keywords, centroid, size, status, merged_into,
+                                        merged_by, model, first_seen_at, created_run_id)
+                values %s
+                on conflict (theme_id) do update set
+                    label = excluded.label, keywords = excluded.keywords, centroid = excluded.centroid,
+                    size = excluded.size, status = excluded.status, merged_into = excluded.merged_into,
+                    merged_by = excluded.merged_by,
+                    first_seen_at = least(nlp.themes.first_seen_at, excluded.first_seen_at),
+                    updated_at = now()
+                """,
+                rows,
+                template="(%s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s, %s)",
+            )
+        return len(rows)
+
+    def theme_states(self) -> dict[int, tuple[str, int | None, str]]:
+        """``{theme_id: (status, merged_into, model)}`` of every theme, for checking overrides."""
+        with self.conn.cursor() as cur:
+            cur.execute("select theme_id, status, merged_into, model from nlp.themes")
+            return {int(t): (s, m, mo) for t, s, m, mo in cur.fetchall()}
+
+    def repoint(self, drop: int, keep: int, run_id: str) -> None:
+        """A merge in the tables: ``drop``'s comments and the themes merged into it go to ``keep``."""
+        with self.conn.cursor() as cur:
+            cur.execute("update nlp.comment_themes set theme_id = %s, run_id = %s where theme_id = %s",
+                        (keep, run_id, drop))
+            cur.execute("update nlp.themes set merged_into = %s where merged_into = %s", (keep, drop))
+
+    # -- comments ----------------------------------------------------------------------------------
+    def comments_in(self, start: datetime, end: datetime) -> list[Comment]:
+        """Commented responses with ``responded_at`` in [start, end), with what an earlier run stored
+        for them (pinned comments are left out: a person decided, never overwritten)."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                """
+                select r.response_id, r.responded_at, r.comment, ct.text_hash, ct.model
+                from raw.survey_responses r
+                left join nlp.comment_themes ct on ct.response_id = r.response_id
+                where r.responded_at >= %s and r.responded_at < %s and r.comment is not null
+                  and ct.method is distinct from 'pinned'
+                order by r.responded_at, r.response_id
+                """,
+                (start, end),
+            )
+            return [Comment(rid, at, comment, old_hash if old_model == self.model else None)
+                    for rid, at, comment, old_hash, old_model in cur.fetchall()]
+
+    def recent_noise(self, since: datetime, until: datetime, exclude: set[str], limit: int) -> list[Comment]:
+        """The ``limit`` most recent comments left as noise in [since, until), oldest first."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                """
+                select * from (
+                    select ct.response_id, r.responded_at, r.comment, ct.text_hash
+                    from nlp.comment_themes ct
+                    join raw.survey_responses r on r.response_id = ct.response_id
+                    where ct.method = 'noise' and ct.model = %s
+                      and r.responded_at >= %s and r.responded_at < %s
+                      and not (ct.response_id = any(%s))
+                    order by r.responded_at desc, ct.response_id desc
+                    limit %s
+                ) recent order by responded_at, response_id
+                """,
+                (self.model, since, until, sorted(exclude), limit),
+            )
+            return [Comment(*row) for row in cur.fetchall()]
+
+    def recent_themed(self, before: datetime, limit: int, exclude: set[str]) -> list[Comment]:
+        """The ``limit`` most recent themed comments before ``before`` (newest first)."""
+        if limit <= 0:
+            return []
+        with self.conn.cursor() as cur:
+            cur.execute(
+                """
+                select ct.response_id, r.responded_at, r.comment, ct.text_hash, ct.theme_id
+                from nlp.comment_themes ct
+                join raw.survey_responses r on r.response_id = ct.response_id
+                where ct.theme_id is not null and ct.model = %s and r.responded_at < %s
+                order by r.responded_at desc, ct.response_id desc
+                limit %s
+                """,
+                (self.model, before, limit),
+            )
+            return [Comment(*row) for row in cur.fetchall() if row[0] not in exclude]
+
+    def comments_of(self, response_ids: Sequence[str]) -> dict[str, str | None]:
+        with self.conn.cursor() as cur:
+            cur.execute("select response_id, comment from raw.survey_responses where response_id = any(%s)",
+                        (list(response_ids),))
+            return dict(cur.fetchall())
+
+    def assignments_of(self, response_ids: Sequence[str]) -> dict[str, tuple[int | None, str]]:
+        """``{response_id: (theme_id, method)}`` as stored."""
+        with self.conn.cursor() as cur:
+            cur.execute("select response_id, theme_id, method from nlp.comment_themes where response_id = any(%s)",
+                        (list(response_ids),))
+            return {r: (t, m) for r, t, m in cur.fetchall()}
+
+    def write_assignments(self, rows: Iterable[Assignment], run_id: str) -> None:
+        from psycopg2.extras import execute_values
+
+        values = [(a.response_id, a.text_hash, a.theme_id, a.confidence, a.method, self.model, run_id)
+                  for a in sorted(rows, key=lambda a: a.response_id)]
+        if not values:
+            return
+        with self.conn.cursor() as cur:
+            execute_values(
+                cur,
+                """
+                insert into nlp.comment_themes
+                    (response_id, text_hash, theme_id, confidence, method, model, run_id)
+                values %s
+                on conflict (response_id) do update set
+                    text_hash = excluded.text_hash, theme_id = excluded.theme_id,
+                    confidence = excluded.confidence, method = excluded.method, model = excluded.model,
+                    run_id = excluded.run_id, assigned_at = now()
+                """,
+                values,
+                page_size=1000,
+            )
+
+    def write_pins(self, rows: Iterable[Assignment], run_id: str) -> None:
+        """Pinned assignments; an unchanged pin keeps its run_id and assigned_at."""
+        from psycopg2.extras import execute_values
+
+        values = [(a.response_id, a.text_hash, a.theme_id, a.confidence, "pinned", self.model, run_id) for a in rows]
+        if not values:
+            return
+        with self.conn.cursor() as cur:
+            execute_values(
+                cur,
+                """
+                insert into nlp.comment_themes (response_id, text_hash, theme_id, confidence, method, model, run_id)
+                values %s
+                on conflict (response_id) do update set
+                    text_hash = excluded.text_hash, theme_id = excluded.theme_id,
+                    confidence = excluded.confidence, method = excluded.method, model = excluded.model,
+                    run_id = case when nlp.comment_themes.theme_id is distinct from excluded.theme_id
+                                    or nlp.comment_themes.method <> 'pinned'
+                                  then excluded.run_id else nlp.comment_themes.run_id end,
+                    assigned_at = case when nlp.comment_themes.theme_id is distinct from excluded.theme_id
+                                         or nlp.comment_themes.method <> 'pinned'
+                                       then now() else nlp.comment_themes.assigned_at end
+                """,
+                values,
+            )
+
+    def unpin_all_but(self, keep: Sequence[str], run_id: str) -> int:
+        """A pin deleted from the overrides file: the comment keeps its theme as an ordinary assignment."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "update nlp.comment_themes set method = 'assigned', run_id = %s, assigned_at = now() "
+                "where method = 'pinned' and not (response_id = any(%s))",
+                (run_id, list(keep)),
+            )
+            return int(cur.rowcount)
+
+    # -- human labels and flags (the overrides file's current state) -------------------------------
+    def set_human_labels(self, labels: Mapping[int, str]) -> int:
+        """``human_label`` of the listed themes set, of every other theme cleared; returns the number set."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                """
+                update nlp.themes t set human_label = v.label, updated_at = now()
+                from (select unnest(%s::integer[]) as theme_id, unnest(%s::text[]) as label) v
+                where t.theme_id = v.theme_id and t.human_label is distinct from v.label
+                """,
+                (list(labels), list(labels.values())),
+            )
+            changed = int(cur.rowcount)
+            cur.execute(
+                "update nlp.themes set human_label = null, updated_at = now() "
+                "where human_label is not null and not (theme_id = any(%s))",
+                (list(labels),),
+            )
+            return changed
+
+    def set_actionable(self, flags: Mapping[int, bool]) -> int:
+        """``is_actionable`` of the listed themes set, of every other theme cleared; returns the number set."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                """
+                update nlp.themes t set is_actionable = v.flag, updated_at = now()
+                from (select unnest(%s::integer[]) as theme_id, unnest(%s::boolean[]) as flag) v
+                where t.theme_id = v.theme_id and t.is_actionable is distinct from v.flag
+                """,
+                (list(flags), list(flags.values())),
+            )
+            changed = int(cur.rowcount)
+            cur.execute(
+                "update nlp.themes set is_actionable = null, updated_at = now() "
+                "where is_actionable is not null and not (theme_id = any(%s))",
+                (list(flags),),
+            )
+            return changed
+
+    # -- labels ------------------------------------------------------------------------------------
+    def label_sample(self, theme_ids: Sequence[int], per_theme: int) -> list[tuple[int, str]]:
+        """(theme_id, comment) of a bounded, deterministic sample per theme (ordered by text hash),
+        through the (theme_id, text_hash, response_id) index: the cost does not grow with history."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                """
+                select t.theme_id, r.comment
+                from unnest(%s::int[]) as t (theme_id)
+                cross join lateral (
+                    select ct.response_id from nlp.comment_themes ct
+                    where ct.theme_id = t.theme_id
+                    order by ct.text_hash, ct.response_id
+                    limit %s
+                ) sample
+                join raw.survey_responses r on r.response_id = sample.response_id
+                """,
+                (list(theme_ids), per_theme),
+            )
+            return cur.fetchall()
+
+    def theme_sizes(self, theme_ids: Iterable[int]) -> dict[int, int]:
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "select theme_id, count(*) from nlp.comment_themes where theme_id = any(%s) group by theme_id",
+                (sorted(theme_ids),),
+            )
+            return {int(tid): int(n) for tid, n in cur.fetchall()}
