@@ -28,6 +28,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros --disable-progress-bar
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: install lint
 	$(BIN)/python -m pytest -q -m "not ops"

@@ -96,14 +96,14 @@ def run(start: date, end: date, *, through: str = "auto", echo: Callable[[str], 
         states = _locally(pieces, conf, echo)
     else:
         raise ValueError(f"unknown --through {through!r}: airflow, local or auto")
-    summary = {"start": start, "end": end, "through": through, "runs": states,
-               "seconds": round(time.monotonic() - t0, 1)}
+    seconds = round(time.monotonic() - t0, 1)
+    summary = {"start": start, "end": end, "through": through, "runs": states, "seconds": seconds}
     failed = [s for s in states if s["state"] != "success"]
-    echo(f"backfill [{start}, {end}) done: {len(states)} run(s) succeeded in {_duration(summary['seconds'])}; "
+    echo(f"backfill [{start}, {end}) done: {len(states)} run(s) succeeded in {_duration(seconds)}; "
          f"run {states[-1]['run_id']} built, validated and published the marts"
          if not failed else
          f"backfill [{start}, {end}) FAILED: {len(failed)} of {len(states)} run(s) failed in "
-         f"{_duration(summary['seconds'])}")
+         f"{_duration(seconds)}")
     if failed:
         first = failed[0]
         raise BackfillFailed(

@@ -55,8 +55,8 @@ class Schedule:
     catchup: bool
 
 
-def _date_env(name: str, default: str | None) -> datetime | None:
-    value = os.environ.get(name) or default
+def _date_env(name: str) -> datetime | None:
+    value = os.environ.get(name)
     if not value:
         return None
     try:
@@ -68,8 +68,8 @@ def _date_env(name: str, default: str | None) -> datetime | None:
 
 def schedule() -> Schedule:
     return Schedule(
-        start=_date_env("NPS_DAG_START_DATE", "2000-01-01"),
-        end=_date_env("NPS_DAG_END_DATE", None),
+        start=_date_env("NPS_DAG_START_DATE") or datetime(2000, 1, 1, tzinfo=UTC),
+        end=_date_env("NPS_DAG_END_DATE"),
         catchup=os.environ.get("NPS_DAG_CATCHUP", "false").strip().lower() in ("1", "true", "yes"),
     )
 
@@ -90,7 +90,7 @@ def task_retry_delay_seconds() -> float:
 
 def _float_env(name: str, default: float) -> float:
     value = os.environ.get(name)
-    if value in (None, ""):
+    if not value:
         return default
     try:
         return float(value)

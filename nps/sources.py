@@ -30,7 +30,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from nps import config, contracts
 
@@ -198,51 +198,77 @@ def parse(document: dict[str, Any], *, origin: str = "<config>", sources_dir: Pa
         if connector not in CONNECTORS:
             raise SourceConfigError(f"{where}: connector must be one of {', '.join(CONNECTORS)}, got {connector!r}")
         mapping = merged.pop("mapping", "contract")
-        settings = {
-            "max_quarantine_share": _number(merged.pop("max_quarantine_share", contracts.MAX_QUARANTINE_SHARE),
-                                            "max_quarantine_share", where),
-            "max_comment_chars": int(_number(merged.pop("max_comment_chars", contracts.MAX_COMMENT_CHARS),
-                                             "max_comment_chars", where)),
-            "future_tolerance_hours": _number(merged.pop("future_tolerance_hours", contracts.FUTURE_TOLERANCE_HOURS),
-                                              "future_tolerance_hours", where),
-            "keep_original_comment": _truthy(merged.pop("keep_original_comment", False)),
-            "max_row_loss_share": _number(merged.pop("max_row_loss_share", contracts.MAX_ROW_LOSS_SHARE),
-                                          "max_row_loss_share", where),
-            "accept_row_loss": _truthy(merged.pop("accept_row_loss", False)),
-            "on_unreadable_file": str(merged.pop("on_unreadable_file", "fail")).strip().lower(),
-            "null_values": _null_values(merged.pop("null_values", DEFAULT_NULL_VALUES), where),
-            "include_unfinished": _truthy(merged.pop("include_unfinished", False)),
-            "exclude_when": _exclude_rules(merged.pop("exclude_when", None), where),
-        }
-        if not 0 <= settings["max_row_loss_share"] <= 1:
-            raise SourceConfigError(f"{where}: max_row_loss_share must be a share in [0, 1], "
-                                    f"got {settings['max_row_loss_share']!r}")
-        if not 0 <= settings["future_tolerance_hours"] <= contracts.FUTURE_TOLERANCE_HOURS:
-            # the validation gate fails raw rows beyond the contract's tolerance: a larger one here
-            # would load rows that then fail the night
-            raise SourceConfigError(
-                f"{where}: future_tolerance_hours must be in [0, {contracts.FUTURE_TOLERANCE_HOURS:g}] (the "
-                "contract's tolerance, which the validation gate also applies), "
-                f"got {settings['future_tolerance_hours']!r}")
-        if settings["on_unreadable_file"] not in ON_UNREADABLE_FILE:
-            raise SourceConfigError(f"{where}: on_unreadable_file must be one of {', '.join(ON_UNREADABLE_FILE)}, "
-                                    f"got {settings['on_unreadable_file']!r}")
-        if connector == "file":
-            if not merged.get("path"):
-                raise SourceConfigError(f"{where}: a file source needs 'path' (a file, folder or glob)")
-            fmt = merged.setdefault("format", _guess_format(str(merged["path"])))
-            if fmt not in FORMATS:
-                raise SourceConfigError(f"{where}: format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-        elif connector == "http" and not merged.get("url"):
-            raise SourceConfigError(f"{where}: an http source needs 'url'")
-        elif connector == "sql":
-            if not (merged.get("url") or merged.get("url_env") or merged.get("conn_id")):
-                raise SourceConfigError(f"{where}: a sql source needs 'url', 'url_env' or 'conn_id'")
-            if not (merged.get("table") or merged.get("query")):
-                raise SourceConfigError(f"{where}: a sql source needs 'table' or 'query'")
+        settings = _load_settings(merged, where)  # pops them: what is left are the connector's options
+        _check_connector_options(connector, merged, where)
         entities[name] = EntitySource(entity=name, connector=connector, options=merged, mapping=mapping,
                                       origin=origin, **settings)
     return SourcesConfig(path=origin, entities=entities)
+
+
+class _LoadSettings(TypedDict):
+    """The load settings of a source (EntitySource's fields after its options)."""
+
+    max_quarantine_share: float
+    max_comment_chars: int
+    future_tolerance_hours: float
+    keep_original_comment: bool
+    max_row_loss_share: float
+    accept_row_loss: bool
+    on_unreadable_file: str
+    null_values: tuple[str, ...]
+    include_unfinished: bool
+    exclude_when: tuple[ExcludeRule, ...]
+
+
+def _load_settings(merged: dict[str, Any], where: str) -> _LoadSettings:
+    """Pop the load settings out of a source's merged entry, checked; defaults from the contract."""
+    settings = _LoadSettings(
+        max_quarantine_share=_number(merged.pop("max_quarantine_share", contracts.MAX_QUARANTINE_SHARE),
+                                     "max_quarantine_share", where),
+        max_comment_chars=int(_number(merged.pop("max_comment_chars", contracts.MAX_COMMENT_CHARS),
+                                      "max_comment_chars", where)),
+        future_tolerance_hours=_number(merged.pop("future_tolerance_hours", contracts.FUTURE_TOLERANCE_HOURS),
+                                       "future_tolerance_hours", where),
+        keep_original_comment=_truthy(merged.pop("keep_original_comment", False)),
+        max_row_loss_share=_number(merged.pop("max_row_loss_share", contracts.MAX_ROW_LOSS_SHARE),
+                                   "max_row_loss_share", where),
+        accept_row_loss=_truthy(merged.pop("accept_row_loss", False)),
+        on_unreadable_file=str(merged.pop("on_unreadable_file", "fail")).strip().lower(),
+        null_values=_null_values(merged.pop("null_values", DEFAULT_NULL_VALUES), where),
+        include_unfinished=_truthy(merged.pop("include_unfinished", False)),
+        exclude_when=_exclude_rules(merged.pop("exclude_when", None), where),
+    )
+    if not 0 <= settings["max_row_loss_share"] <= 1:
+        raise SourceConfigError(f"{where}: max_row_loss_share must be a share in [0, 1], "
+                                f"got {settings['max_row_loss_share']!r}")
+    if not 0 <= settings["future_tolerance_hours"] <= contracts.FUTURE_TOLERANCE_HOURS:
+        # the validation gate fails raw rows beyond the contract's tolerance: a larger one here
+        # would load rows that then fail the night
+        raise SourceConfigError(
+            f"{where}: future_tolerance_hours must be in [0, {contracts.FUTURE_TOLERANCE_HOURS:g}] (the "
+            "contract's tolerance, which the validation gate also applies), "
+            f"got {settings['future_tolerance_hours']!r}")
+    if settings["on_unreadable_file"] not in ON_UNREADABLE_FILE:
+        raise SourceConfigError(f"{where}: on_unreadable_file must be one of {', '.join(ON_UNREADABLE_FILE)}, "
+                                f"got {settings['on_unreadable_file']!r}")
+    return settings
+
+
+def _check_connector_options(connector: str, options: dict[str, Any], where: str) -> None:
+    """What each connector needs (a file source's format is filled in from its path)."""
+    if connector == "file":
+        if not options.get("path"):
+            raise SourceConfigError(f"{where}: a file source needs 'path' (a file, folder or glob)")
+        fmt = options.setdefault("format", _guess_format(str(options["path"])))
+        if fmt not in FORMATS:
+            raise SourceConfigError(f"{where}: format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    elif connector == "http" and not options.get("url"):
+        raise SourceConfigError(f"{where}: an http source needs 'url'")
+    elif connector == "sql":
+        if not (options.get("url") or options.get("url_env") or options.get("conn_id")):
+            raise SourceConfigError(f"{where}: a sql source needs 'url', 'url_env' or 'conn_id'")
+        if not (options.get("table") or options.get("query")):
+            raise SourceConfigError(f"{where}: a sql source needs 'table' or 'query'")
 
 
 def _exclude_rules(value: Any, where: str) -> tuple[ExcludeRule, ...]:

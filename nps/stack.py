@@ -262,7 +262,9 @@ def health(timeout: float = 3.0) -> dict[str, Any] | None:
 
 
 def _healthy(report: dict[str, Any] | None, names: tuple[str, ...]) -> bool:
-    return bool(report) and all((report.get(n) or {}).get("status") == "healthy" for n in names)
+    if not report:
+        return False
+    return all((report.get(n) or {}).get("status") == "healthy" for n in names)
 
 
 def _migrate(env: dict[str, str], logs: Path) -> None:

@@ -174,7 +174,7 @@ def stop_embedded(pgdata: Path | None = None) -> bool:
     import pgserver
 
     user = "pgserver" if os.geteuid() == 0 else None
-    pgserver.pg_ctl(["-w", "stop"], pgdata=pgdata, user=user)
+    pgserver.pg_ctl(["-w", "stop"], pgdata=pgdata, user=user)  # type: ignore[attr-defined]  # made at import
     return True
 
 

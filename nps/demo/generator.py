@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -191,6 +191,18 @@ def _slug(s: str) -> str:
 # the simulation
 # ------------------------------------------------------------------------------------------------
 
+@dataclass
+class _SurveySends:
+    """The survey sends of a simulation, column by column (contact, account, survey, answer time)."""
+
+    cols: dict[str, list[Any]] = field(default_factory=lambda: {
+        k: [] for k in ("c", "a", "survey_id", "type", "trigger", "channel", "sent", "resp")})
+
+    def add(self, c: int, a: int, sid: str, typ: str, trig: str, ch: str, sent: int, resp: int) -> None:
+        for k, v in zip(self.cols, (c, a, sid, typ, trig, ch, sent, resp), strict=True):
+            self.cols[k].append(v)
+
+
 class _Sim:
     def __init__(self, cfg: GeneratorConfig) -> None:
         if cfg.quarters < 1 or cfg.n_accounts < 10 or cfg.responses_target < 1:
@@ -275,7 +287,7 @@ class _Sim:
         arr = float(np.exp(r.uniform(np.log(lo), np.log(hi))))
         return round(arr / 12) * 12.0  # monthly list price x 12
 
-    def _account_versions(self) -> None:
+    def _account_versions(self) -> None:  # noqa: C901, PLR0912, PLR0915 - one seeded simulation step: it draws from its stream in a fixed order, splitting it is a determinism refactor of its own
         r, n = self.r_acc, self.n
         leave_ts = self.leave_ts
         rows: list[dict[str, Any]] = []
@@ -310,7 +322,8 @@ class _Sim:
             events.sort()
 
             first_ts = self.start_ts if not self.is_new[a] else int(self.since_ts[a])
-            state = {"plan": plan, "arr": arr, "owner": owner, "band": band, "churned_at": -1}
+            # the account's current version: plan / owner / band indexes, ARR, churn time (-1: none)
+            state: dict[str, Any] = {"plan": plan, "arr": arr, "owner": owner, "band": band, "churned_at": -1}
             vts, vplan, varr = [first_ts], [plan], [arr]
             rows.append(self._account_row(a, state, first_ts))
             last = first_ts
@@ -360,7 +373,7 @@ class _Sim:
         return self.ver_plan[a][i], self.ver_arr[a][i]
 
     # -- contacts ----------------------------------------------------------------------------------
-    def contacts(self) -> None:
+    def contacts(self) -> None:  # noqa: PLR0912, PLR0915 - one seeded simulation step: it draws from its stream in a fixed order, splitting it is a determinism refactor of its own
         r = self.r_con
         n_choices = {0: ([1, 2, 3], [0.5, 0.4, 0.1]), 1: ([1, 2, 3, 4], [0.2, 0.4, 0.3, 0.1]),
                      2: ([2, 3, 4, 5], [0.3, 0.35, 0.2, 0.15]), 3: ([2, 3, 4, 5], [0.15, 0.3, 0.3, 0.25]),
@@ -494,24 +507,34 @@ class _Sim:
 
     # -- surveys -----------------------------------------------------------------------------------
     def surveys(self) -> None:
+        """Survey sends and their answers: relational waves and renewals, then transactional surveys
+        (onboarding, feature releases, support tickets) up to the responses target. Each kind draws
+        from the one survey stream in this order."""
+        sends = _SurveySends()
+        self._relational_waves(sends)
+        self._renewals(sends)
+        self._onboarding(sends)
+        remaining = max(0, self.cfg.responses_target - len(sends.cols["c"]))
+        n_fr = round(0.35 * remaining)
+        self._feature_releases(sends, n_fr)
+        self._support_tickets(sends, remaining - n_fr)
+        self.resp = self._answered(pd.DataFrame(sends.cols))
+
+    def _delay(self, ch: str) -> int:
+        """Seconds from send to answer on a channel."""
+        r = self.r_srv
+        if ch == "in_app":
+            return int(r.integers(15, 900))
+        return int(min(14 * DAY, max(120, np.exp(r.normal(np.log(5 * HOUR), 1.5)))))
+
+    def _exists(self, c: int, ts: int) -> bool:
+        """The contact and its account exist at ts."""
+        a = int(self.c_acc[c])
+        return bool(self.c_created[c] <= ts and self.active_from[a] <= ts < self.active_to[a])
+
+    def _relational_waves(self, sends: _SurveySends) -> None:
+        """Relational quarterly waves: every contact, roughly once per quarter."""
         r, cfg = self.r_srv, self.cfg
-        cols: dict[str, list[Any]] = {k: [] for k in ("c", "a", "survey_id", "type", "trigger", "channel",
-                                                      "sent", "resp")}
-
-        def add(c: int, a: int, sid: str, typ: str, trig: str, ch: str, sent: int, resp: int) -> None:
-            for k, v in zip(cols, (c, a, sid, typ, trig, ch, sent, resp), strict=True):
-                cols[k].append(v)
-
-        def delay(ch: str) -> int:
-            if ch == "in_app":
-                return int(r.integers(15, 900))
-            return int(min(14 * DAY, max(120, np.exp(r.normal(np.log(5 * HOUR), 1.5)))))
-
-        def exists(c: int, ts: int) -> bool:
-            a = int(self.c_acc[c])
-            return bool(self.c_created[c] <= ts and self.active_from[a] <= ts < self.active_to[a])
-
-        # Relational quarterly waves: every contact, roughly once per quarter.
         rel_scale = min(0.95, 0.55 * cfg.responses_target / max(1.0, self.nc * cfg.quarters * 0.5))
         for q, qd in enumerate(self.quarter_starts):
             label = f"{qd.year}Q{(qd.month - 1) // 3 + 1}"
@@ -520,11 +543,14 @@ class _Sim:
                 a = int(self.c_acc[c])
                 sent = wave_day_ts + int(r.integers(0, 3)) * DAY + int(r.integers(13 * HOUR, 16 * HOUR))
                 p = min(0.97, self.c_engage[c] * rel_scale * (0.6 if self.usage_level[a] < 0.5 else 1.0))
-                if not exists(c, sent) or r.random() >= p:
+                if not self._exists(c, sent) or r.random() >= p:
                     continue
                 ch = str(r.choice(["email", "in_app", "web"], p=[0.75, 0.15, 0.10]))
-                add(c, a, f"NPS-REL-{label}", RELATIONAL, "quarterly", ch, sent, sent + delay(ch))
-        # Renewal: decision maker, 30 days before the anniversary of customer_since.
+                sends.add(c, a, f"NPS-REL-{label}", RELATIONAL, "quarterly", ch, sent, sent + self._delay(ch))
+
+    def _renewals(self, sends: _SurveySends) -> None:
+        """Renewal: decision maker, 30 days before the anniversary of customer_since."""
+        r, cfg = self.r_srv, self.cfg
         for a in range(self.n):
             since = cfg.start + timedelta(days=int(self.since_day[a]))
             cs = self.contacts_by_account[a]
@@ -533,68 +559,75 @@ class _Sim:
                 if not self.start_ts <= sent < self.end_ts:
                     continue
                 c = cs[0]
-                if exists(c, sent) and r.random() < 0.5:
+                if self._exists(c, sent) and r.random() < 0.5:
                     sd = datetime.fromtimestamp(sent, UTC)
-                    add(c, a, f"NPS-REN-{sd:%Y-%m}", RELATIONAL, "renewal", "email", sent,
-                        sent + delay("email"))
-        # Onboarding: contacts created during the range, ~3-5 weeks after creation.
-        for c in np.flatnonzero(self.c_created >= self.start_ts):
-            c = int(c)
+                    sends.add(c, a, f"NPS-REN-{sd:%Y-%m}", RELATIONAL, "renewal", "email", sent,
+                              sent + self._delay("email"))
+
+    def _onboarding(self, sends: _SurveySends) -> None:
+        """Onboarding: contacts created during the range, ~3-5 weeks after creation."""
+        r = self.r_srv
+        for created in np.flatnonzero(self.c_created >= self.start_ts):
+            c = int(created)
             sent = int(self.c_created[c]) + int(r.integers(21 * DAY, 35 * DAY))
-            if exists(c, sent) and r.random() < 0.6:
+            if self._exists(c, sent) and r.random() < 0.6:
                 ch = "email" if r.random() < 0.6 else "in_app"
                 sd = datetime.fromtimestamp(sent, UTC)
-                add(c, int(self.c_acc[c]), f"NPS-ONB-{sd:%Y-%m}", TRANSACTIONAL, "onboarding", ch, sent,
-                    sent + delay(ch))
+                sends.add(c, int(self.c_acc[c]), f"NPS-ONB-{sd:%Y-%m}", TRANSACTIONAL, "onboarding", ch, sent,
+                          sent + self._delay(ch))
 
-        remaining = max(0, cfg.responses_target - len(cols["c"]))
-        # Feature releases every six weeks: in-app survey to active users.
+    def _feature_releases(self, sends: _SurveySends, n_fr: int) -> None:
+        """Feature releases every six weeks: in-app survey to active users (n_fr in all)."""
+        r = self.r_srv
         releases = [self.start_ts + d * DAY + 16 * HOUR for d in range(20, self.n_days - 7, 42)]
-        n_fr = round(0.35 * remaining)
         for i, rel in enumerate(releases):
             n_this = n_fr // len(releases) + (1 if i < n_fr % len(releases) else 0)
-            elig = np.array([c for c in range(self.nc) if exists(c, rel)
+            elig = np.array([c for c in range(self.nc) if self._exists(c, rel)
                              and self.usage_level[self.c_acc[c]] > 0.5], dtype=np.int64)
             if len(elig) == 0 or n_this == 0:
                 continue
             p = self.c_engage[elig] / self.c_engage[elig].sum()
             chosen = np.sort(r.choice(elig, size=min(n_this, len(elig)), replace=False, p=p))
             rd = datetime.fromtimestamp(rel, UTC)
-            for c in chosen:
-                c = int(c)
+            for pick in chosen:
+                c = int(pick)
                 sent = rel + int(r.integers(HOUR, 7 * DAY))
                 ch = "in_app" if r.random() < 0.85 else "email"
-                add(c, int(self.c_acc[c]), f"NPS-FR-{rd:%Y-%m-%d}", TRANSACTIONAL, "feature_release", ch,
-                    sent, sent + delay(ch))
-        # Support tickets closed: bigger and unhappier accounts open more tickets.
-        n_sup = remaining - n_fr
+                sends.add(c, int(self.c_acc[c]), f"NPS-FR-{rd:%Y-%m-%d}", TRANSACTIONAL, "feature_release", ch,
+                          sent, sent + self._delay(ch))
+
+    def _support_tickets(self, sends: _SurveySends, n_sup: int) -> None:
+        """Support tickets closed: bigger and unhappier accounts open more tickets (n_sup in all)."""
+        r = self.r_srv
         span = np.maximum(0, self.active_to - self.active_from - 2 * DAY).astype(float)
         wt = np.array([0.5, 0.8, 1.2, 1.8, 2.5])[self.band] * (1 + 0.6 * (self.health < -0.5)) * span
-        if n_sup > 0 and wt.sum() > 0:
-            accs = np.sort(r.choice(self.n, size=n_sup, p=wt / wt.sum()))
-            for a in accs:
-                a = int(a)
-                closed = int(r.integers(self.active_from[a], self.active_from[a] + max(1, int(span[a]))))
-                cs = [c for c in self.contacts_by_account[a] if self.c_created[c] <= closed]
-                sent = closed + int(r.integers(HOUR, 6 * HOUR))
-                ch = "email" if r.random() < 0.65 else "web"
-                c = cs[int(r.integers(len(cs)))] if cs else -1
-                sd = datetime.fromtimestamp(sent, UTC)
-                add(c, a, f"NPS-TKT-{sd:%Y-%m}", TRANSACTIONAL, "support_ticket_closed", ch, sent,
-                    sent + delay(ch))
+        if n_sup <= 0 or wt.sum() <= 0:
+            return
+        accs = np.sort(r.choice(self.n, size=n_sup, p=wt / wt.sum()))
+        for pick in accs:
+            a = int(pick)
+            closed = int(r.integers(self.active_from[a], self.active_from[a] + max(1, int(span[a]))))
+            cs = [c for c in self.contacts_by_account[a] if self.c_created[c] <= closed]
+            sent = closed + int(r.integers(HOUR, 6 * HOUR))
+            ch = "email" if r.random() < 0.65 else "web"
+            c = cs[int(r.integers(len(cs)))] if cs else -1
+            sd = datetime.fromtimestamp(sent, UTC)
+            sends.add(c, a, f"NPS-TKT-{sd:%Y-%m}", TRANSACTIONAL, "support_ticket_closed", ch, sent,
+                      sent + self._delay(ch))
 
-        df = pd.DataFrame(cols)
-        # Anonymous web links: a few responses only know the account.
+    def _answered(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The sends answered within the range, while the account was a customer, in answer order;
+        a few anonymous web links only know the account."""
+        r = self.r_srv
         anon = (df["channel"] == "web").to_numpy() & (r.random(len(df)) < 0.15)
         df.loc[anon, "c"] = -1
         a = df["a"].to_numpy()
         keep = (df["resp"].to_numpy() < self.end_ts) & (df["resp"].to_numpy() < self.churn_ts[a]) \
             & (df["sent"].to_numpy() >= self.active_from[a])
-        df = df[keep].sort_values(["resp", "a", "c", "survey_id"], kind="mergesort").reset_index(drop=True)
-        self.resp = df
+        return df[keep].sort_values(["resp", "a", "c", "survey_id"], kind="mergesort").reset_index(drop=True)
 
     # -- scores (sequential per respondent: follow-ups change the next answer) ----------------------
-    def scores(self) -> None:
+    def scores(self) -> None:  # noqa: PLR0915 - one seeded simulation step: it draws from its stream in a fixed order, splitting it is a determinism refactor of its own
         r, df = self.r_score, self.resp
         m = len(df)
         a = df["a"].to_numpy()

@@ -84,7 +84,7 @@ def run_dbt(args: list[str], url: str, *, vars: dict | None = None,
     would not help anyway, as the vars change every run. A failed call keeps its folder and names it.
     """
     own_dir = target_dir is None
-    target = Path(tempfile.mkdtemp(prefix="nps-dbt-")) if own_dir else Path(target_dir)
+    target = Path(target_dir) if target_dir is not None else Path(tempfile.mkdtemp(prefix="nps-dbt-"))
     cmd = [dbt_executable(), *args, "--project-dir", str(project_dir),
            "--profiles-dir", str(project_dir), "--target-path", str(target),
            "--log-path", str(target / "logs")]

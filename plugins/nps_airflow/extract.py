@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -164,7 +164,9 @@ def read_source(source: sources.EntitySource, spec: EntitySpec, start: datetime,
     is written when a mapped column is missing."""
     data_columns = list(spec.columns)
     batch = connectors.build(source).read(start, end, window_column=_window_source_column(source, spec))
-    frames, extras, naive = [], [], []
+    frames: list[pd.DataFrame] = []
+    extras: list[str] = []
+    naive: list[dict[str, Any]] = []
     for part in _merge_alike(batch.parts):
         try:
             frame, extra = mappings.apply(part, source, data_columns, spec.required, null_columns=spec.null_columns,
@@ -427,8 +429,8 @@ def prepare_batch(entity: str, start: datetime, end: datetime, *, sources_dir: P
                     quarantined[col] = quarantined[col].map(lambda v: redact_pii(v) if isinstance(v, str) else v)
                 if not excluded.empty:
                     excluded[col] = excluded[col].map(lambda v: redact_pii(v) if isinstance(v, str) else v)
-    unreadable = [replace(u, head=redact_pii(u.head)) if spec.pii_text_columns and not source.keep_original_comment
-                  else u for u in batch.unreadable]
+    redact_heads = bool(spec.pii_text_columns) and not source.keep_original_comment
+    unreadable = [replace(u, head=redact_pii(u.head) or "") if redact_heads else u for u in batch.unreadable]
     return PreparedBatch(source=source, batch=batch, mode=mode, rows_read=rows_read, good=good,
                          quarantined=quarantined, duplicates_dropped=duplicates_dropped,
                          extra_columns=extra_columns, originals=originals, settings=settings,
@@ -493,162 +495,218 @@ def load_entity(conn: PgConnection, entity: str, start: datetime, end: datetime,
     that is over the source's max_row_loss_share (else RowLossExceeded, nothing written)."""
     t0 = time.monotonic()
     spec = SPECS[entity]
-    data_columns = list(spec.columns)
     prepared = prepare_batch(entity, start, end, sources_dir=sources_dir, settings=settings, now=now,
                              source=source)
-    source, batch, mode, settings = prepared.source, prepared.batch, prepared.mode, prepared.settings
-    good, quarantined, originals = prepared.good, prepared.quarantined, prepared.originals
-    excluded = prepared.excluded
-    rows_read, duplicates_dropped, extra_columns = (prepared.rows_read, prepared.duplicates_dropped,
-                                                    prepared.extra_columns)
-    unreadable = prepared.unreadable
-    unreadable_files = [u.location for u in unreadable]
+    source, batch = prepared.source, prepared.batch
+    unreadable_files = [u.location for u in prepared.unreadable]
     # an unreadable file is not replaced: the rows (and quarantine) loaded from it before stay
     owned_files = None if batch.files is None else [f for f in batch.files if f not in set(unreadable_files)]
-    incremental = mode == "incremental"
-    if unreadable:
-        log.warning("%s: %d unreadable file(s), rows loaded from them before kept: %s", entity, len(unreadable),
-                    "; ".join(f"{u.location}: {u.detail}" for u in unreadable))
-
-    if extra_columns:
+    target = _Target(entity, spec, start, end, run_id, prepared.mode, owned_files, unreadable_files)
+    if prepared.unreadable:
+        log.warning("%s: %d unreadable file(s), rows loaded from them before kept: %s", entity,
+                    len(prepared.unreadable), "; ".join(f"{u.location}: {u.detail}" for u in prepared.unreadable))
+    if prepared.extra_columns:
         log.warning("%s: extra source column(s) kept in extras (schema drift) from %s: %s", entity,
-                    batch.location, ", ".join(extra_columns))
+                    batch.location, ", ".join(prepared.extra_columns))
+    good, copy_columns, payload, checksum = _copy_payload(prepared.good, spec, run_id)
+
+    with conn.cursor() as cur:
+        cur.execute("select pg_advisory_xact_lock(%s)", (warehouse.lock_key(f"load:{entity}"),))
+        rows_lost, loss_accepted = _check_row_loss(conn, cur, target, prepared, good, accept_row_loss)
+        _clear_quarantine(cur, target)
+        rows_replaced, clashes, repeated = _replace_rows(cur, target, copy_columns, payload)
+        quarantined = prepared.quarantined if clashes is None else pd.concat([prepared.quarantined, clashes])
+        cur.execute(f"insert into {spec.table} select * from _batch")
+        rows_loaded = cur.rowcount
+        if prepared.originals is not None and not prepared.originals.empty:
+            _keep_originals(cur, target, prepared.originals)
+        _quarantine(cur, quarantined, entity, run_id, start, end, list(spec.columns))
+        _quarantine(cur, prepared.excluded, entity, run_id, start, end, list(spec.columns))
+        if prepared.unreadable:
+            _quarantine_files(cur, prepared.unreadable, entity, run_id, start, end)
+        result = LoadResult(
+            entity=entity, start=start, end=end, source_files=batch.units, rows_read=prepared.rows_read,
+            rows_loaded=rows_loaded, rows_quarantined=len(quarantined),
+            duplicates_dropped=prepared.duplicates_dropped + repeated, rows_replaced=rows_replaced,
+            checksum=checksum, extra_columns=prepared.extra_columns, duration_s=time.monotonic() - t0,
+            connector=source.connector, mode=prepared.mode, source_location=batch.location,
+            unreadable_files=unreadable_files, rows_lost=rows_lost, row_loss_accepted=loss_accepted,
+            rows_excluded=len(prepared.excluded),
+        )
+        _audit(cur, run_id, result)
+    conn.commit()
+
+    result.duration_s = round(time.monotonic() - t0, 3)
+    log.info("loaded %s", result.as_dict())
+    too_many = _too_many_quarantined(target, quarantined, prepared)
+    if prepared.unreadable and source.on_unreadable_file == "fail":  # both causes, when both happened
+        raise UnreadableFileError("\n".join(filter(None, [_unreadable_message(entity, start, end, source,
+                                                                               prepared.unreadable), too_many])))
+    if too_many:
+        raise QuarantineThresholdExceeded(too_many)
+    return result
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where one load writes: the entity's raw table for a window, and the files it owns."""
+
+    entity: str
+    spec: EntitySpec
+    start: datetime
+    end: datetime
+    run_id: str
+    mode: str  # partition | window | incremental
+    owned_files: list[str] | None  # partition mode: the files whose rows it replaces
+    unreadable_files: list[str]  # their rows (and quarantine entries) are kept
+
+
+def _copy_payload(good: pd.DataFrame, spec: EntitySpec, run_id: str) -> tuple[pd.DataFrame, list[str], str, str]:
+    """The good rows (sorted by key) as COPY's CSV, its columns, and the load's checksum."""
+    data_columns = list(spec.columns)
     good = good.rename(columns={mappings.EXTRAS: "extras"})
     good["_run_id"] = run_id
     copy_columns = [*data_columns, "extras", "_run_id", "_source_file"]
     good = good.sort_values(list(spec.key))
     buffer = io.StringIO()
     good[copy_columns].to_csv(buffer, index=False, header=False)
-    payload = buffer.getvalue()
     # order-independent of the source: rows are sorted by key; sha256 over per-row hashes
     row_hashes = pd.util.hash_pandas_object(good[data_columns], index=False).to_numpy()
-    checksum = hashlib.sha256(row_hashes.tobytes()).hexdigest()
+    return good, copy_columns, buffer.getvalue(), hashlib.sha256(row_hashes.tobytes()).hexdigest()
 
-    table = spec.table
-    keys = ", ".join(spec.key)
-    with conn.cursor() as cur:
-        cur.execute("select pg_advisory_xact_lock(%s)", (warehouse.lock_key(f"load:{entity}"),))
-        # under the lock, before any delete: a re-drop that removes rows loaded before (a header-only
-        # or truncated file, rows that now all quarantine) fails atomically unless accepted
-        losses = [] if incremental else _row_losses(cur, spec, mode, owned_files, unreadable_files, good,
-                                                    start, end, batch.location)
-        rows_lost = sum(max(0, before - after) for _, before, after in losses)
-        over = [loss for loss in losses if loss[1] and (loss[1] - loss[2]) / loss[1] > source.max_row_loss_share]
-        if over and not (accept_row_loss or config.accept_row_loss() or source.accept_row_loss):
-            conn.rollback()
-            raise RowLossExceeded(_row_loss_message(entity, start, end, source, over, quarantined, mode))
-        if over:
-            log.warning("%s: accepted the loss of %d row(s) loaded before: %s", entity, rows_lost,
-                        "; ".join(f"{w}: {b} -> {a}" for w, b, a in over))
-        # a rerun re-reads the same source rows, so it replaces the quarantine of the same files, or
-        # of every load whose window lies inside this one (the same interval, a backfilled quarter)
-        if mode == "partition":
-            cur.execute("delete from raw.quarantine where entity = %s and source_file = any(%s)",
-                        (entity, owned_files))
-        else:
-            cur.execute(
-                "delete from raw.quarantine where entity = %s and interval_start >= %s and interval_end <= %s"
-                " and not (coalesce(source_file, '') = any(%s))",
-                (entity, start, end, unreadable_files),
-            )
-        cur.execute(f"create temp table _batch (like {table} including defaults) on commit drop")
-        cur.copy_expert(
-            f"copy _batch ({', '.join(copy_columns)}) from stdin with (format csv, null '')",
-            io.StringIO(payload),
-        )
-        if incremental:
-            # updated-since: the newest version of a row replaces the stored one, wherever it is
-            cur.execute(f"delete from {table} t using _batch b where ({', '.join('t.' + k for k in spec.key)}) = "
-                        f"({', '.join('b.' + k for k in spec.key)})")
-            rows_replaced = cur.rowcount
-        else:
-            if mode == "partition":
-                cur.execute(f"delete from {table} where _source_file = any(%s)", (owned_files,))
-            else:
-                cur.execute(
-                    f"delete from {table} where {spec.interval_column} >= %s and {spec.interval_column} < %s"
-                    " and not (coalesce(_source_file, '') = any(%s))",
-                    (start, end, unreadable_files),
-                )
-            rows_replaced = cur.rowcount
-            # ids another file / window already loaded: keep the loaded row; the same content is a
-            # duplicate, other content is quarantined (nothing says which one is right)
-            same = " and ".join(f"b.{c} is not distinct from t.{c}" for c in data_columns)
-            cur.execute(
-                f"delete from _batch b using {table} t where ({', '.join('b.' + k for k in spec.key)}) = "
-                f"({', '.join('t.' + k for k in spec.key)}) returning b.*, ({same}) as _same_content"
-            )
-            clashes = cur.fetchall()
-            if clashes:
-                names = [d.name for d in cur.description]
-                clash_frame = pd.DataFrame(
-                    [[connectors.to_text(v) for v in row] for row in clashes], columns=names, dtype=object
-                )
-                repeated = clash_frame.pop("_same_content") == "true"
-                duplicates_dropped += int(repeated.sum())
-                clash_frame = clash_frame[~repeated]
-                clash_frame[LINE] = None
-                clash_frame["rule"] = "duplicate_id_other_interval"
-                clash_frame["detail"] = (
-                    "id already loaded with other content from " + ("another file" if mode == "partition"
-                                                                     else "a row in another data interval")
-                )
-                clash_frame[mappings.EXTRAS] = clash_frame.pop("extras")
-                quarantined = pd.concat([quarantined, clash_frame])
-        cur.execute(f"insert into {table} select * from _batch")
-        rows_loaded = cur.rowcount
-        if originals is not None and not originals.empty:
-            cur.execute(f"create temp table _originals ({keys} text, comment text) on commit drop")
-            cur.copy_expert(f"copy _originals ({keys}, comment) from stdin with (format csv)",
-                            io.StringIO(originals.to_csv(index=False, header=False)))
-            cur.execute(
-                f"insert into {table}_original ({keys}, comment, _run_id) select o.{keys}, o.comment, %s"
-                f" from _originals o join _batch b using ({keys})"
-                f" on conflict ({keys}) do update set comment = excluded.comment, _run_id = excluded._run_id,"
-                f" _loaded_at = now()",
-                (run_id,),
-            )
-        _quarantine(cur, quarantined, entity, run_id, start, end, data_columns)
-        _quarantine(cur, excluded, entity, run_id, start, end, data_columns)
-        if unreadable:
-            _quarantine_files(cur, unreadable, entity, run_id, start, end)
+
+def _check_row_loss(conn: PgConnection, cur: Any, target: _Target, prepared: PreparedBatch, good: pd.DataFrame,
+                    accept_row_loss: bool) -> tuple[int, bool]:
+    """Under the lock, before any delete: a re-drop that removes rows loaded before (a header-only
+    or truncated file, rows that now all quarantine) fails atomically unless accepted. Returns
+    (rows lost, whether a loss over the share was accepted)."""
+    source = prepared.source
+    losses = [] if target.mode == "incremental" else _row_losses(
+        cur, target.spec, target.mode, target.owned_files, target.unreadable_files, good, target.start, target.end,
+        prepared.batch.location)
+    rows_lost = sum(max(0, before - after) for _, before, after in losses)
+    over = [loss for loss in losses if loss[1] and (loss[1] - loss[2]) / loss[1] > source.max_row_loss_share]
+    if over and not (accept_row_loss or config.accept_row_loss() or source.accept_row_loss):
+        conn.rollback()
+        raise RowLossExceeded(_row_loss_message(target.entity, target.start, target.end, source, over,
+                                                prepared.quarantined, target.mode))
+    if over:
+        log.warning("%s: accepted the loss of %d row(s) loaded before: %s", target.entity, rows_lost,
+                    "; ".join(f"{w}: {b} -> {a}" for w, b, a in over))
+    return rows_lost, bool(over)
+
+
+def _clear_quarantine(cur: Any, target: _Target) -> None:
+    """A rerun re-reads the same source rows, so it replaces the quarantine of the same files, or
+    of every load whose window lies inside this one (the same interval, a backfilled quarter)."""
+    if target.mode == "partition":
+        cur.execute("delete from raw.quarantine where entity = %s and source_file = any(%s)",
+                    (target.entity, target.owned_files))
+    else:
         cur.execute(
-            "insert into raw.load_audit (run_id, entity, interval_start, interval_end, source_files,"
-            " rows_read, rows_loaded, rows_quarantined, duplicates_dropped, rows_replaced, checksum,"
-            " source_location, duration_s, connector, load_mode, extra_columns, unreadable_files,"
-            " rows_lost, row_loss_accepted, rows_excluded)"
-            " values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            (run_id, entity, start, end, batch.units, rows_read, rows_loaded, len(quarantined),
-             duplicates_dropped, rows_replaced, checksum, batch.location, time.monotonic() - t0,
-             source.connector, mode, extra_columns or None, unreadable_files or None, rows_lost, bool(over),
-             len(excluded)),
+            "delete from raw.quarantine where entity = %s and interval_start >= %s and interval_end <= %s"
+            " and not (coalesce(source_file, '') = any(%s))",
+            (target.entity, target.start, target.end, target.unreadable_files),
         )
-    conn.commit()
 
-    result = LoadResult(
-        entity=entity, start=start, end=end, source_files=batch.units, rows_read=rows_read,
-        rows_loaded=rows_loaded, rows_quarantined=len(quarantined),
-        duplicates_dropped=duplicates_dropped, rows_replaced=rows_replaced, checksum=checksum,
-        extra_columns=extra_columns, duration_s=round(time.monotonic() - t0, 3),
-        connector=source.connector, mode=mode, source_location=batch.location,
-        unreadable_files=unreadable_files, rows_lost=rows_lost, row_loss_accepted=bool(over),
-        rows_excluded=len(excluded),
+
+def _replace_rows(cur: Any, target: _Target, copy_columns: list[str], payload: str
+                  ) -> tuple[int, pd.DataFrame | None, int]:
+    """COPY the rows into `_batch` and delete what they replace: rows with the same key
+    (incremental), else the owned files' rows (partition) or the window's (window), then take out
+    of `_batch` the ids another file / window already loaded. Returns (rows replaced, those ids
+    with other content to quarantine or None, those with the same content: duplicates)."""
+    spec, table = target.spec, target.spec.table
+    cur.execute(f"create temp table _batch (like {table} including defaults) on commit drop")
+    cur.copy_expert(
+        f"copy _batch ({', '.join(copy_columns)}) from stdin with (format csv, null '')",
+        io.StringIO(payload),
     )
-    log.info("loaded %s", result.as_dict())
-    too_many = None
-    if rows_read and len(quarantined) / rows_read > settings.max_quarantine_share:
-        rules = quarantined["rule"].value_counts().head(5).to_dict()
-        too_many = (
-            f"{entity} [{start:%Y-%m-%d}, {end:%Y-%m-%d}): {len(quarantined)} of {rows_read} rows "
-            f"quarantined ({len(quarantined) / rows_read:.1%} > {settings.max_quarantine_share:.1%}); "
-            f"rules: {rules}. Good rows were loaded; see raw.quarantine where run_id = '{run_id}'."
+    if target.mode == "incremental":
+        # updated-since: the newest version of a row replaces the stored one, wherever it is
+        cur.execute(f"delete from {table} t using _batch b where ({', '.join('t.' + k for k in spec.key)}) = "
+                    f"({', '.join('b.' + k for k in spec.key)})")
+        return cur.rowcount, None, 0
+    if target.mode == "partition":
+        cur.execute(f"delete from {table} where _source_file = any(%s)", (target.owned_files,))
+    else:
+        cur.execute(
+            f"delete from {table} where {spec.interval_column} >= %s and {spec.interval_column} < %s"
+            " and not (coalesce(_source_file, '') = any(%s))",
+            (target.start, target.end, target.unreadable_files),
         )
-    if unreadable and source.on_unreadable_file == "fail":  # both causes, when both happened
-        raise UnreadableFileError("\n".join(filter(None, [_unreadable_message(entity, start, end, source,
-                                                                               unreadable), too_many])))
-    if too_many:
-        raise QuarantineThresholdExceeded(too_many)
-    return result
+    rows_replaced = cur.rowcount
+    clashes, repeated = _take_out_loaded_ids(cur, target)
+    return rows_replaced, clashes, repeated
+
+
+def _take_out_loaded_ids(cur: Any, target: _Target) -> tuple[pd.DataFrame | None, int]:
+    """Ids another file / window already loaded: keep the loaded row; the same content is a
+    duplicate, other content is quarantined (nothing says which one is right)."""
+    spec = target.spec
+    same = " and ".join(f"b.{c} is not distinct from t.{c}" for c in spec.columns)
+    cur.execute(
+        f"delete from _batch b using {spec.table} t where ({', '.join('b.' + k for k in spec.key)}) = "
+        f"({', '.join('t.' + k for k in spec.key)}) returning b.*, ({same}) as _same_content"
+    )
+    clashes = cur.fetchall()
+    if not clashes:
+        return None, 0
+    names = [d.name for d in cur.description]
+    clash_frame = pd.DataFrame([[connectors.to_text(v) for v in row] for row in clashes], columns=names, dtype=object)
+    repeated = clash_frame.pop("_same_content") == "true"
+    clash_frame = clash_frame[~repeated]
+    clash_frame[LINE] = None
+    clash_frame["rule"] = "duplicate_id_other_interval"
+    clash_frame["detail"] = (
+        "id already loaded with other content from " + ("another file" if target.mode == "partition"
+                                                         else "a row in another data interval")
+    )
+    clash_frame[mappings.EXTRAS] = clash_frame.pop("extras")
+    return clash_frame, int(repeated.sum())
+
+
+def _keep_originals(cur: Any, target: _Target, originals: pd.DataFrame) -> None:
+    """keep_original_comment: the unredacted comments of the loaded rows whose comment was redacted."""
+    table, keys = target.spec.table, ", ".join(target.spec.key)
+    cur.execute(f"create temp table _originals ({keys} text, comment text) on commit drop")
+    cur.copy_expert(f"copy _originals ({keys}, comment) from stdin with (format csv)",
+                    io.StringIO(originals.to_csv(index=False, header=False)))
+    cur.execute(
+        f"insert into {table}_original ({keys}, comment, _run_id) select o.{keys}, o.comment, %s"
+        f" from _originals o join _batch b using ({keys})"
+        f" on conflict ({keys}) do update set comment = excluded.comment, _run_id = excluded._run_id,"
+        f" _loaded_at = now()",
+        (target.run_id,),
+    )
+
+
+def _audit(cur: Any, run_id: str, r: LoadResult) -> None:
+    """The load's raw.load_audit row."""
+    cur.execute(
+        "insert into raw.load_audit (run_id, entity, interval_start, interval_end, source_files,"
+        " rows_read, rows_loaded, rows_quarantined, duplicates_dropped, rows_replaced, checksum,"
+        " source_location, duration_s, connector, load_mode, extra_columns, unreadable_files,"
+        " rows_lost, row_loss_accepted, rows_excluded)"
+        " values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        (run_id, r.entity, r.start, r.end, r.source_files, r.rows_read, r.rows_loaded, r.rows_quarantined,
+         r.duplicates_dropped, r.rows_replaced, r.checksum, r.source_location, r.duration_s,
+         r.connector, r.mode, r.extra_columns or None, r.unreadable_files or None, r.rows_lost,
+         r.row_loss_accepted, r.rows_excluded),
+    )
+
+
+def _too_many_quarantined(target: _Target, quarantined: pd.DataFrame, prepared: PreparedBatch) -> str | None:
+    """The message when more of the batch than max_quarantine_share was quarantined, else None."""
+    rows_read, share = prepared.rows_read, prepared.settings.max_quarantine_share
+    if not (rows_read and len(quarantined) / rows_read > share):
+        return None
+    rules = quarantined["rule"].value_counts().head(5).to_dict()
+    return (
+        f"{target.entity} [{target.start:%Y-%m-%d}, {target.end:%Y-%m-%d}): {len(quarantined)} of {rows_read} rows "
+        f"quarantined ({len(quarantined) / rows_read:.1%} > {share:.1%}); "
+        f"rules: {rules}. Good rows were loaded; see raw.quarantine where run_id = '{target.run_id}'."
+    )
 
 
 NOT_CONFIGURED = "not_configured"  # raw.load_audit.load_mode of an optional entity left out of sources.yml

@@ -173,7 +173,8 @@ def theme_config() -> Any:
     is downloaded) and the device from NPS_THEME_DEVICE (e.g. cuda on a GPU worker)."""
     from nlp import ThemeConfig
 
-    overrides = {k: v for k, v in (("model", config.theme_model()), ("device", config.theme_device())) if v}
+    overrides: dict[str, Any] = {k: v for k, v in (("model", config.theme_model()), ("device", config.theme_device()))
+                                 if v}
     return ThemeConfig(**overrides)
 
 

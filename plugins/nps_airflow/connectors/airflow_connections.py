@@ -7,10 +7,8 @@ from typing import Any
 
 def airflow_secret(conn_id: str) -> tuple[str, Any]:
     """(password-or-token, connection) of an Airflow connection."""
-    try:
-        from airflow.sdk import Connection
-    except ImportError:  # pragma: no cover - older Airflow
-        from airflow.hooks.base import BaseHook as Connection  # type: ignore[no-redef]
-    conn = Connection.get(conn_id) if hasattr(Connection, "get") else Connection.get_connection(conn_id)
+    from airflow.sdk import Connection  # Airflow 3 (requirements.txt)
+
+    conn = Connection.get(conn_id)
     token = conn.password or (conn.extra_dejson or {}).get("token") or ""
     return token, conn

@@ -336,6 +336,20 @@ def as_null(values: pd.Series, nulls: frozenset[str]) -> pd.Series:
     return values.where(~token, "") if token.any() else values
 
 
+def _transformed(values: pd.Series, transform: str | None, timezone: str, column: str,
+                 source: EntitySource) -> pd.Series:
+    """A rule's `transform` applied to the column's values (none: as they are)."""
+    if transform == "timestamp":
+        parsed = parse_instant(values, timezone)
+        return parsed.dt.strftime(_TS_FORMAT).where(parsed.notna(), values)
+    if transform == "leading_number":
+        number = values.str.extract(r"^\s*(-?\d+(?:\.\d+)?)(?:\s*-\s.*)?\s*$", expand=False)
+        return number.where(number.notna(), values)  # no number: kept as is, quarantined later
+    if transform not in (None, ""):
+        raise MappingError(f"{source.describe()}: unknown transform {transform!r} for {column}")
+    return values
+
+
 def apply(part: Part, source: EntitySource, columns: list[str], required: frozenset[str], *,
           null_columns: frozenset[str] = frozenset(), timestamp_columns: frozenset[str] = frozenset()
           ) -> tuple[pd.DataFrame, list[str]]:
@@ -352,7 +366,7 @@ def apply(part: Part, source: EntitySource, columns: list[str], required: frozen
     n = len(frame)
     out: dict[str, pd.Series] = {}
     used: set[str] = set()
-    warnings: list[str] = []
+    warnings: list[dict[str, Any]] = []  # naive timestamps found (_naive_warning)
     all_rejected = REJECT in frame and bool((frame[REJECT] != "").all())
     for column in columns:
         rule = rules[column]
@@ -388,15 +402,8 @@ def apply(part: Part, source: EntitySource, columns: list[str], required: frozen
                 transform = transform or "timestamp"  # a declared zone applies to every timestamp column
             else:
                 warnings.extend(_naive_warning(values, column, found[0], source, part))
-        if transform == "timestamp":
-            parsed = parse_instant(values, rule.timezone or source.option("timezone", "UTC"))
-            values = parsed.dt.strftime(_TS_FORMAT).where(parsed.notna(), values)
-        elif transform == "leading_number":
-            number = values.str.extract(r"^\s*(-?\d+(?:\.\d+)?)(?:\s*-\s.*)?\s*$", expand=False)
-            values = number.where(number.notna(), values)  # no number: kept as is, quarantined later
-        elif transform not in (None, ""):
-            raise MappingError(f"{source.describe()}: unknown transform {transform!r} for {column}")
-        out[column] = values
+        out[column] = _transformed(values, transform, rule.timezone or source.option("timezone", "UTC"), column,
+                                   source)
     result = pd.DataFrame(out, index=frame.index)
     extras = [c for c in present if c not in used and c not in drop]
     if extras:

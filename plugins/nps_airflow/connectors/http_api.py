@@ -62,7 +62,7 @@ class HttpConnector:
     def __init__(self, source: EntitySource) -> None:
         self.source = source
         self.url = str(source.option("url"))
-        self.pagination = dict(source.option("pagination") or {"type": "none"})
+        self.pagination: dict[str, Any] = dict(source.option("pagination") or {"type": "none"})
         kind = self.pagination.get("type", "none")
         if kind not in PAGINATION_TYPES:
             raise ValueError(f"{source.describe()}: unknown pagination type {kind!r}; "
@@ -154,7 +154,7 @@ class HttpConnector:
         if kind == "offset" and not size:
             raise ValueError(f"{self.source.describe()}: offset pagination needs a page size (pagination.size)")
         cursor = None
-        url = self._url(params, kind, page, size, cursor)
+        url: str | None = self._url(params, kind, page, size, cursor)
         parts: list[Part] = []
         max_pages = int(self.pagination.get("max_pages", 100000))
         seen: set[str] = set()
@@ -169,26 +169,14 @@ class HttpConnector:
                 )
             seen.add(url)
             document, response_headers = self._get(url, headers)
-            records = dig(document, self.source.option("records_path"))
-            if records is None:
-                records = []
-            if not isinstance(records, list):
-                raise SourceUnavailable(
-                    f"{self.source.entity}: {url}: records_path {self.source.option('records_path')!r} "
-                    f"is not a list in the response"
-                )
-            good = [r for r in records if isinstance(r, dict)]
-            lines = [i for i, r in enumerate(records, start=1) if isinstance(r, dict)]
-            rejects = [(i, "invalid_json", "record is not a JSON object", json.dumps(r))
-                       for i, r in enumerate(records, start=1) if not isinstance(r, dict)]
-            frame = records_frame(good, lines, rejects)
-            parts.append(Part(frame=frame, location=url, tabular=False))
+            records = self._records(url, document)
+            parts.append(self._part(url, records))
             if not records or kind == "none":
                 break
             if kind in ("page", "offset"):
                 if size and len(records) < int(size):
                     break
-                page += int(size) if kind == "offset" else 1
+                page += int(size) if kind == "offset" and size else 1  # offset pagination has a size
                 url = self._url(params, kind, page, size, None)
             elif kind == "cursor":
                 cursor = dig(document, self.pagination.get("cursor_path", "next_cursor"))
@@ -207,6 +195,27 @@ class HttpConnector:
                 if watermark in part.frame.columns:
                     part.frame = part.frame[in_window(part.frame[watermark], start, end, self.timezone)]
         return Batch(parts=parts, location=self.url, units=len(parts))
+
+    def _records(self, url: str, document: Any) -> list[Any]:
+        """The page's records (at records_path)."""
+        records = dig(document, self.source.option("records_path"))
+        if records is None:
+            return []
+        if not isinstance(records, list):
+            raise SourceUnavailable(
+                f"{self.source.entity}: {url}: records_path {self.source.option('records_path')!r} "
+                f"is not a list in the response"
+            )
+        return records
+
+    @staticmethod
+    def _part(url: str, records: list[Any]) -> Part:
+        """A page as a Part; a record that is not a JSON object is kept as an invalid_json reject."""
+        good = [r for r in records if isinstance(r, dict)]
+        lines = [i for i, r in enumerate(records, start=1) if isinstance(r, dict)]
+        rejects = [(i, "invalid_json", "record is not a JSON object", json.dumps(r))
+                   for i, r in enumerate(records, start=1) if not isinstance(r, dict)]
+        return Part(frame=records_frame(good, lines, rejects), location=url, tabular=False)
 
     def _url(self, params: dict[str, Any], kind: str, page: int, size: Any, cursor: Any) -> str:
         query = dict(params)
