@@ -54,6 +54,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nps import contracts
+
 # --------------------------------------------------------------------------------------------
 # Parameters
 # --------------------------------------------------------------------------------------------
@@ -87,20 +89,10 @@ class Params:
     fatigue_transactional_days: int = 60
 
 
-SEGMENT_TYPES = [
-    "overall",
-    "plan",
-    "arr_band",
-    "tenure_band",
-    "industry",
-    "region",
-    "employee_band",
-    "usage_band",
-    "survey_type",
-    "trigger_event",
-    "account_owner",
-]
-FOLLOW_UP_BUCKETS = ["within_24h", "within_48h", "later", "never"]
+# the contract's vocabularies (nps/contracts.py): the metrics below are computed independently of
+# the SQL, the names they are reported under are the contract's
+SEGMENT_TYPES = list(contracts.SEGMENT_TYPES)
+FOLLOW_UP_BUCKETS = list(contracts.FOLLOW_UP_BUCKETS)
 
 NPS_COLUMNS = [
     "period_grain",
@@ -295,86 +287,25 @@ class _Spec:
     decimals: tuple[str, ...] = ()
 
 
-SPECS: dict[str, _Spec] = {
-    "survey_responses": _Spec(
-        attr="responses",
-        columns=(
-            "response_id",
-            "survey_id",
-            "survey_type",
-            "trigger_event",
-            "account_id",
-            "contact_id",
-            "channel",
-            "sent_at",
-            "responded_at",
-            "score",
-            "comment",
-            "language",
-        ),
-        interval="responded_at",
-        key=("response_id",),
-        required=("response_id", "account_id", "responded_at", "score"),
-        timestamps=("sent_at", "responded_at"),
-        ints=("score",),
-    ),
-    "accounts": _Spec(
-        attr="accounts",
-        columns=(
-            "account_id",
-            "name",
-            "industry",
-            "region",
-            "employee_band",
-            "plan",
-            "arr",
-            "currency",
-            "customer_since",
-            "owner",
-            "churned_at",
-            "updated_at",
-        ),
-        interval="updated_at",
-        key=("account_id", "updated_at"),
-        required=("account_id", "updated_at"),
-        timestamps=("churned_at", "updated_at"),
-        dates=("customer_since",),
-        decimals=("arr",),
-    ),
-    "contacts": _Spec(
-        attr="contacts",
-        columns=("contact_id", "account_id", "email", "full_name", "role", "created_at", "updated_at"),
-        interval="updated_at",
-        key=("contact_id", "updated_at"),
-        required=("contact_id", "account_id", "updated_at"),
-        timestamps=("created_at", "updated_at"),
-    ),
-    "activities": _Spec(
-        attr="activities",
-        columns=(
-            "activity_id",
-            "account_id",
-            "contact_id",
-            "response_id",
-            "activity_type",
-            "created_at",
-            "outcome",
-        ),
-        interval="created_at",
-        key=("activity_id",),
-        required=("activity_id", "account_id", "created_at"),
-        timestamps=("created_at",),
-    ),
-    "usage_daily": _Spec(
-        attr="usage",
-        columns=("account_id", "usage_date", "active_users", "sessions", "core_events"),
-        interval="usage_date",
-        key=("account_id", "usage_date"),
-        required=("account_id", "usage_date"),
-        dates=("usage_date",),
-        ints=("active_users", "sessions", "core_events"),
-    ),
-}
+# Where the typed frames go on Sources; the columns, kinds, keys and required columns are the
+# contract's (nps/contracts.py), validated here by an independent pandas implementation.
+_ATTRS = {"survey_responses": "responses", "accounts": "accounts", "contacts": "contacts",
+          "activities": "activities", "usage_daily": "usage"}
+
+
+def _spec(entity: str, contract: contracts.EntitySpec) -> _Spec:
+    def of(*kinds: str) -> tuple[str, ...]:
+        return tuple(c for c, kind in contract.columns.items() if kind in kinds)
+
+    return _Spec(
+        attr=_ATTRS[entity], columns=tuple(contract.columns), interval=contract.interval_column,
+        key=contract.key, required=tuple(c for c in contract.columns if c in contract.required),
+        timestamps=of(contracts.TIMESTAMP), dates=of(contracts.DATE), ints=of(contracts.SCORE, contracts.INT),
+        decimals=of(contracts.NUMERIC),
+    )
+
+
+SPECS: dict[str, _Spec] = {entity: _spec(entity, spec) for entity, spec in contracts.SPECS.items()}
 
 TS_DTYPE = "datetime64[us, UTC]"
 DATE_DTYPE = "datetime64[us]"  # dates are kept as naive midnight timestamps
@@ -450,8 +381,8 @@ def _type_and_validate(
     """Convert columns to their types; return (good rows, rejected rows with a reason).
 
     Rejected, as the loader quarantines them: blank required value, unparseable timestamp / date
-    / number, non-integer or negative count, score outside 0-10, timestamp later than now + 24 h
-    (date later than tomorrow), comment longer than ``max_comment_chars``."""
+    / number, non-integer or negative count, score outside 0-10, timestamp later than now + the
+    contract's tolerance (24 h; a date later than tomorrow), comment longer than ``max_comment_chars``."""
     reason = pd.Series(pd.NA, index=df.index, dtype="object")
 
     def flag(mask: pd.Series, why: str) -> None:
@@ -470,15 +401,16 @@ def _type_and_validate(
             val = pd.to_datetime(raw.where(~blank), utc=True, format="ISO8601", errors="coerce").astype(
                 TS_DTYPE
             )
-            flag(val > now + pd.Timedelta(hours=24), f"future_{col}")
+            flag(val > now + pd.Timedelta(hours=contracts.FUTURE_TOLERANCE_HOURS), f"future_{col}")
         elif col in spec.dates:
             val = pd.to_datetime(raw.where(~blank), format="%Y-%m-%d", errors="coerce").astype(DATE_DTYPE)
-            flag(val > now.tz_convert(None).normalize() + pd.Timedelta(days=1), f"future_{col}")
+            flag(val > now.tz_convert(None).normalize() + pd.Timedelta(days=contracts.FUTURE_DATE_TOLERANCE_DAYS),
+                 f"future_{col}")
         elif col in spec.ints:
             num = pd.to_numeric(raw.where(~blank), errors="coerce")
             flag(num.notna() & (num != np.floor(num)), f"non_integer_{col}")
             if col == "score":
-                flag(num.notna() & ((num < 0) | (num > 10)), "score_out_of_range")
+                flag(num.notna() & ((num < contracts.SCORE_MIN) | (num > contracts.SCORE_MAX)), "score_out_of_range")
             else:
                 flag(num < 0, f"negative_{col}")
             val = num.round().astype("Int64")
@@ -530,7 +462,7 @@ def load_sources(
     end: dt.datetime | None = None,
     *,
     now: dt.datetime | None = None,
-    max_comment_chars: int = 5000,
+    max_comment_chars: int = contracts.MAX_COMMENT_CHARS,
 ) -> Sources:
     """Read every ``<entity>/<entity>_*.csv`` below ``sources_dir`` into typed frames.
 
