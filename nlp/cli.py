@@ -19,7 +19,7 @@ from typing import Any
 
 __all__ = ["read_input", "themes_fit"]
 
-OUTPUT_COLUMNS = ("theme_id", "theme_label", "confidence")
+OUTPUT_COLUMNS = ("theme_id", "theme_label", "parent_theme_id", "parent_theme_label", "confidence")
 _DELIMITERS = ",;\t|"
 
 
@@ -156,9 +156,10 @@ def themes_fit(
     header_rows: int | None = None,
     encoding_errors: str | None = None,
 ) -> int:
-    """Theme the ``text_column`` of a CSV; write the input rows + theme_id, theme_label, confidence.
+    """Theme the ``text_column`` of a CSV; write the input rows + theme_id, theme_label (the sub-theme),
+    parent_theme_id, parent_theme_label and confidence.
 
-    Returns the number of themes found. Raises ValueError when the file cannot be read or the
+    Returns the number of sub-themes found. Raises ValueError when the file cannot be read or the
     column is missing (the message lists the columns there are).
     """
     import pandas as pd
@@ -176,12 +177,26 @@ def themes_fit(
     out = pd.concat([out.reset_index(drop=True), res.reset_index(drop=True)], axis=1)
     out["confidence"] = out["confidence"].round(4)
     out.to_csv(out_path, index=False)
+    return _print_summary(engine.themes_, res, len(df), out_path)
 
-    themes = engine.themes_
-    n_themes = 0 if themes is None else len(themes)
-    unassigned = float(res["theme_id"].isna().mean()) if len(res) else 0.0
-    print(f"{len(df)} rows, {n_themes} themes, {unassigned:.1%} unassigned -> {out_path}")
-    if themes is not None and n_themes:
-        for row in themes.sort_values("size", ascending=False).head(15).itertuples():
-            print(f"  {row.theme_id:>4}  {row.size:>6}  {row.label}")
-    return n_themes
+
+def _print_summary(themes: Any, res: Any, rows: int, out_path: str | Path) -> int:
+    """Themes by size with their sub-themes under them; the number of sub-themes."""
+    if themes is None or not len(themes):
+        print(f"{rows} rows, 0 themes, {float(res['theme_id'].isna().mean()) if len(res) else 0:.1%} unassigned "
+              f"-> {out_path}")
+        return 0
+    subs, parents = themes[themes["level"] == "subtheme"], themes[themes["level"] == "theme"]
+    empty = res["theme_id"].isna()
+    print(f"{rows} rows, {len(parents)} themes with {len(subs)} sub-themes, {float(empty.mean()):.1%} unassigned "
+          f"-> {out_path}")
+    for parent in parents.sort_values("size", ascending=False).head(15).itertuples():
+        print(f"  {parent.theme_id:>4}  {parent.size:>6}  {parent.label}")
+        kids = subs[subs["parent_theme_id"] == parent.theme_id].sort_values("size", ascending=False)
+        if len(kids) < 2:
+            continue  # a parent of one sub-theme: the same comments, said once
+        for kid in kids.head(5).itertuples():
+            print(f"        {kid.theme_id:>4}  {kid.size:>6}  {kid.label}")
+        if len(kids) > 5:
+            print(f"        ... {len(kids) - 5} more sub-themes")
+    return len(subs)

@@ -29,8 +29,19 @@ class ThemeConfig:
     collapse_threshold: float | None = 0.90
     #: fit_transform: nearest-centroid (spherical k-means) passes after discovery and merging
     refine_iterations: int = 5
-    #: None = scaled with the pool: max(10, round(n / 600)), capped at 100
+    #: None = scaled with the pool: max(min_cluster_size_floor, round(n / min_cluster_size_per)), capped at 100
     min_cluster_size: int | None = None
+    min_cluster_size_floor: int = 10
+    min_cluster_size_per: int = 600
+    #: a point that stands for w collapsed near-duplicates enters HDBSCAN min(w, min_cluster_size)
+    #: times (nlp/cluster.py: a text repeated 28 times is a theme; False = once, whatever w)
+    collapse_keeps_weight: bool = True
+    #: fit_transform: at most this many sub-themes (the most similar keep merging)
+    max_subthemes: int = 100
+    #: sub-themes whose centroids are at least this alike share a parent theme (nlp/hierarchy.py) ...
+    parent_similarity: float = 0.60
+    #: ... and a first grouping leaves at most this many parents
+    max_parents: int = 25
     min_samples: int = 3
     cluster_selection_method: str = "leaf"
     #: run_interval themes a longer window night by night, a night being this many days (cut at UTC

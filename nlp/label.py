@@ -1,19 +1,27 @@
 """Theme keywords and labels with class-based TF-IDF (c-TF-IDF, as in BERTopic).
 
 All comments of a theme form one document; term weight = tf(term, theme) / words(theme) x
-log(1 + average words per theme / frequency of term over all themes). Unigrams and bigrams;
-English stop words plus survey filler ("really", "just", "thanks", ...) are removed, and so are
-the ``[email]`` / ``[phone]`` redaction tokens.
+log(1 + average words per theme / frequency of term over all themes). Unigrams and bigrams of
+words in any alphabet ("améliorer", "größe"); French/Italian elisions ("l'accueil") are split.
+
+Stop words: English ones plus survey filler ("really", "just", "thanks", ...) always, and those of
+every other language the comments are written in (the lists of the PyPI package ``stop-words``:
+French, German, Spanish, Portuguese, Italian, Dutch and 25 more). A language counts as present when
+its own stop words (those that are not English ones) make up at least ``language_share`` of one
+theme's words: French comments labelled "les / pas / la" before this rule are labelled by what
+they are about. The ``[email]`` / ``[phone]`` redaction tokens are removed too.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["FILLER_WORDS", "ClassTfidfLabeler", "make_label", "representatives"]
+__all__ = ["FILLER_WORDS", "ClassTfidfLabeler", "languages_present", "make_label", "representatives", "stop_words"]
 
 #: Survey filler: words frequent in every theme that never name one.
 FILLER_WORDS: frozenset[str] = frozenset(
@@ -28,16 +36,56 @@ FILLER_WORDS: frozenset[str] = frozenset(
 )
 
 _REDACTION_RE = re.compile(r"\[(?:email|phone)\]", re.IGNORECASE)
+_ELISION_RE = re.compile(r"\b(?:[cdjlmnst]|qu)['’](?=[^\W\d_])", re.IGNORECASE)  # l'accueil, qu'on
+TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+(?:['-][^\W\d_]+)*\b"  # two letters or more, any alphabet
+_TOKEN_RE = re.compile(TOKEN_PATTERN)
 
 
-def _stop_words() -> list[str]:
+def _english_stop_words() -> frozenset[str]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    return sorted(set(ENGLISH_STOP_WORDS) | FILLER_WORDS)
+    return frozenset(ENGLISH_STOP_WORDS) | FILLER_WORDS
+
+
+@functools.lru_cache(maxsize=1)
+def _other_languages() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """{language: (its stop words, those of them that are not English ones)} from ``stop-words``."""
+    from stop_words import AVAILABLE_LANGUAGES, get_stop_words
+
+    english = _english_stop_words() | frozenset(get_stop_words("english"))
+    out = {}
+    for lang in AVAILABLE_LANGUAGES:
+        if lang != "english":
+            words = frozenset(w.lower() for w in get_stop_words(lang))
+            out[lang] = (words, words - english)
+    return out
+
+
+def languages_present(docs_by_theme: Mapping[int, Sequence[str]], share: float) -> list[str]:
+    """The non-English languages whose own stop words (not English ones) make up at least ``share``
+    of some theme's words."""
+    found: set[str] = set()
+    others = _other_languages()
+    for docs in docs_by_theme.values():
+        tokens = [t for d in docs for t in _TOKEN_RE.findall(_clean(d))]
+        if not tokens:
+            continue
+        for lang, (_, own) in others.items():
+            if lang not in found and sum(t in own for t in tokens) >= share * len(tokens):
+                found.add(lang)
+    return sorted(found)
+
+
+def stop_words(languages: Sequence[str] = ()) -> list[str]:
+    """English stop words and survey filler, and every stop word of ``languages``."""
+    words = set(_english_stop_words())
+    for lang in languages:
+        words |= _other_languages()[lang][0]
+    return sorted(words)
 
 
 def _clean(text: str) -> str:
-    return _REDACTION_RE.sub(" ", text or "").lower()
+    return _ELISION_RE.sub("", _REDACTION_RE.sub(" ", text or "")).lower()
 
 
 def make_label(keywords: Sequence[str], n_terms: int = 3, sep: str = " / ") -> str:
@@ -61,10 +109,13 @@ def make_label(keywords: Sequence[str], n_terms: int = 3, sep: str = " / ") -> s
 class ClassTfidfLabeler:
     """Top keywords per theme by c-TF-IDF, and a short label from them."""
 
-    def __init__(self, top_n: int = 10, label_terms: int = 3, min_df: int = 2) -> None:
+    def __init__(self, top_n: int = 10, label_terms: int = 3, min_df: int = 2, language_share: float = 0.05) -> None:
         self.top_n = top_n
         self.label_terms = label_terms
         self.min_df = min_df
+        self.language_share = language_share
+        #: the non-English languages found in the last keywords() call
+        self.languages_: list[str] = []
 
     def keywords(self, docs_by_theme: Mapping[int, Sequence[str]]) -> dict[int, list[str]]:
         """``{theme_id: [keyword, ...]}`` (best first) for every theme in ``docs_by_theme``."""
@@ -75,16 +126,19 @@ class ClassTfidfLabeler:
         if not theme_ids:
             return out
         n_docs = sum(len(docs_by_theme[t]) for t in theme_ids)
+        self.languages_ = languages_present(docs_by_theme, self.language_share)
         vec = CountVectorizer(
             ngram_range=(1, 2),
-            stop_words=_stop_words(),
-            token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z'-]+\b",
+            stop_words=stop_words(self.languages_),
+            token_pattern=TOKEN_PATTERN,
             min_df=self.min_df if n_docs >= 20 * self.min_df else 1,
             preprocessor=_clean,
         )
         all_docs = [d for t in theme_ids for d in docs_by_theme[t]]
         try:
-            counts = vec.fit_transform(all_docs)
+            with warnings.catch_warnings():  # stop words with apostrophes tokenise differently: harmless
+                warnings.filterwarnings("ignore", message="Your stop_words may be inconsistent")
+                counts = vec.fit_transform(all_docs)
         except ValueError:  # empty vocabulary
             return out
         vocab = np.asarray(vec.get_feature_names_out())

@@ -8,15 +8,21 @@ A person edits one CSV, one decision per row::
     actionable,12,true,billing team owns it
     actionable,40,false,praise - nothing to do
     pin,12,R000123,this one is about the invoice, not pricing
+    parent,12,5,invoice errors belong under Billing
 
 =============  ==========================  ====================================================
 action         theme_id                    value
 =============  ==========================  ====================================================
-``rename``     the theme                   its new label (shown as ``theme_label`` everywhere)
-``merge``      the theme that goes away    the theme id it is merged into
-``actionable`` the theme                   ``true`` / ``false`` (also yes/no, 1/0)
-``pin``        the theme the comment gets  the ``response_id`` of the comment
+``rename``     the theme (either level)    its new label (shown as ``theme_label`` everywhere)
+``merge``      the theme that goes away    the theme id it is merged into (the same level)
+``actionable`` the theme (either level)    ``true`` / ``false`` (also yes/no, 1/0)
+``pin``        the sub-theme of a comment  the ``response_id`` of the comment
+``parent``     a sub-theme                 the parent theme it belongs under from now on
 =============  ==========================  ====================================================
+
+Themes have two levels (nlp/hierarchy.py): parent themes (``level = 'theme'``) and their
+sub-themes (``level = 'subtheme'``), one id sequence for both. Merging two parents moves the merged
+one's sub-themes under the other; ``parent`` moves one sub-theme (permanent, like a merge).
 
 The theme engine reads the file at the start of every run (:func:`read_overrides`, path from
 ``ThemeConfig.overrides_path``, ``NPS_THEME_OVERRIDES`` or the default above), checks every row
@@ -80,7 +86,7 @@ __all__ = [
 DEFAULT_OVERRIDES_PATH = Path(__file__).resolve().parent.parent / "dbt_project" / "seeds" / "theme_overrides.csv"
 OVERRIDES_ENV = "NPS_THEME_OVERRIDES"
 COLUMNS = ("action", "theme_id", "value", "note")
-ACTIONS = ("actionable", "merge", "pin", "rename")
+ACTIONS = ("actionable", "merge", "parent", "pin", "rename")
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
 
@@ -153,13 +159,14 @@ def read_overrides(path: str | Path | None = None) -> list[Override]:
             value = cell("value")
             if not value:
                 raise OverrideError(f"{where}: {action} needs a value ({_VALUE_HELP[action]})")
-            if action == "merge":
+            if action in ("merge", "parent"):
                 try:
                     target = int(value)
                 except ValueError:
-                    raise OverrideError(f"{where}: merge value {value!r} is not a theme id") from None
+                    raise OverrideError(f"{where}: {action} value {value!r} is not a theme id") from None
                 if target == theme_id:
-                    raise OverrideError(f"{where}: theme {theme_id} cannot be merged into itself")
+                    what = "merged into" if action == "merge" else "its own parent"
+                    raise OverrideError(f"{where}: theme {theme_id} cannot be {what} itself")
                 value = str(target)
             if action == "actionable" and value.lower() not in _TRUE | _FALSE:
                 raise OverrideError(f"{where}: actionable value {value!r} must be true or false")
@@ -171,6 +178,7 @@ def read_overrides(path: str | Path | None = None) -> list[Override]:
 _VALUE_HELP = {
     "rename": "the new label",
     "merge": "the theme id to merge into",
+    "parent": "the parent theme id",
     "actionable": "true or false",
     "pin": "the response_id to pin",
 }
@@ -193,6 +201,7 @@ class OverridePlan:
     the pins (response, prepared text, final theme) and the themes a person decided about."""
 
     merges: list[tuple[Override, int, int]] = field(default_factory=list)  # (row, merged theme, target)
+    parents: dict[int, int] = field(default_factory=dict)  # sub-theme -> the parent it goes under
     labels: dict[int, str] = field(default_factory=dict)
     flags: dict[int, bool] = field(default_factory=dict)
     pins: list[tuple[str, str, int]] = field(default_factory=list)
@@ -205,11 +214,12 @@ class OverridePlan:
 
 def plan_overrides(
     overrides: list[Override],
-    states: dict[int, tuple[str, int | None, str]],
+    states: dict[int, tuple[str, int | None, str, str, str]],
     comments: dict[str, str | None],
     source: str = "theme_overrides.csv",
 ) -> OverridePlan:
-    """Check every row against the themes (``{theme_id: (status, merged_into, model)}``) and the pinned
+    """Check every row against the themes (``{theme_id: (status, merged_into, model, level, kind)}``,
+    :meth:`nlp.store.ThemeStore.theme_states`) and the pinned
     responses' comments, and say what to do; raises :class:`OverrideError` naming the line of the
     first bad row. Pure: nothing is read or written."""
     known = dict(states)
@@ -226,8 +236,9 @@ def plan_overrides(
     for o in overrides:
         if o.theme_id not in known:
             raise OverrideError(f"{where(o)}: theme {o.theme_id} does not exist in nlp.themes")
-        if o.action == "merge" and int(o.value) not in known:
-            raise OverrideError(f"{where(o)}: merge target theme {o.value} does not exist in nlp.themes")
+        if o.action in ("merge", "parent") and int(o.value) not in known:
+            raise OverrideError(f"{where(o)}: {o.action} target theme {o.value} does not exist in nlp.themes")
+        _check_levels(o, known, where(o))
 
     # merges simulated in file order on `known`, so later rows see the merged themes
     for o in (o for o in overrides if o.action == "merge"):
@@ -241,17 +252,19 @@ def plan_overrides(
                 f"{where(o)}: theme {src} was already merged into {final(src)}; merge {final(src)} into {dst} instead"
             )
         plan.merges.append((o, src, dst))
-        known[src] = ("merged", dst, known[src][2])
-        for t, (s, m, mo) in list(known.items()):
+        known[src] = ("merged", dst, *known[src][2:])
+        for t, (s, m, *rest) in list(known.items()):
             if s == "merged" and m == src:
-                known[t] = (s, dst, mo)
+                known[t] = (s, dst, *rest)
     for o in overrides:
         if o.action in ("rename", "actionable") and known[o.theme_id][0] == "merged":
             raise OverrideError(
                 f"{where(o)}: theme {o.theme_id} is merged into {final(o.theme_id)}; "
                 f"{o.action} theme {final(o.theme_id)} instead"
             )
-        if o.action == "rename":
+        if o.action == "parent":
+            plan.parents[final(o.theme_id)] = final(int(o.value))
+        elif o.action == "rename":
             plan.labels[o.theme_id] = o.value
         elif o.action == "actionable":
             plan.flags[o.theme_id] = o.flag
@@ -263,8 +276,26 @@ def plan_overrides(
                 raise OverrideError(f"{where(o)}: response {o.value!r} has no comment to pin")
             plan.pins.append((o.value, text, final(o.theme_id)))
     plan.protected = set(plan.labels) | set(plan.flags) | {final(int(o.value)) for o in overrides
-                                                           if o.action == "merge"}
+                                                           if o.action == "merge"} | set(plan.parents)
     return plan
+
+
+def _check_levels(o: Override, known: dict[int, tuple[str, int | None, str, str, str]], where: str) -> None:
+    """Merges stay within a level, pins name sub-themes, ``parent`` puts a sub-theme under a parent,
+    and the built-in no-feedback theme is never merged away."""
+    level, kind = known[o.theme_id][3], known[o.theme_id][4]
+    if o.action == "merge":
+        target = int(o.value)
+        if known[target][3] != level:
+            raise OverrideError(f"{where}: theme {o.theme_id} is a {level} and theme {target} a {known[target][3]}; "
+                                "merge themes of one level (move a sub-theme with 'parent')")
+        if kind != "discovered":
+            raise OverrideError(f"{where}: theme {o.theme_id} is the built-in {kind} theme; it cannot be merged away")
+    elif o.action == "pin" and level != "subtheme":
+        raise OverrideError(f"{where}: theme {o.theme_id} is a parent theme; pin the comment to one of its sub-themes")
+    elif o.action == "parent" and (level != "subtheme" or known[int(o.value)][3] != "theme"):
+        raise OverrideError(f"{where}: parent needs a sub-theme ({o.theme_id} is a {level}) and a parent theme "
+                            f"({o.value} is a {known[int(o.value)][3]})")
 
 
 def apply_plan(store: ThemeStore, reg: ThemeRegistry, plan: OverridePlan, cache: EmbeddingCache,
@@ -272,7 +303,7 @@ def apply_plan(store: ThemeStore, reg: ThemeRegistry, plan: OverridePlan, cache:
     """Apply a checked plan to ``reg`` and nlp.* (no commit): merges first, in file order, so the rest
     of the run works with the merged themes; then labels and flags (the file's current state); then
     pins. Returns counts per kind of change."""
-    stats = {"merged": 0, "renamed": 0, "flagged": 0, "pinned": 0, "unpinned": 0}
+    stats = {"merged": 0, "moved": 0, "renamed": 0, "flagged": 0, "pinned": 0, "unpinned": 0}
     for o, src, dst in plan.merges:
         if dst not in reg.themes or src not in reg.themes:
             # themes of another model than this run's: applied by a run of that model
@@ -283,6 +314,11 @@ def apply_plan(store: ThemeStore, reg: ThemeRegistry, plan: OverridePlan, cache:
         stats["merged"] += 1
         log.info("%s: merged theme %s into %s (human)", plan.where(o), src, dst)
 
+    for sub, parent in plan.parents.items():
+        t = reg.themes.get(sub)
+        if t is not None and parent in reg.themes and t.parent_id != parent:
+            t.parent_id, t.dirty = parent, True
+            stats["moved"] += 1
     stats["renamed"] = store.set_human_labels(plan.labels)
     stats["flagged"] = store.set_actionable(plan.flags)
 

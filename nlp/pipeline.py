@@ -39,16 +39,17 @@ from typing import Any
 
 import numpy as np
 
-from nlp import discovery
+from nlp import discovery, hierarchy
 from nlp.cluster import Clusterer, HDBSCANClusterer, discover_labels
 from nlp.config import ThemeConfig
 from nlp.embed import Embedder, EmbeddingCache
 from nlp.label import ClassTfidfLabeler, representatives
+from nlp.no_feedback import is_no_feedback
 from nlp.overrides import apply_overrides, read_overrides
 from nlp.reduce import PCAReducer, Reducer
 from nlp.registry import ThemeRegistry
 from nlp.store import Assignment, Comment, ThemeStore
-from nlp.text import is_content_free, prepare, text_hash
+from nlp.text import is_empty, prepare, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,13 @@ def nights(
 
 
 steps = nights  # the name the loader used before (plugins/nps_airflow/stages.py)
+
+
+def _kind_of(text: str) -> str:
+    """'empty' (no answer), 'no_feedback' (an answer saying there is nothing to say) or 'content'."""
+    if is_empty(text):
+        return "empty"
+    return "no_feedback" if is_no_feedback(text) else "content"
 
 
 @dataclass
@@ -144,11 +152,15 @@ class ThemeEngine:
             min_cluster_size=cfg.min_cluster_size,
             min_samples=cfg.min_samples,
             cluster_selection_method=cfg.cluster_selection_method,
+            mcs_per=cfg.min_cluster_size_per,
+            mcs_floor=cfg.min_cluster_size_floor,
         )
         self.labeler = labeler or ClassTfidfLabeler(cfg.top_n_keywords, cfg.label_terms)
         self.cache = EmbeddingCache(self.embedder)
         #: per-theme summary of the last fit_transform (theme_id, label, keywords, size, representatives)
         self.themes_: Any = None
+        #: embeddings read during one run_interval call, by text hash (cleared at its start)
+        self._seen: dict[str, np.ndarray] = {}
 
     @property
     def model(self) -> str:
@@ -158,7 +170,8 @@ class ThemeEngine:
     prepare = staticmethod(prepare)
 
     def _cluster(self, E: np.ndarray) -> np.ndarray:
-        return discover_labels(E, self.reducer, self.clusterer, self.config.collapse_threshold)
+        return discover_labels(E, self.reducer, self.clusterer, self.config.collapse_threshold,
+                               self.config.collapse_keeps_weight)
 
     # ======================================================================================
     # in memory
@@ -166,21 +179,31 @@ class ThemeEngine:
     def fit_transform(self, texts: Sequence[str | None], embeddings: np.ndarray | None = None) -> Any:
         """Themes for a list of comments, no database.
 
-        Returns a DataFrame aligned with ``texts``: ``theme_id`` (Int64, NA for empty / noise),
-        ``theme_label`` and ``confidence`` (cosine to the theme centroid). ``self.themes_`` holds
-        one row per theme (label, keywords, size, representative comments).
-        ``embeddings`` (one L2-normalised row per text, e.g. computed once for a benchmark) skips
-        the encoding; rows of content-free texts are ignored.
+        Returns a DataFrame aligned with ``texts``: ``theme_id`` (the sub-theme; Int64, NA for empty
+        comments and noise), ``theme_label``, ``parent_theme_id``, ``parent_theme_label`` and
+        ``confidence`` (cosine to the sub-theme centroid; 1.0 for the built-in no-feedback theme).
+        ``self.themes_`` holds one row per theme of either level (level, parent, label, keywords,
+        size, representative comments). ``embeddings`` (one L2-normalised row per text, e.g.
+        computed once for a benchmark) skips the encoding; rows of content-free texts are ignored.
         """
         cfg = self.config
         prepared = [prepare(t) for t in texts]
-        idx = np.flatnonzero(~np.array([is_content_free(t) for t in prepared], dtype=bool))
+        kinds = [_kind_of(t) for t in prepared]
+        idx = np.flatnonzero(np.array([k == "content" for k in kinds], dtype=bool))
         E = self._fit_embed(prepared, idx, embeddings)
         reg = ThemeRegistry(self.model)
-        theme, _ = discovery.attach_clusters(reg, E, self._cluster(E) if len(idx) >= cfg.min_discovery_pool
-                                             else np.full(len(idx), -1), [None] * len(idx),
-                                             cfg.match_threshold, None)
-        reg.merge_duplicates(cfg.merge_threshold)
+        theme = self._fit_subthemes(reg, E)
+        hierarchy.assign_parents(reg, cfg.parent_similarity, cfg.max_parents)
+        no_feedback = reg.no_feedback(E.shape[1] if E.size else 1) if "no_feedback" in kinds else None
+        self.themes_ = self._fit_label(reg, E, theme, [prepared[i] for i in idx], kinds.count("no_feedback"))
+        return self._fit_frame(reg, kinds, idx, theme, discovery.confidence(reg, E, theme), no_feedback)
+
+    def _fit_subthemes(self, reg: ThemeRegistry, E: np.ndarray) -> np.ndarray:
+        """Sub-theme per row of ``E`` (-1 unassigned): discover, merge, refine, assign."""
+        cfg = self.config
+        labels = self._cluster(E) if E.shape[0] >= cfg.min_discovery_pool else np.full(E.shape[0], -1)
+        theme, _ = discovery.attach_clusters(reg, E, labels, [None] * E.shape[0], cfg.match_threshold, None)
+        reg.merge_duplicates(cfg.merge_threshold, max_active=cfg.max_subthemes)
         discovery.resolve(reg, theme)
         if cfg.refine_iterations > 0:
             theme = discovery.refine(reg, E, theme, cfg.refine_iterations)
@@ -189,8 +212,7 @@ class ThemeEngine:
         else:
             discovery.prune(reg, E, theme, cfg.assign_threshold)
             discovery.reassign(reg, E, theme, cfg.assign_threshold)
-        self.themes_ = self._fit_label(reg, E, theme, [prepared[i] for i in idx])
-        return self._fit_frame(reg, len(prepared), idx, theme, discovery.confidence(reg, E, theme))
+        return theme
 
     def _fit_embed(self, prepared: list[str], idx: np.ndarray, embeddings: np.ndarray | None) -> np.ndarray:
         if embeddings is not None:
@@ -203,40 +225,65 @@ class ThemeEngine:
         U = self.embedder.encode(list(uniq))
         return U[[uniq[prepared[i]] for i in idx]] if idx.size else np.zeros((0, 1), dtype=np.float32)
 
-    def _fit_label(self, reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray, texts: list[str]) -> Any:
+    def _fit_label(self, reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray, texts: list[str],
+                   n_no_feedback: int) -> Any:
+        """Keywords and labels per sub-theme (c-TF-IDF across sub-themes) and per parent (across
+        parents, a parent's comments being its sub-themes'); the summary table."""
         import pandas as pd
 
         docs: dict[int, list[str]] = defaultdict(list)
         for j, t in enumerate(texts):
             if theme[j] >= 0:
                 docs[int(theme[j])].append(t)
-        kws = self.labeler.keywords(docs)
+        subs = reg.clusterable()
+        parent_docs = {p.theme_id: [d for k in reg.children(p.theme_id) for d in docs.get(k.theme_id, [])]
+                       for p in reg.parents() if p.kind == "discovered"}
+        kws = {**self.labeler.keywords({t.theme_id: docs.get(t.theme_id, []) for t in subs}),
+               **self.labeler.keywords(parent_docs)}
         summary = []
-        for t in reg.active():
-            t.keywords = kws.get(t.theme_id, [])
-            t.label = self.labeler.label(t.keywords)
-            m = theme == t.theme_id
+        for t in [*reg.parents(), *reg.active()]:
+            if t.kind == "discovered":
+                t.keywords = kws.get(t.theme_id, [])
+                t.label = self.labeler.label(t.keywords)
+            if t.level == "theme":
+                kids = {k.theme_id for k in reg.children(t.theme_id)}
+                m = np.isin(theme, list(kids))
+            else:
+                m = theme == t.theme_id
             summary.append({
-                "theme_id": t.theme_id, "label": t.label, "keywords": ", ".join(t.keywords), "size": int(m.sum()),
+                "theme_id": t.theme_id, "level": t.level, "parent_theme_id": t.parent_id, "label": t.label,
+                "keywords": ", ".join(t.keywords), "size": n_no_feedback if t.kind != "discovered" else int(m.sum()),
                 "representatives": representatives(E[m], t.centroid, [texts[j] for j in np.flatnonzero(m)],
-                                                   self.config.representatives),
+                                                   self.config.representatives) if m.any() else [],
             })
-        return pd.DataFrame(summary, columns=["theme_id", "label", "keywords", "size", "representatives"])
+        return pd.DataFrame(summary, columns=["theme_id", "level", "parent_theme_id", "label", "keywords", "size",
+                                              "representatives"])
 
     @staticmethod
-    def _fit_frame(reg: ThemeRegistry, n: int, idx: np.ndarray, theme: np.ndarray, conf: np.ndarray) -> Any:
+    def _fit_frame(reg: ThemeRegistry, kinds: list[str], idx: np.ndarray, theme: np.ndarray, conf: np.ndarray,
+                   no_feedback: Any) -> Any:
         import pandas as pd
 
+        n = len(kinds)
         out_id = pd.array([pd.NA] * n, dtype="Int64")
+        out_parent = pd.array([pd.NA] * n, dtype="Int64")
         out_conf = pd.array([pd.NA] * n, dtype="Float64")
         out_label = pd.array([pd.NA] * n, dtype="string")
-        labels_by_id = {t.theme_id: t.label for t in reg.active()}
+        out_parent_label = pd.array([pd.NA] * n, dtype="string")
+
+        def put(i: int, sub: Any, c: float) -> None:
+            out_id[i], out_label[i], out_conf[i] = sub.theme_id, sub.label, c
+            if sub.parent_id is not None:
+                out_parent[i], out_parent_label[i] = sub.parent_id, reg.themes[sub.parent_id].label
+
         for j, i in enumerate(idx):
             if theme[j] >= 0:
-                out_id[i] = int(theme[j])
-                out_conf[i] = float(conf[j])
-                out_label[i] = labels_by_id[int(theme[j])]
-        return pd.DataFrame({"theme_id": out_id, "theme_label": out_label, "confidence": out_conf})
+                put(int(i), reg.themes[int(theme[j])], float(conf[j]))
+        for i, kind in enumerate(kinds):
+            if kind == "no_feedback":
+                put(i, no_feedback, 1.0)
+        return pd.DataFrame({"theme_id": out_id, "theme_label": out_label, "parent_theme_id": out_parent,
+                             "parent_theme_label": out_parent_label, "confidence": out_conf})
 
     # ======================================================================================
     # against the warehouse
@@ -255,6 +302,7 @@ class ThemeEngine:
         """
         cfg = self.config
         store = ThemeStore(conn, self.model)
+        self._seen = {}
         first_end = None
         if cfg.night_days and end - start > timedelta(days=cfg.night_days) and not store.any_active_theme():
             first_end = min(end, start + timedelta(days=max(cfg.warm_start_days, cfg.night_days)))
@@ -281,15 +329,16 @@ class ThemeEngine:
         t0 = time.monotonic()
         night = _Night(start, end, run_id, stats={
             "model": self.model, "interval_start": start, "interval_end": end, "run_id": run_id,
-            "new_comments": 0, "embedded": 0, "empty": 0, "assigned": 0, "discovered": 0, "noise": 0,
-            "pool": 0, "reclaimed": 0, "new_themes": 0, "merged": 0,
+            "new_comments": 0, "embedded": 0, "empty": 0, "no_feedback": 0, "assigned": 0, "discovered": 0,
+            "noise": 0, "pool": 0, "reclaimed": 0, "new_themes": 0, "merged": 0, "new_parent_themes": 0,
         })
         reg = self._load_registry(store, night)
         batch = self._read_batch(store, night)
-        new = self._embed(store, self._split_empty(batch, night), night)
+        new = self._embed(store, self._split_by_content(reg, batch, night), night)
         noise, context = self._read_pool(store, new, night)
         theme, method = self._discover(reg, new, noise, context, night)
         self._assign(reg, new, noise, theme, method, night)
+        self._group(reg, night)
         self._write(store, reg, new, noise, theme, method, night)
         self._label(store, reg, night)
         reg.save(store)
@@ -316,16 +365,26 @@ class ThemeEngine:
         night.stats["new_comments"] = len(batch)
         return batch
 
-    def _split_empty(self, batch: list[Comment], night: _Night) -> list[tuple[Comment, str]]:
-        """Content-free comments get their row now (method 'empty', no theme); the rest go on."""
+    def _split_by_content(self, reg: ThemeRegistry, batch: list[Comment], night: _Night) -> list[tuple[Comment, str]]:
+        """Comments without content get their row now: empty ones (method 'empty', no theme) and
+        no-feedback answers (the built-in 'no specific feedback' theme, method 'no_feedback'); the
+        rest go on to be embedded and themed."""
         rest = []
         for c in batch:
             text = prepare(c.comment)
-            if is_content_free(text):
-                night.rows[c.response_id] = Assignment(c.response_id, text_hash(text), None, None, "empty")
-            else:
+            kind = _kind_of(text)
+            if kind == "content":
                 rest.append((c, text))
-        night.stats["empty"] = len(batch) - len(rest)
+                continue
+            row = Assignment(c.response_id, text_hash(text), None, None, "empty")
+            if kind == "no_feedback":
+                dim = next((t.centroid.shape[0] for t in reg.clusterable()), 1)
+                row = Assignment(c.response_id, row.text_hash, reg.no_feedback(dim, night.run_id).theme_id, 1.0,
+                                 "no_feedback")
+                night.stats["no_feedback"] += 1
+            else:
+                night.stats["empty"] += 1
+            night.rows[c.response_id] = row
         night.timed("read_batch")
         return rest
 
@@ -355,14 +414,23 @@ class ThemeEngine:
         return noise, context
 
     def _embed_stored(self, store: ThemeStore, rows: list[Comment], dim: int, night: _Night) -> _Texts:
-        """Embeddings (from the cache) of comments an earlier run stored with their text hash."""
-        texts = [prepare(c.comment) for c in rows]
+        """Embeddings of comments an earlier run stored with their text hash: from this window's
+        memory (the nights of a backfill see the same context again and again), else nlp.embeddings,
+        else encoded (a cache someone emptied)."""
         hashes = [str(c.text_hash) for c in rows]
         if not rows:
             return _Texts([], [], [], np.zeros((0, dim), np.float32))
-        E = self.cache.get_or_compute(store, hashes, texts)
-        night.stats["embedded"] += self.cache.last_misses
-        return _Texts(rows, texts, hashes, E)
+        if len(self._seen) > 50_000:  # bounded: a long backfill keeps only what recent nights used
+            self._seen = {}
+        missing = list(dict.fromkeys(h for h in hashes if h not in self._seen))
+        if missing:
+            self._seen.update(store.embeddings(missing))
+        gone = [k for k, h in enumerate(hashes) if h not in self._seen]
+        if gone:
+            vecs = self.cache.get_or_compute(store, [hashes[k] for k in gone], [prepare(rows[k].comment) for k in gone])
+            night.stats["embedded"] += self.cache.last_misses
+            self._seen.update(zip((hashes[k] for k in gone), vecs, strict=True))
+        return _Texts(rows, [""] * len(rows), hashes, np.vstack([self._seen[h] for h in hashes]).astype(np.float32))
 
     def _discover(self, reg: ThemeRegistry, new: _Texts, noise: _Texts, context: _Texts,
                   night: _Night) -> tuple[np.ndarray, np.ndarray]:
@@ -404,6 +472,13 @@ class ThemeEngine:
         method[hit] = "assigned"
         discovery.absorb(reg, E, theme, hit, new.seen_at + noise.seen_at)
 
+    def _group(self, reg: ThemeRegistry, night: _Night) -> None:
+        """Sub-themes without a parent theme get one (nlp/hierarchy.py): a new sub-theme joins the
+        nearest parent it is as close to as that parent's own sub-themes; the rest form new parents."""
+        night.stats["new_parent_themes"] = hierarchy.assign_parents(
+            reg, self.config.parent_similarity, self.config.max_parents, night.run_id)
+        night.timed("group")
+
     def _write(self, store: ThemeStore, reg: ThemeRegistry, new: _Texts, noise: _Texts, theme: np.ndarray,
                method: np.ndarray, night: _Night) -> None:
         """The night's rows and the earlier noise comments that found a theme; merges repointed."""
@@ -432,31 +507,39 @@ class ThemeEngine:
     def _label(self, store: ThemeStore, reg: ThemeRegistry, night: _Night) -> None:
         """Sizes of touched themes recounted; c-TF-IDF keywords + label only for themes born or
         merged in this run (or never labelled): a theme's label is not rewritten by the comments it
-        absorbs later. c-TF-IDF reads (a deterministic sample of) every active theme's comments,
-        since IDF needs all themes; most nights label nothing and skip it."""
+        absorbs later. c-TF-IDF reads (a deterministic sample of) every active sub-theme's comments,
+        since IDF needs all themes of a level (a parent's comments are its sub-themes'); most nights
+        label nothing and skip it."""
         touched = {a.theme_id for a in night.rows.values() if a.theme_id is not None}
         touched |= {keep for _drop, keep in reg.merges}
         touched |= {t.theme_id for t in reg.themes.values() if t.dirty and t.status == "active"}
         touched |= {t.merged_into for t in reg.themes.values()
                     if t.merged_by == "human" and t.dirty and t.merged_into is not None}
-        relabel = {t.theme_id for t in reg.themes.values() if t.is_new or not t.keywords}
+        relabel = {t.theme_id for t in reg.themes.values() if t.kind == "discovered" and (t.is_new or not t.keywords)}
         relabel |= {keep for _drop, keep in reg.merges}
-        active = [t.theme_id for t in reg.active()]
-        if touched and active:
+        subs = [t.theme_id for t in reg.clusterable()]
+        parents = [p.theme_id for p in reg.parents() if p.kind == "discovered"]
+        if touched and (subs or parents):
             docs: dict[int, list[str]] = defaultdict(list)
-            needs_labels = bool(relabel & touched & set(active))
-            if needs_labels:
-                for tid, comment in store.label_sample(active, self.config.label_max_docs_per_theme):
+            if relabel & touched & set(subs + parents):
+                for tid, comment in store.label_sample(subs, self.config.label_max_docs_per_theme):
                     docs[tid].append(prepare(comment))
+            kws: dict[int, list[str]] = {}
+            if relabel & touched & set(subs):
+                kws.update(self.labeler.keywords({tid: docs.get(tid, []) for tid in subs}))
+            if relabel & touched & set(parents):
+                kws.update(self.labeler.keywords({p: [d for k in reg.children(p) for d in docs.get(k.theme_id, [])]
+                                                  for p in parents}))
             sizes = store.theme_sizes(touched)
-            kws = self.labeler.keywords(docs) if needs_labels else {}
             for tid in touched:
                 t = reg.themes.get(tid)
                 if t is None or t.status != "active":
                     continue
-                if tid in relabel:
-                    t.keywords = kws.get(tid, [])
+                if tid in relabel and tid in kws:
+                    t.keywords = kws[tid]
                     t.label = self.labeler.label(t.keywords)
-                t.size = sizes.get(tid, 0)
+                if t.level == "subtheme":
+                    t.size = sizes.get(tid, 0)
                 t.dirty = True
+            reg.refresh_parents()
         night.timed("labels")

@@ -105,16 +105,27 @@ class ThemeStore:
         with self.conn.cursor() as cur:
             cur.execute(
                 "select theme_id, centroid, size, label, keywords, first_seen_at, created_run_id, "
-                "human_label is not null or is_actionable is not null "
+                "human_label is not null or is_actionable is not null, level, parent_theme_id, kind "
                 "from nlp.themes where model = %s and status = 'active' and centroid is not null "
                 "order by theme_id",
                 (self.model,),
             )
             return [
                 Theme(theme_id=tid, centroid=from_bytes(cen), size=int(size), label=label, keywords=list(kws or []),
-                      first_seen_at=fsa, created_run_id=crid, protected=bool(human))
-                for tid, cen, size, label, kws, fsa, crid, human in cur.fetchall()
+                      first_seen_at=fsa, created_run_id=crid, protected=bool(human), level=level,
+                      parent_id=parent, kind=kind)
+                for tid, cen, size, label, kws, fsa, crid, human, level, parent, kind in cur.fetchall()
             ]
+
+    def human_merged_subthemes(self) -> list[tuple[int, np.ndarray, int]]:
+        """(theme_id, centroid, merged_into) of the sub-themes of this model a person merged away."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "select theme_id, centroid, merged_into from nlp.themes where model = %s and status = 'merged' "
+                "and merged_by = 'human' and level = 'subtheme' and centroid is not null and merged_into is not null",
+                (self.model,),
+            )
+            return [(int(t), from_bytes(c), int(m)) for t, c, m in cur.fetchall()]
 
     def save_themes(self, themes: Iterable[Theme]) -> int:
         """Upsert ``themes``; returns the number written."""
@@ -122,7 +133,8 @@ class ThemeStore:
 
         rows = [
             (t.theme_id, t.label or f"theme {t.theme_id}", list(t.keywords), to_bytes(t.centroid), int(t.size),
-             t.status, t.merged_into, t.merged_by, self.model, t.first_seen_at, t.created_run_id)
+             t.status, t.merged_into, t.merged_by, self.model, t.first_seen_at, t.created_run_id, t.level,
+             t.parent_id, t.kind)
             for t in themes
         ]
         if not rows:
@@ -132,25 +144,27 @@ class ThemeStore:
                 cur,
                 """
                 insert into nlp.themes (theme_id, label, keywords, centroid, size, status, merged_into,
-                                        merged_by, model, first_seen_at, created_run_id)
+                                        merged_by, model, first_seen_at, created_run_id, level,
+                                        parent_theme_id, kind)
                 values %s
                 on conflict (theme_id) do update set
                     label = excluded.label, keywords = excluded.keywords, centroid = excluded.centroid,
                     size = excluded.size, status = excluded.status, merged_into = excluded.merged_into,
                     merged_by = excluded.merged_by,
                     first_seen_at = least(nlp.themes.first_seen_at, excluded.first_seen_at),
+                    level = excluded.level, parent_theme_id = excluded.parent_theme_id, kind = excluded.kind,
                     updated_at = now()
                 """,
                 rows,
-                template="(%s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s, %s)",
+                template="(%s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             )
         return len(rows)
 
-    def theme_states(self) -> dict[int, tuple[str, int | None, str]]:
-        """``{theme_id: (status, merged_into, model)}`` of every theme, for checking overrides."""
+    def theme_states(self) -> dict[int, tuple[str, int | None, str, str, str]]:
+        """``{theme_id: (status, merged_into, model, level, kind)}`` of every theme, for checking overrides."""
         with self.conn.cursor() as cur:
-            cur.execute("select theme_id, status, merged_into, model from nlp.themes")
-            return {int(t): (s, m, mo) for t, s, m, mo in cur.fetchall()}
+            cur.execute("select theme_id, status, merged_into, model, level, kind from nlp.themes")
+            return {int(t): (s, m, mo, lv, k) for t, s, m, mo, lv, k in cur.fetchall()}
 
     def repoint(self, drop: int, keep: int, run_id: str) -> None:
         """A merge in the tables: ``drop``'s comments and the themes merged into it go to ``keep``."""
@@ -209,6 +223,7 @@ class ThemeStore:
                 from nlp.comment_themes ct
                 join raw.survey_responses r on r.response_id = ct.response_id
                 where ct.theme_id is not null and ct.model = %s and r.responded_at < %s
+                  and ct.method <> 'no_feedback'
                 order by r.responded_at desc, ct.response_id desc
                 limit %s
                 """,

@@ -3,7 +3,8 @@
 * :func:`normalise` — the canonical form a comment is hashed and embedded in
   (lowercase, white space collapsed, stripped).
 * :func:`text_hash` — sha256 hex of the normalised text; the key of ``nlp.embeddings``.
-* :func:`is_content_free` — comments that say nothing ("n/a", "nothing", "-", ...).
+* :func:`is_empty` — comments that are no answer at all ("", "-", "asdf").
+* :func:`is_content_free` — empty, or a no-feedback answer ("n/a", "nothing", "all good"; nlp/no_feedback.py).
 * :func:`redact_pii` — replaces e-mail addresses with ``[email]`` and phone numbers with
   ``[phone]``. The loader applies it before ``raw.survey_responses`` is written.
 * :func:`strip_markup` — drops links and @handles and decodes HTML entities, so "https://t.co/x",
@@ -20,10 +21,11 @@ import html
 import re
 
 __all__ = [
-    "CONTENT_FREE",
     "EMAIL_TOKEN",
+    "EMPTY",
     "PHONE_TOKEN",
     "is_content_free",
+    "is_empty",
     "normalise",
     "prepare",
     "redact_pii",
@@ -70,95 +72,37 @@ def strip_markup(text: str | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Content-free comments
+# Comments without content: empty, and no-feedback answers
 # --------------------------------------------------------------------------------------------
 
-#: Normalised comments (after stripping punctuation at the ends) that carry no content.
-#: Deliberately a closed list: "no" or "nothing" alone says nothing, "nothing to add, great
-#: support" does, and is clustered like any other comment.
-CONTENT_FREE: frozenset[str] = frozenset(
-    {
-        "",
-        "n/a",
-        "n.a",
-        "na",
-        "n a",
-        "none",
-        "nothing",
-        "nothing really",
-        "nothing to add",
-        "nothing to say",
-        "nothing else",
-        "nothing more",
-        "nothing more to add",
-        "nothing in particular",
-        "nothing specific",
-        "no",
-        "nope",
-        "nah",
-        "no comment",
-        "no comments",
-        "no comment at this time",
-        "no further comment",
-        "no further comments",
-        "no feedback",
-        "no answer",
-        "no reason",
-        "no idea",
-        "not sure",
-        "not applicable",
-        "nil",
-        "null",
-        "nan",
-        "none at this time",
-        "idk",
-        "dunno",
-        "i don't know",
-        "i dont know",
-        "don't know",
-        "dont know",
-        "no opinion",
-        "pass",
-        "skip",
-        "ok",
-        "okay",
-        "k",
-        "x",
-        "xx",
-        "xxx",
-        "test",
-        "asdf",
-        "?",
-        "-",
-        "--",
-        "---",
-        ".",
-        "..",
-        "...",
-        "/",
-        "na.",
-        "[email]",
-        "[phone]",
-    }
+#: Normalised comments (after stripping punctuation at the ends) that are no answer at all: blanks,
+#: keyboard mashing, null tokens, a lone redaction token. No-feedback answers ("nothing", "n/a",
+#: "all good") are a different thing: an answer that says there is nothing to say
+#: (:func:`nlp.no_feedback.is_no_feedback`); they get a built-in theme, empty comments none.
+EMPTY: frozenset[str] = frozenset(
+    {"", "x", "xx", "xxx", "xxxx", "test", "testing", "asdf", "asd", "qwerty", "abc", "aaa", "nan", "null",
+     "undefined", "[email]", "[phone]", "lorem ipsum", "."}
 )
-
 # Characters stripped from both ends before the lookup ("N/A." -> "n/a", "Nothing!" -> "nothing").
 _EDGE_PUNCT = " \t\r\n.,;:!?-_*'\"`~()[]{}<>"
 
 
-def is_content_free(text: str | None) -> bool:
-    """True when the comment is empty or one of the deliberate :data:`CONTENT_FREE` phrases.
-
-    Punctuation-only comments (``"..."``, ``"-"``, ``"?!"``) and comments without a single letter
-    or digit count as content-free too.
-    """
+def is_empty(text: str | None) -> bool:
+    """True when the comment is no answer at all: nothing, punctuation only, no letter or digit, or
+    one of the :data:`EMPTY` tokens."""
     norm = normalise(text)
-    if norm in CONTENT_FREE:
-        return True
-    stripped = norm.strip(_EDGE_PUNCT)
-    if stripped in CONTENT_FREE:
+    if norm in EMPTY or norm.strip(_EDGE_PUNCT) in EMPTY:
         return True
     return not any(ch.isalnum() for ch in norm)
+
+
+def is_content_free(text: str | None) -> bool:
+    """True when the comment carries nothing to theme by content: empty (:func:`is_empty`) or a
+    no-feedback answer (:func:`nlp.no_feedback.is_no_feedback`: "nothing", "n/a", "all good", "rien").
+    "nothing works" or "no support on weekends" carry content, and are not."""
+    from nlp.no_feedback import is_no_feedback
+
+    return is_empty(text) or is_no_feedback(text)
 
 
 # --------------------------------------------------------------------------------------------

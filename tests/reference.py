@@ -135,6 +135,10 @@ RECOVERY_COLUMNS = [
 ]
 THEME_COLUMNS = [
     "theme_id",
+    "theme_level",
+    "parent_theme_id",
+    "parent_theme_label",
+    "is_no_feedback",
     "theme_label",
     "keywords",
     "is_actionable",
@@ -184,6 +188,9 @@ QUEUE_COLUMNS = [
 ALERT_COLUMNS = [
     "theme_id",
     "month_start",
+    "theme_level",
+    "parent_theme_id",
+    "parent_theme_label",
     "theme_label",
     "keywords",
     "is_actionable",
@@ -873,13 +880,15 @@ def _keywords_text(value: object, sep: str) -> object:
 
 
 def _theme_registry(themes: pd.DataFrame) -> pd.DataFrame:
-    """nlp.themes rows (theme_id, label, keywords, status[, merged_into, human_label, is_actionable])
-    indexed by theme_id; the shown label is a person's label when there is one."""
+    """nlp.themes rows (theme_id, label, keywords, status[, merged_into, human_label, is_actionable,
+    level, parent_theme_id, kind]) indexed by theme_id; the shown label is a person's label when
+    there is one. Without level / kind a theme is a discovered sub-theme (no parent)."""
     t = themes.copy()
     t["theme_id"] = t["theme_id"].astype("int64")
-    for col in ("merged_into", "human_label", "is_actionable"):
+    for col, default in (("merged_into", None), ("human_label", None), ("is_actionable", None), ("level", "subtheme"),
+                         ("parent_theme_id", None), ("kind", "discovered")):
         if col not in t.columns:
-            t[col] = None
+            t[col] = default
     t["label"] = t["human_label"].where(t["human_label"].notna(), t["label"])
     return t.set_index("theme_id")
 
@@ -900,22 +909,34 @@ def theme_mentions(
     src: Sources, comment_themes: pd.DataFrame, themes: pd.DataFrame, params: Params = Params(),
     as_of: object = None,
 ) -> pd.DataFrame:  # fmt: skip
-    """One row per response known at as_of whose comment's theme resolves (merged_into chain) to an
-    active theme, with the response's category, periods, account, ARR as of the response, comment
-    and the assignment confidence."""
+    """One row per response known at as_of and theme level whose comment's sub-theme resolves
+    (merged_into chain) to an active sub-theme: a 'subtheme' row, and a 'theme' row for that
+    sub-theme's parent when the parent resolves to an active parent theme. With the response's
+    category, periods, account, ARR as of the response, comment and the assignment confidence."""
     r = enrich_responses(src, params, as_of)
     registry = _theme_registry(themes)
     resolved = _resolve_merges(registry)
-    active = set(registry.index[registry["status"] == "active"])
+    active = registry["status"] == "active"
+    active_subs = set(registry.index[active & (registry["level"] == "subtheme")])
+    active_parents = set(registry.index[active & (registry["level"] == "theme")])
     cols = ["response_id", "theme_id"] + (["confidence"] if "confidence" in comment_themes.columns else [])
     ct = comment_themes[cols].dropna(subset=["theme_id"]).copy()
     if "confidence" not in ct.columns:
         ct["confidence"] = np.nan
     ct["response_id"] = ct["response_id"].astype(str)
     ct["theme_id"] = ct["theme_id"].astype("int64").map(resolved)
-    ct = ct[ct["theme_id"].isin(active)]
+    ct = ct[ct["theme_id"].isin(active_subs)]
     ct["theme_id"] = ct["theme_id"].astype("int64")
     ct["confidence"] = pd.to_numeric(ct["confidence"]).astype("float64")
+    parent = ct["theme_id"].map(registry["parent_theme_id"]).map(
+        lambda p: None if pd.isna(p) else resolved.get(int(p), int(p)))
+    ct["parent_theme_id"] = [p if p in active_parents else None for p in parent]
+    ct["theme_level"] = "subtheme"
+    parents = ct[ct["parent_theme_id"].notna()].copy()
+    parents["theme_id"], parents["parent_theme_id"], parents["theme_level"] = parents["parent_theme_id"], None, "theme"
+    ct = pd.concat([ct, parents], ignore_index=True)
+    ct["theme_id"] = ct["theme_id"].astype("int64")
+    ct["parent_theme_id"] = pd.to_numeric(ct["parent_theme_id"]).astype("Int64")
     m = ct.merge(
         r[["response_id", "account_id", "responded_at", "score", "category", "arr", "comment", "month_start",
            "quarter_start"]],
@@ -938,10 +959,15 @@ def themes_classified(mentions: pd.DataFrame, themes: pd.DataFrame, params: Para
     share = t["detractors"] / t["mentions"]
     decided = t["is_actionable"]
     t["is_actionable_decided"] = decided
-    heuristic = (share >= params.theme_actionable_min_detractor_share).fillna(False)
+    t["is_no_feedback"] = t["kind"] == "no_feedback"
+    # the built-in no-feedback theme is never actionable unless a person says so
+    heuristic = (share >= params.theme_actionable_min_detractor_share).fillna(False) & ~t["is_no_feedback"]
     t["is_actionable_effective"] = [bool(d) if pd.notna(d) else bool(h) for d, h in zip(decided, heuristic,
                                                                                         strict=True)]
-    t["actionability_source"] = np.where(decided.notna(), "human", "heuristic")
+    t["actionability_source"] = np.select([decided.notna(), t["is_no_feedback"]], ["human", "no_feedback"],
+                                          "heuristic")
+    t["parent_theme_id"] = pd.to_numeric(t["parent_theme_id"]).astype("Int64")
+    t["parent_theme_label"] = t["parent_theme_id"].map(lambda p: None if pd.isna(p) else registry["label"].get(p))
     t["keywords_text"] = [_keywords_text(k, params.keywords_separator) for k in t["keywords"]]
     return t
 
@@ -1013,6 +1039,10 @@ def theme_recurrence(
             rows.append(
                 {
                     "theme_id": int(theme_id),
+                    "theme_level": theme["level"],
+                    "parent_theme_id": theme["parent_theme_id"],
+                    "parent_theme_label": theme["parent_theme_label"],
+                    "is_no_feedback": bool(theme["is_no_feedback"]),
                     "theme_label": theme["label"],
                     "keywords": theme["keywords_text"],
                     "is_actionable": theme["is_actionable_effective"],
@@ -1057,6 +1087,9 @@ def theme_alerts(
     if m.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ALERT_COLUMNS})
     classified = themes_classified(m, themes, params)
+    m = m[~m["theme_id"].map(classified["is_no_feedback"]).astype(bool)]  # nothing to act on: never an alert
+    if m.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ALERT_COLUMNS})
     d = m[m["is_d"]]
     monthly = m.groupby(["theme_id", "month_start"]).agg(
         mentions=("response_id", "size"), detractor_mentions=("is_d", "sum")
@@ -1097,6 +1130,9 @@ def theme_alerts(
     keys = list(zip(alerts["theme_id"], alerts["month_start"], strict=True))
     alerts["sample_comments"] = [comments.get(k, []) for k in keys]
     alerts["sample_response_ids"] = [ids.get(k, []) for k in keys]
+    alerts["theme_level"] = alerts["theme_id"].map(classified["level"])
+    alerts["parent_theme_id"] = alerts["theme_id"].map(classified["parent_theme_id"]).astype("Int64")
+    alerts["parent_theme_label"] = alerts["theme_id"].map(classified["parent_theme_label"])
     alerts["theme_label"] = alerts["theme_id"].map(classified["label"])
     alerts["keywords"] = alerts["theme_id"].map(classified["keywords_text"])
     alerts["is_actionable"] = alerts["theme_id"].map(classified["is_actionable_effective"])
@@ -1134,7 +1170,7 @@ def detractor_queue(
 
     m = theme_mentions(src, comment_themes, themes, params, as_of)
     classified = themes_classified(m, themes, params)
-    theme_of = m.set_index("response_id")["theme_id"]
+    theme_of = m[m["theme_level"] == "subtheme"].set_index("response_id")["theme_id"]
     open_["theme_id"] = open_["response_id"].map(theme_of)
     has_theme = open_["theme_id"].notna()
     tid = open_["theme_id"]

@@ -514,7 +514,8 @@ def test_theme_recurrence_statuses_and_arr_at_risk(tmp_path):
     )
     out = theme_recurrence(load_sources(tmp_path), comment_themes, themes)
     assert list(out.columns) == [
-        "theme_id", "theme_label", "keywords", "is_actionable", "actionability_source", "quarter_start",
+        "theme_id", "theme_level", "parent_theme_id", "parent_theme_label", "is_no_feedback", "theme_label",
+        "keywords", "is_actionable", "actionability_source", "quarter_start",
         "mentions", "promoter_mentions", "passive_mentions", "detractor_mentions", "detractor_share",
         "promoter_mention_share", "detractor_mention_share", "arr_at_risk", "quarters_present",
         "current_streak", "first_seen_quarter", "last_seen_quarter", "status",

@@ -87,7 +87,7 @@ def test_overrides_seed_end_to_end(db_url: str, embedder: Any, tmp_path: Path) -
     engine = _engine(embedder, seed)
     s1 = engine.run_interval(conn, JAN, FEB, "night-1")
     conn.commit()
-    assert s1["overrides"] == {"merged": 0, "renamed": 0, "flagged": 0, "pinned": 0, "unpinned": 0}
+    assert s1["overrides"] == {"merged": 0, "moved": 0, "renamed": 0, "flagged": 0, "pinned": 0, "unpinned": 0}
     by_topic: dict[str, Counter[Any]] = {}
     for rid, (tid, _m, _c) in _assignments(conn).items():
         by_topic.setdefault(topic_of[rid], Counter())[tid] += 1
@@ -111,7 +111,7 @@ def test_overrides_seed_end_to_end(db_url: str, embedder: Any, tmp_path: Path) -
     )
     s2 = engine.run_interval(conn, FEB, MAR, "night-2")
     conn.commit()
-    assert s2["overrides"] == {"merged": 1, "renamed": 1, "flagged": 2, "pinned": 1, "unpinned": 0}
+    assert s2["overrides"] == {"merged": 1, "moved": 0, "renamed": 1, "flagged": 2, "pinned": 1, "unpinned": 0}
     th = _themes(conn)
     assert th[pricing]["human_label"] == "Pricing, renewals" and th[pricing]["label"] == auto_label
     assert th[pricing]["is_actionable"] is True and th[support]["is_actionable"] is False
@@ -241,7 +241,7 @@ def test_overrides_are_planned_without_a_database(tmp_path: Path) -> None:
 
     seed = tmp_path / "overrides.csv"
     seed.write_text(HEADER + "merge,3,2,\nmerge,2,1,\nrename,1,Billing,\nactionable,4,false,\npin,1,R1,\n")
-    states = {1: ("active", None, "m"), 2: ("active", None, "m"), 3: ("active", None, "m"), 4: ("active", None, "m")}
+    states = {t: ("active", None, "m", "subtheme", "discovered") for t in (1, 2, 3, 4)}
     plan = plan_overrides(read_overrides(seed), states, {"R1": "The invoice was wrong"})
     assert [(src, dst) for _, src, dst in plan.merges] == [(3, 2), (2, 1)]
     assert plan.labels == {1: "Billing"} and plan.flags == {4: False}

@@ -184,7 +184,7 @@ create table if not exists nlp.comment_themes (
     text_hash   text,
     theme_id    integer,
     confidence  real,
-    method      text        not null check (method in ('empty', 'noise', 'assigned', 'discovered', 'pinned')),
+    method      text        not null check (method in ('empty', 'no_feedback', 'noise', 'assigned', 'discovered', 'pinned')),
     model       text        not null,
     assigned_at timestamptz not null default now(),
     run_id      text
@@ -225,3 +225,22 @@ alter table raw.load_audit add column if not exists rows_lost integer;
 alter table raw.load_audit add column if not exists row_loss_accepted boolean;
 -- rows that are not answers (Qualtrics previews, tests, unfinished responses; rule excluded in raw.quarantine)
 alter table raw.load_audit add column if not exists rows_excluded integer not null default 0;
+
+-- theme hierarchy (nlp/hierarchy.py): comments belong to sub-themes, each sub-theme has a parent theme;
+-- the built-in "no specific feedback" theme (nlp/no_feedback.py) is kind no_feedback at both levels
+alter table nlp.themes add column if not exists level text not null default 'subtheme';
+alter table nlp.themes add column if not exists parent_theme_id integer;
+alter table nlp.themes add column if not exists kind text not null default 'discovered';
+do $$
+begin
+    -- warehouses created before the no-feedback theme: widen the method check once (not on every run)
+    if not exists (
+        select 1 from pg_constraint
+        where conrelid = 'nlp.comment_themes'::regclass and conname = 'comment_themes_method_check'
+            and pg_get_constraintdef(oid) like '%no_feedback%'
+    ) then
+        alter table nlp.comment_themes drop constraint if exists comment_themes_method_check;
+        alter table nlp.comment_themes add constraint comment_themes_method_check
+            check (method in ('empty', 'no_feedback', 'noise', 'assigned', 'discovered', 'pinned'));
+    end if;
+end $$;

@@ -1,7 +1,9 @@
--- One row per response known at as_of whose comment is assigned to a theme that is active after merge
--- resolution (grain: response_id). With var theme_resolve_merges (default true) a comment of a merged
--- theme counts for the active theme it was (transitively) merged into; otherwise it is dropped with the
--- merged theme.
+-- One row per response known at as_of and theme level (grain: response_id, theme_level) whose comment is
+-- assigned to a sub-theme that is active after merge resolution: a 'subtheme' row for that sub-theme and a
+-- 'theme' row for its parent theme (when it has an active one). With var theme_resolve_merges (default
+-- true) a comment of a merged theme counts for the active theme it was (transitively) merged into, and a
+-- sub-theme under a merged parent counts for the parent that was merged into; otherwise they are dropped
+-- with the merged theme.
 with
 
 themes as (
@@ -65,8 +67,64 @@ resolved_themes as (
 
 active_themes as (
 
-    select theme_id from themes
+    select
+        theme_id,
+        theme_level,
+        parent_theme_id
+    from themes
     where theme_status = 'active'
+
+),
+
+subtheme_mentions as (
+
+    select
+        assignments.response_id,
+        resolved_subthemes.resolved_theme_id as theme_id,
+        assignments.theme_id as assigned_theme_id,
+        active_parents.theme_id as parent_theme_id,
+        assignments.assignment_method,
+        assignments.confidence
+    from assignments
+    inner join resolved_themes as resolved_subthemes
+        on assignments.theme_id = resolved_subthemes.theme_id
+    inner join active_themes as active_subthemes
+        on
+            resolved_subthemes.resolved_theme_id = active_subthemes.theme_id
+            and active_subthemes.theme_level = 'subtheme'
+    left join resolved_themes as resolved_parents
+        on active_subthemes.parent_theme_id = resolved_parents.theme_id
+    left join active_themes as active_parents
+        on
+            resolved_parents.resolved_theme_id = active_parents.theme_id
+            and active_parents.theme_level = 'theme'
+
+),
+
+mentions_by_level as (
+
+    select
+        response_id,
+        'subtheme' as theme_level,
+        theme_id,
+        parent_theme_id,
+        assigned_theme_id,
+        assignment_method,
+        confidence
+    from subtheme_mentions
+
+    union all
+
+    select
+        response_id,
+        'theme' as theme_level,
+        parent_theme_id as theme_id,
+        null::integer as parent_theme_id,
+        assigned_theme_id,
+        assignment_method,
+        confidence
+    from subtheme_mentions
+    where parent_theme_id is not null
 
 ),
 
@@ -75,14 +133,16 @@ final as (
     select
         -- ids
         responses.response_id,
-        resolved_themes.resolved_theme_id as theme_id,
-        assignments.theme_id as assigned_theme_id,
+        mentions_by_level.theme_level,
+        mentions_by_level.theme_id,
+        mentions_by_level.parent_theme_id,
+        mentions_by_level.assigned_theme_id,
         responses.account_id,
         responses.contact_id,
 
         -- assignment
-        assignments.assignment_method,
-        assignments.confidence,
+        mentions_by_level.assignment_method,
+        mentions_by_level.confidence,
 
         -- the response
         responses.score,
@@ -96,13 +156,9 @@ final as (
         responses.response_month,
         responses.response_quarter
 
-    from assignments
-    inner join resolved_themes
-        on assignments.theme_id = resolved_themes.theme_id
-    inner join active_themes
-        on resolved_themes.resolved_theme_id = active_themes.theme_id
+    from mentions_by_level
     inner join responses
-        on assignments.response_id = responses.response_id
+        on mentions_by_level.response_id = responses.response_id
 
 )
 

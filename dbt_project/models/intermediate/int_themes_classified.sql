@@ -1,8 +1,8 @@
--- One row per active theme (grain: theme_id): label, keywords, its mentions known at as_of and whether
--- it is actionable. A person's decision (stg_nlp__themes.is_actionable, from the theme overrides seed)
--- wins; when nobody decided (null) a theme counts as actionable when at least var
--- theme_actionable_min_detractor_share of its mentions come from detractors (a complaint someone can
--- fix, not praise); actionability_source says which rule decided.
+-- One row per active theme of either level (grain: theme_id): level, parent, label, keywords, its mentions
+-- known at as_of and whether it is actionable. A person's decision (stg_nlp__themes.is_actionable, from the
+-- theme overrides seed) wins; the built-in no-feedback theme is otherwise never actionable; any other
+-- theme counts as actionable when at least var theme_actionable_min_detractor_share of its mentions come
+-- from detractors (a complaint someone can fix, not praise); actionability_source says which rule decided.
 with
 
 themes as (
@@ -34,6 +34,10 @@ classified as (
 
     select
         themes.theme_id,
+        themes.theme_level,
+        themes.parent_theme_id,
+        parents.theme_label as parent_theme_label,
+        themes.theme_kind = 'no_feedback' as is_no_feedback,
         themes.theme_label,
         array_to_string(themes.keywords, ', ') as keywords,
         themes.is_actionable as is_actionable_decided,
@@ -43,6 +47,8 @@ classified as (
         mention_totals.first_mention_at,
         mention_totals.last_mention_at
     from themes
+    left join themes as parents
+        on themes.parent_theme_id = parents.theme_id
     left join mention_totals
         on themes.theme_id = mention_totals.theme_id
     where themes.theme_status = 'active'
@@ -55,9 +61,13 @@ final as (
         *,
         coalesce(
             is_actionable_decided,
-            coalesce(detractor_share >= {{ var('theme_actionable_min_detractor_share') }}, false)
+            not is_no_feedback and coalesce(detractor_share >= {{ var('theme_actionable_min_detractor_share') }}, false)
         ) as is_actionable,
-        case when is_actionable_decided is null then 'heuristic' else 'human' end as actionability_source
+        case
+            when is_actionable_decided is not null then 'human'
+            when is_no_feedback then 'no_feedback'
+            else 'heuristic'
+        end as actionability_source
     from classified
 
 )

@@ -104,7 +104,9 @@ enriched as (
     left join current_accounts
         on open_detractors.account_id = current_accounts.account_id
     left join theme_mentions
-        on open_detractors.response_id = theme_mentions.response_id
+        on
+            open_detractors.response_id = theme_mentions.response_id
+            and theme_mentions.theme_level = 'subtheme'
     left join themes
         on theme_mentions.theme_id = themes.theme_id
 

@@ -7,8 +7,9 @@
     )
 }}
 
--- Themes that crossed the alert threshold in a UTC calendar month: at least var
--- theme_alert_min_detractor_mentions detractor mentions (month to date for the month of as_of).
+-- Themes and sub-themes that crossed the alert threshold in a UTC calendar month: at least var
+-- theme_alert_min_detractor_mentions detractor mentions (month to date for the month of as_of). The
+-- built-in no-feedback theme never raises an alert: there is nothing in it to act on.
 
 with
 
@@ -124,6 +125,9 @@ final as (
         alerts.month_start::date as month_start,
 
         -- the theme
+        themes.theme_level::text as theme_level,
+        themes.parent_theme_id::integer as parent_theme_id,
+        themes.parent_theme_label::text as parent_theme_label,
         themes.theme_label::text as theme_label,
         themes.keywords::text as keywords,
         themes.is_actionable::boolean as is_actionable,
@@ -150,7 +154,9 @@ final as (
 
     from alerts
     inner join themes
-        on alerts.theme_id = themes.theme_id
+        on
+            alerts.theme_id = themes.theme_id
+            and not themes.is_no_feedback
     left join arr_at_risk
         on
             alerts.theme_id = arr_at_risk.theme_id

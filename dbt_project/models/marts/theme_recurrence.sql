@@ -80,6 +80,10 @@ final as (
     select
         classified.theme_id::integer as theme_id,
         classified.quarter_start::date as quarter_start,
+        themes.theme_level::text as theme_level,
+        themes.parent_theme_id::integer as parent_theme_id,
+        themes.parent_theme_label::text as parent_theme_label,
+        themes.is_no_feedback::boolean as is_no_feedback,
         themes.theme_label::text as theme_label,
         themes.keywords::text as keywords,
         themes.is_actionable::boolean as is_actionable,

@@ -12,6 +12,11 @@ renamed as (
         -- ids
         theme_id::integer as theme_id,
         merged_into::integer as merged_into_theme_id,
+        parent_theme_id::integer as parent_theme_id,
+
+        -- level: comments belong to sub-themes, each sub-theme to a parent theme
+        level as theme_level,
+        kind as theme_kind,
 
         -- attributes: a person's label (overrides seed) wins over the engine's keyword label
         coalesce(human_label, label) as theme_label,
