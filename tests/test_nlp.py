@@ -700,3 +700,48 @@ def test_a_file_in_another_encoding_is_not_skipped_row_by_row(tmp_path: Path) ->
     with pytest.raises(ValueError, match=r"50 of 50 rows .* another encoding; it decodes as cp1252"):
         read_input(path)  # UTF-8 by default
     assert len(read_input(path, encoding_errors="skip-row", warn=lambda _: None)) == 0  # asked for: done
+
+
+def test_a_small_export_repeating_a_few_answers_gets_its_themes(engine: Any) -> None:
+    """300 answers that repeat about ten texts (a small Qualtrics export): collapsing near-duplicates
+    once left HDBSCAN ten points and no theme at all (244 noise, 26 empty). Collapsed points keep the
+    weight of what they stand for, so each repeated complaint is a theme."""
+    rng = random.Random(7)
+    answers = ["Too expensive for what we use", "Support takes days to answer", "The mobile app crashes",
+               "Great onboarding, the team was very helpful", "Reports are slow to load",
+               "Billing errors on every invoice", "The Salesforce integration loses data",
+               "Easy to use and intuitive", "Search never finds anything", "Exports to Excel break the formatting"]
+    texts = [a for a in answers for _ in range(27)] + ["", "n/a", "-"] * 10
+    rng.shuffle(texts)
+    res = engine.fit_transform(texts)
+    content = [t for t in texts if t in answers]
+    themed = res.loc[[t in answers for t in texts], "theme_id"]
+    assert themed.notna().mean() >= 0.9, engine.themes_
+    per_answer = {a: set(res.loc[[t == a for t in texts], "theme_id"].dropna()) for a in answers}
+    assert all(len(ids) == 1 for ids in per_answer.values()), per_answer  # each answer one theme
+    assert len({next(iter(ids)) for ids in per_answer.values()}) >= 8, per_answer  # and not lumped
+    assert len(content) == 270
+
+
+def test_labels_of_comments_in_another_language_are_not_stop_words() -> None:
+    """French comments once got labels such as "les / pas / la": the stop words of the languages the
+    comments are written in are removed (found per theme, from the comments themselves)."""
+    from nlp.label import ClassTfidfLabeler
+
+    docs = {
+        1: ["les prix sont trop élevés", "prix trop cher pour ce que c'est", "les prix ont encore augmenté",
+            "c'est trop cher pour nous", "le prix n'est pas justifié"] * 4,
+        2: ["l'attente en caisse est trop longue", "trop d'attente aux caisses", "il n'y a pas assez de caisses",
+            "on attend toujours à la caisse", "la file d'attente est interminable"] * 4,
+        3: ["le personnel est très aimable", "personnel accueillant et souriant", "merci au personnel pour l'accueil",
+            "le personnel est de bon conseil", "un personnel toujours disponible"] * 4,
+    }
+    labeler = ClassTfidfLabeler()
+    keywords = labeler.keywords(docs)
+    assert "french" in labeler.languages_
+    french_stop = {"les", "le", "la", "pas", "est", "et", "de", "des", "ce", "il", "on", "un", "pour", "trop"}
+    for tid, words in keywords.items():
+        label_words = set(labeler.label(words).replace("/", " ").split())
+        assert label_words and not label_words & french_stop, (tid, labeler.label(words))
+    assert "prix" in labeler.label(keywords[1]) and "personnel" in labeler.label(keywords[3])
+    assert any(w.startswith(("attente", "caisse")) for w in labeler.label(keywords[2]).split())
