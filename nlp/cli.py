@@ -44,7 +44,8 @@ _LIKELY_ENCODINGS = ("utf-8-sig", "cp1252", "cp850", "latin-1")
 _UNDECODABLE = "[\U000F0000-\U000F00FF]"
 
 
-def _mark_undecodable(exc: UnicodeDecodeError) -> tuple[str, int]:
+def _mark_undecodable(exc: UnicodeError) -> tuple[str, int]:
+    assert isinstance(exc, UnicodeDecodeError)  # registered for decoding only
     return "".join(chr(0xF0000 + b) for b in exc.object[exc.start:exc.end]), exc.end
 
 

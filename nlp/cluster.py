@@ -194,9 +194,8 @@ def _discover_labels(
     leaders, leader_of = collapse_near_duplicates(E, collapse_threshold)
     pos = np.full(n, -1, dtype=np.int64)
     pos[leaders] = np.arange(leaders.size)
-    scaled = isinstance(clusterer, HDBSCANClusterer)
     copies = np.ones(leaders.size, dtype=np.int64)
-    if keep_weight and scaled:
+    if keep_weight and isinstance(clusterer, HDBSCANClusterer):
         weight = np.bincount(pos[leader_of], minlength=leaders.size)
         copies = np.minimum(weight, clusterer.resolve_min_cluster_size(n))
     if isinstance(reducer, PCAReducer):

@@ -90,7 +90,7 @@ class ThemeConfig:
     #: c-TF-IDF reads at most this many comments per theme (deterministic: ordered by text hash)
     label_max_docs_per_theme: int = 500
     representatives: int = 3
-    #: the human overrides seed (nlp/overrides.py); None = $NPS_THEME_OVERRIDES, else
+    #: the human overrides seed (nlp/overrides.py; the pipeline passes NPS_THEME_OVERRIDES); None =
     #: dbt_project/seeds/theme_overrides.csv (absent = no overrides)
     overrides_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

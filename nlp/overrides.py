@@ -25,7 +25,7 @@ sub-themes (``level = 'subtheme'``), one id sequence for both. Merging two paren
 one's sub-themes under the other; ``parent`` moves one sub-theme (permanent, like a merge).
 
 The theme engine reads the file at the start of every run (:func:`read_overrides`, path from
-``ThemeConfig.overrides_path``, ``NPS_THEME_OVERRIDES`` or the default above), checks every row
+``ThemeConfig.overrides_path`` (the pipeline's NPS_THEME_OVERRIDES) or the default above), checks every row
 against the themes and comments it names (:func:`plan_overrides`, a pure function: no database) and
 applies the resulting :class:`OverridePlan` through the store (:func:`apply_plan`), before it themes
 anything (:func:`apply_overrides` does the three):
@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,7 +71,6 @@ __all__ = [
     "ACTIONS",
     "COLUMNS",
     "DEFAULT_OVERRIDES_PATH",
-    "OVERRIDES_ENV",
     "Override",
     "OverrideError",
     "OverridePlan",
@@ -84,7 +82,6 @@ __all__ = [
 ]
 
 DEFAULT_OVERRIDES_PATH = Path(__file__).resolve().parent.parent / "dbt_project" / "seeds" / "theme_overrides.csv"
-OVERRIDES_ENV = "NPS_THEME_OVERRIDES"
 COLUMNS = ("action", "theme_id", "value", "note")
 ACTIONS = ("actionable", "merge", "parent", "pin", "rename")
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
@@ -109,12 +106,10 @@ class Override:
 
 
 def resolve_overrides_path(path: str | Path | None) -> tuple[Path, bool]:
-    """(path, explicitly configured). ``None`` -> $NPS_THEME_OVERRIDES, else the default seed."""
-    if path not in (None, ""):
+    """(path, explicitly configured). ``None`` -> the default seed (the pipeline passes
+    NPS_THEME_OVERRIDES as ThemeConfig.overrides_path: nps.config reads the environment)."""
+    if path is not None and str(path) != "":
         return Path(path), True
-    env = os.environ.get(OVERRIDES_ENV)
-    if env:
-        return Path(env), True
     return DEFAULT_OVERRIDES_PATH, False
 
 
@@ -212,75 +207,85 @@ class OverridePlan:
         return f"{self.source} line {o.line}"
 
 
+_States = dict[int, tuple[str, int | None, str, str, str]]  # theme_id -> (status, merged_into, model, level, kind)
+
+
 def plan_overrides(
     overrides: list[Override],
-    states: dict[int, tuple[str, int | None, str, str, str]],
+    states: _States,
     comments: dict[str, str | None],
     source: str = "theme_overrides.csv",
 ) -> OverridePlan:
     """Check every row against the themes (``{theme_id: (status, merged_into, model, level, kind)}``,
-    :meth:`nlp.store.ThemeStore.theme_states`) and the pinned
-    responses' comments, and say what to do; raises :class:`OverrideError` naming the line of the
-    first bad row. Pure: nothing is read or written."""
+    :meth:`nlp.store.ThemeStore.theme_states`) and the pinned responses' comments, and say what to
+    do; raises :class:`OverrideError` naming the line of the first bad row. Pure: nothing is read or
+    written."""
     known = dict(states)
     plan = OverridePlan(source=source)
-    where = plan.where
-
-    def final(tid: int) -> int:
-        seen: set[int] = set()
-        while tid in known and known[tid][0] == "merged" and known[tid][1] is not None and tid not in seen:
-            seen.add(tid)
-            tid = int(known[tid][1])  # type: ignore[arg-type]
-        return tid
-
     for o in overrides:
         if o.theme_id not in known:
-            raise OverrideError(f"{where(o)}: theme {o.theme_id} does not exist in nlp.themes")
+            raise OverrideError(f"{plan.where(o)}: theme {o.theme_id} does not exist in nlp.themes")
         if o.action in ("merge", "parent") and int(o.value) not in known:
-            raise OverrideError(f"{where(o)}: {o.action} target theme {o.value} does not exist in nlp.themes")
-        _check_levels(o, known, where(o))
-
-    # merges simulated in file order on `known`, so later rows see the merged themes
-    for o in (o for o in overrides if o.action == "merge"):
-        src, dst = o.theme_id, final(int(o.value))
-        if known[src][2] != known[dst][2]:
-            raise OverrideError(f"{where(o)}: themes {src} and {dst} belong to different embedding models")
-        if final(src) == dst:
-            continue  # already done (this row in an earlier run, or the engine did it)
-        if known[src][0] == "merged":
-            raise OverrideError(
-                f"{where(o)}: theme {src} was already merged into {final(src)}; merge {final(src)} into {dst} instead"
-            )
-        plan.merges.append((o, src, dst))
-        known[src] = ("merged", dst, *known[src][2:])
-        for t, (s, m, *rest) in list(known.items()):
-            if s == "merged" and m == src:
-                known[t] = (s, dst, *rest)
+            raise OverrideError(f"{plan.where(o)}: {o.action} target theme {o.value} does not exist in nlp.themes")
+        _check_levels(o, known, plan.where(o))
+    _plan_merges([o for o in overrides if o.action == "merge"], known, plan)
     for o in overrides:
-        if o.action in ("rename", "actionable") and known[o.theme_id][0] == "merged":
-            raise OverrideError(
-                f"{where(o)}: theme {o.theme_id} is merged into {final(o.theme_id)}; "
-                f"{o.action} theme {final(o.theme_id)} instead"
-            )
-        if o.action == "parent":
-            plan.parents[final(o.theme_id)] = final(int(o.value))
-        elif o.action == "rename":
-            plan.labels[o.theme_id] = o.value
-        elif o.action == "actionable":
-            plan.flags[o.theme_id] = o.flag
-        elif o.action == "pin":
-            if o.value not in comments:
-                raise OverrideError(f"{where(o)}: response {o.value!r} does not exist in raw.survey_responses")
-            text = prepare(comments[o.value])
-            if is_content_free(text):
-                raise OverrideError(f"{where(o)}: response {o.value!r} has no comment to pin")
-            plan.pins.append((o.value, text, final(o.theme_id)))
-    plan.protected = set(plan.labels) | set(plan.flags) | {final(int(o.value)) for o in overrides
+        _plan_row(o, known, comments, plan)
+    plan.protected = set(plan.labels) | set(plan.flags) | {_final(known, int(o.value)) for o in overrides
                                                            if o.action == "merge"} | set(plan.parents)
     return plan
 
 
-def _check_levels(o: Override, known: dict[int, tuple[str, int | None, str, str, str]], where: str) -> None:
+def _final(known: _States, tid: int) -> int:
+    """The theme at the end of ``tid``'s merged_into chain."""
+    seen: set[int] = set()
+    while tid in known and known[tid][0] == "merged" and known[tid][1] is not None and tid not in seen:
+        seen.add(tid)
+        tid = int(known[tid][1])  # type: ignore[arg-type]
+    return tid
+
+
+def _plan_merges(merges: list[Override], known: _States, plan: OverridePlan) -> None:
+    """Merges simulated in file order on ``known``, so later rows see the merged themes."""
+    for o in merges:
+        src, dst = o.theme_id, _final(known, int(o.value))
+        if known[src][2] != known[dst][2]:
+            raise OverrideError(f"{plan.where(o)}: themes {src} and {dst} belong to different embedding models")
+        if _final(known, src) == dst:
+            continue  # already done (this row in an earlier run, or the engine did it)
+        if known[src][0] == "merged":
+            now = _final(known, src)
+            raise OverrideError(f"{plan.where(o)}: theme {src} was already merged into {now}; merge {now} into "
+                                f"{dst} instead")
+        plan.merges.append((o, src, dst))
+        _, _, model, level, kind = known[src]
+        known[src] = ("merged", dst, model, level, kind)
+        for t, (s, m, mo, lv, k) in list(known.items()):
+            if s == "merged" and m == src:
+                known[t] = (s, dst, mo, lv, k)
+
+
+def _plan_row(o: Override, known: _States, comments: dict[str, str | None], plan: OverridePlan) -> None:
+    """A rename, flag, pin or move of one row, after the merges."""
+    if o.action in ("rename", "actionable") and known[o.theme_id][0] == "merged":
+        now = _final(known, o.theme_id)
+        raise OverrideError(f"{plan.where(o)}: theme {o.theme_id} is merged into {now}; {o.action} theme {now} instead")
+    if o.action == "parent":
+        plan.parents[_final(known, o.theme_id)] = _final(known, int(o.value))
+    elif o.action == "rename":
+        plan.labels[o.theme_id] = o.value
+    elif o.action == "actionable":
+        plan.flags[o.theme_id] = o.flag
+    elif o.action == "pin":
+        if o.value not in comments:
+            raise OverrideError(f"{plan.where(o)}: response {o.value!r} does not exist in raw.survey_responses")
+        text = prepare(comments[o.value])
+        if is_content_free(text):  # empty, or a no-feedback answer: nothing a theme could be about
+            raise OverrideError(f"{plan.where(o)}: response {o.value!r} has no comment to pin")
+        plan.pins.append((o.value, text, _final(known, o.theme_id)))
+
+
+def _check_levels(o: Override, known: _States, where: str) -> None:
     """Merges stay within a level, pins name sub-themes, ``parent`` puts a sub-theme under a parent,
     and the built-in no-feedback theme is never merged away."""
     level, kind = known[o.theme_id][3], known[o.theme_id][4]

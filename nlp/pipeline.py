@@ -232,9 +232,9 @@ class ThemeEngine:
         import pandas as pd
 
         docs: dict[int, list[str]] = defaultdict(list)
-        for j, t in enumerate(texts):
+        for j, text in enumerate(texts):
             if theme[j] >= 0:
-                docs[int(theme[j])].append(t)
+                docs[int(theme[j])].append(text)
         subs = reg.clusterable()
         parent_docs = {p.theme_id: [d for k in reg.children(p.theme_id) for d in docs.get(k.theme_id, [])]
                        for p in reg.parents() if p.kind == "discovered"}

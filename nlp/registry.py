@@ -301,7 +301,8 @@ class ThemeRegistry:
     def load(self, store: ThemeStore) -> ThemeRegistry:
         """Active themes of this model (with centroids) and the id high-water mark."""
         self.max_id = store.max_theme_id()
-        for t in store.active_themes():
+        for row in store.active_themes():
+            t = Theme(**row)
             self.themes[t.theme_id] = t
             if t.protected:
                 self.protected.add(t.theme_id)

@@ -12,14 +12,11 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from nlp.vectors import from_bytes, to_bytes
-
-if TYPE_CHECKING:
-    from nlp.registry import Theme
 
 __all__ = ["Assignment", "Comment", "ThemeStore"]
 
@@ -45,6 +42,24 @@ class Assignment:
     theme_id: int | None
     confidence: float | None
     method: str  # empty | no_feedback | noise | assigned | discovered | pinned
+
+
+class ThemeRow(Protocol):
+    """What :meth:`ThemeStore.save_themes` reads of a theme (nlp.registry.Theme has it)."""
+
+    theme_id: int
+    label: str
+    keywords: list[str]
+    centroid: np.ndarray
+    size: int
+    status: str
+    merged_into: int | None
+    merged_by: str | None
+    first_seen_at: datetime | None
+    created_run_id: str | None
+    level: str
+    parent_id: int | None
+    kind: str
 
 
 def _copy_text(value: str) -> str:
@@ -98,10 +113,9 @@ class ThemeStore:
             cur.execute("select coalesce(max(theme_id), 0) from nlp.themes")
             return int(cur.fetchone()[0])
 
-    def active_themes(self) -> list[Theme]:
-        """Active themes of this model, with centroids; ``protected`` = a person decided about them."""
-        from nlp.registry import Theme
-
+    def active_themes(self) -> list[dict[str, Any]]:
+        """Active themes of this model, with centroids, as the registry's Theme fields;
+        ``protected`` = a person decided about them."""
         with self.conn.cursor() as cur:
             cur.execute(
                 "select theme_id, centroid, size, label, keywords, first_seen_at, created_run_id, "
@@ -111,9 +125,9 @@ class ThemeStore:
                 (self.model,),
             )
             return [
-                Theme(theme_id=tid, centroid=from_bytes(cen), size=int(size), label=label, keywords=list(kws or []),
-                      first_seen_at=fsa, created_run_id=crid, protected=bool(human), level=level,
-                      parent_id=parent, kind=kind)
+                {"theme_id": tid, "centroid": from_bytes(cen), "size": int(size), "label": label,
+                 "keywords": list(kws or []), "first_seen_at": fsa, "created_run_id": crid, "protected": bool(human),
+                 "level": level, "parent_id": parent, "kind": kind}
                 for tid, cen, size, label, kws, fsa, crid, human, level, parent, kind in cur.fetchall()
             ]
 
@@ -127,7 +141,7 @@ class ThemeStore:
             )
             return [(int(t), from_bytes(c), int(m)) for t, c, m in cur.fetchall()]
 
-    def save_themes(self, themes: Iterable[Theme]) -> int:
+    def save_themes(self, themes: Iterable[ThemeRow]) -> int:
         """Upsert ``themes``; returns the number written."""
         from psycopg2.extras import execute_values
 

@@ -182,6 +182,12 @@ def theme_device() -> str | None:
     return os.environ.get("NPS_THEME_DEVICE") or None
 
 
+def theme_overrides_path() -> str | None:
+    """NPS_THEME_OVERRIDES: the theme overrides seed a person edits (default: the engine's own,
+    dbt_project/seeds/theme_overrides.csv; a configured path that does not exist is an error)."""
+    return os.environ.get("NPS_THEME_OVERRIDES") or None
+
+
 def themes_queue() -> str:
     """NPS_THEMES_QUEUE: the Celery queue of the themes task (default `default`)."""
     return os.environ.get("NPS_THEMES_QUEUE", "default")

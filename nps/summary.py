@@ -19,16 +19,32 @@ TOP_THEMES = """
     select theme_id, theme_label, keywords, mentions, detractor_share, quarters_present,
            current_streak, status
     from marts.theme_recurrence, latest
-    where quarter_start = latest.q and status in ('recurring', 'new', 're-emerged')
-    order by quarters_present desc, mentions desc
+    where quarter_start = latest.q and theme_level = 'theme' and not is_no_feedback
+      and status in ('recurring', 'new', 're-emerged')
+    order by quarters_present desc, mentions desc, theme_id
     limit %s
 """
 
+SUBTHEMES = """
+    with latest as (select max(quarter_start) as q from marts.theme_recurrence)
+    select parent_theme_id, theme_label, mentions
+    from marts.theme_recurrence, latest
+    where quarter_start = latest.q and theme_level = 'subtheme' and mentions > 0
+    order by parent_theme_id, mentions desc, theme_id
+"""
+
+NO_FEEDBACK = """
+    with latest as (select max(quarter_start) as q from marts.theme_recurrence)
+    select coalesce(sum(mentions) filter (where is_no_feedback), 0), coalesce(sum(mentions), 0)
+    from marts.theme_recurrence, latest
+    where quarter_start = latest.q and theme_level = 'subtheme'
+"""
+
 RESOLVED_THEMES = """
-    select theme_label, quarter_start
+    select theme_label, quarter_start, coalesce(parent_theme_label, '')
     from marts.theme_recurrence
-    where status = 'resolved'
-    order by quarter_start, theme_label
+    where status = 'resolved' and not is_no_feedback
+    order by quarter_start, theme_level, theme_label
 """
 
 RECOVERY_BY_BUCKET = """
@@ -63,7 +79,7 @@ QUEUE = """
 ALERTS = """
     select month_start, theme_label, detractor_mentions, accounts_affected, arr_at_risk, is_new_alert
     from marts.theme_alerts
-    where month_start = (select max(month_start) from marts.theme_alerts)
+    where month_start = (select max(month_start) from marts.theme_alerts) and theme_level = 'subtheme'
     order by detractor_mentions desc, theme_id
     limit %s
 """
@@ -90,6 +106,40 @@ def _missing_sources(conn: PgConnection) -> list[str]:
     return lines
 
 
+def _themes(conn: PgConnection, top: int) -> list[str]:
+    """Top parent themes of the latest quarter, each with its largest sub-themes; the no-feedback
+    share; themes and sub-themes resolved."""
+    lines = ["", "Top recurring themes (latest quarter), with their largest sub-themes"]
+    rows = _fetch(conn, TOP_THEMES, (top,))
+    if not rows:
+        lines.append("  (no theme present in the latest quarter)")
+    subthemes: dict[int, list[tuple[str, int]]] = {}
+    for parent, label, mentions in _fetch(conn, SUBTHEMES):
+        subthemes.setdefault(parent, []).append((label, mentions))
+    for theme_id, label, keywords, mentions, dshare, present, streak, status in rows:
+        share = f"{dshare:.0%}" if dshare is not None else "n/a"
+        lines.append(
+            f"  #{theme_id:<3} {label[:40]:<40} {mentions:>5} mentions, {share:>4} detractors, "
+            f"{present} quarter(s), streak {streak}, {status}"
+        )
+        kids = subthemes.get(theme_id, [])
+        if len(kids) > 1:
+            lines.append("        sub-themes: " + "; ".join(f"{k[:32]} ({n})" for k, n in kids[:3])
+                         + (f"; {len(kids) - 3} more" if len(kids) > 3 else ""))
+        else:
+            lines.append(f"        keywords: {keywords}")
+    no_feedback, themed = _fetch(conn, NO_FEEDBACK)[0]
+    if no_feedback:
+        lines.append(f"  no specific feedback ('nothing', 'n/a', 'all good'): {no_feedback} answers, "
+                     f"{no_feedback / themed:.0%} of the themed comments")
+    resolved = _fetch(conn, RESOLVED_THEMES)
+    if resolved:
+        lines.append("  resolved: " + "; ".join(
+            f"{label}{f' ({parent})' if parent else ''} (gone in {q.year}-Q{(q.month - 1) // 3 + 1})"
+            for label, q, parent in resolved))
+    return lines
+
+
 def render_summary(conn: PgConnection, *, top_themes: int = 8) -> str:
     lines = _missing_sources(conn)
     lines += ["", "NPS per quarter (95% margin of error)"]
@@ -100,22 +150,7 @@ def render_summary(conn: PgConnection, *, top_themes: int = 8) -> str:
         rw_text = f"{rw:13.1f}" if rw is not None else f"{'n/a':>13}"
         lines.append(f"  {q:<10} {n:>9} {nps:7.1f} {moe:6.1f} {rw_text}{flag}")
 
-    lines += ["", "Top recurring themes (latest quarter)"]
-    rows = _fetch(conn, TOP_THEMES, (top_themes,))
-    if not rows:
-        lines.append("  (no theme present in the latest quarter)")
-    for theme_id, label, keywords, mentions, dshare, present, streak, status in rows:
-        share = f"{dshare:.0%}" if dshare is not None else "n/a"
-        lines.append(
-            f"  #{theme_id:<3} {label[:40]:<40} {mentions:>5} mentions, {share:>4} detractors, "
-            f"{present} quarter(s), streak {streak}, {status}"
-        )
-        lines.append(f"        keywords: {keywords}")
-    resolved = _fetch(conn, RESOLVED_THEMES)
-    if resolved:
-        lines.append("  resolved: " + "; ".join(
-            f"{label} (gone in {q.year}-Q{(q.month - 1) // 3 + 1})" for label, q in resolved))
-
+    lines += _themes(conn, top_themes)
     lines += ["", "Detractor recovery by follow-up (all quarters)"]
     lines.append(f"  {'bucket':<17} {'detractors':>10} {'next seen':>9} {'recovered':>9} {'rate':>6} "
                  f"{'awaiting':>8} {'churned':>7}")
@@ -134,7 +169,7 @@ def render_summary(conn: PgConnection, *, top_themes: int = 8) -> str:
     alerts = _fetch(conn, ALERTS, (top_themes,))
     if alerts:
         month = alerts[0][0]
-        lines += ["", f"Theme alerts {month:%Y-%m} (marts.theme_alerts)"]
+        lines += ["", f"Sub-theme alerts {month:%Y-%m} (marts.theme_alerts)"]
         for _, label, det, accounts, arr, new in alerts:
             flag = "new" if new else "running"
             lines.append(f"  {label[:40]:<40} {det:>4} detractor mentions, {accounts:>3} accounts, "

@@ -170,12 +170,13 @@ def extract(entity: str, start: datetime, end: datetime, run_id: str, *, accept_
 def theme_config() -> Any:
     """The theme engine's configuration for the nightly run: defaults, with the sentence-transformers
     model from NPS_THEME_MODEL (a local directory, or a name already in the local cache; nothing
-    is downloaded) and the device from NPS_THEME_DEVICE (e.g. cuda on a GPU worker)."""
+    is downloaded), the device from NPS_THEME_DEVICE (e.g. cuda on a GPU worker) and the overrides
+    seed from NPS_THEME_OVERRIDES."""
     from nlp import ThemeConfig
 
-    overrides: dict[str, Any] = {k: v for k, v in (("model", config.theme_model()), ("device", config.theme_device()))
-                                 if v}
-    return ThemeConfig(**overrides)
+    settings: dict[str, Any] = {"model": config.theme_model(), "device": config.theme_device(),
+                                "overrides_path": config.theme_overrides_path()}
+    return ThemeConfig(**{k: v for k, v in settings.items() if v})
 
 
 def build_themes(start: datetime, end: datetime, run_id: str) -> dict:
