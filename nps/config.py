@@ -172,6 +172,13 @@ def mart_row_count_tolerance() -> float:
     return _float_env("NPS_MART_ROW_COUNT_TOLERANCE", 0.1)
 
 
+def gx_project_root() -> Path:
+    """NPS_GX_PROJECT_ROOT (default expectations/): the Great Expectations project, the folder
+    that holds `gx/` (suites, checkpoints; results in `gx/uncommitted/`)."""
+    value = os.environ.get("NPS_GX_PROJECT_ROOT")
+    return Path(value).expanduser().resolve() if value else EXPECTATIONS_DIR
+
+
 def theme_model() -> str | None:
     """NPS_THEME_MODEL: a sentence-transformers model directory (default: the bundled MiniLM)."""
     return os.environ.get("NPS_THEME_MODEL") or None

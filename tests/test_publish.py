@@ -8,7 +8,8 @@ import pytest
 
 from nps import orchestrate, warehouse
 from nps_airflow import stages
-from nps_airflow.publish import PublishError, publish
+from nps_airflow.dbt import DbtError, build_vars, run_dbt
+from nps_airflow.publish import CANDIDATE_SCHEMA, PublishError, publish
 from nps_airflow.quality import DataQualityError
 from tests.conftest import query
 
@@ -118,7 +119,9 @@ def _fingerprint(url: str) -> dict[str, str]:
 
 def test_bad_raw_data_fails_the_run_and_keeps_published_marts(pipeline):
     """A score of 11 and a duplicated response that slipped into raw (constraints bypassed, as
-    from a manual fix): the run fails before publish and BI keeps yesterday's marts."""
+    from a manual fix): the run fails at dbt_build, in the source's and the staging model's data
+    tests (the raw table's own constraints, which the gate no longer repeats), before publish, and
+    BI keeps yesterday's marts."""
     url = pipeline[0]
     before = _fingerprint(url)
     conn = warehouse.connect(url)
@@ -134,8 +137,18 @@ def test_bad_raw_data_fails_the_run_and_keeps_published_marts(pipeline):
         """)
         outcome = orchestrate.run_window(*ONE_DAY, raise_on_failure=False)
         assert outcome.state == "failed"
-        assert {"publish", "report"} <= set(outcome.failed_tasks)  # never ran (upstream failed)
-        assert {"dbt_build", "validate"} & set(outcome.failed_tasks)
+        assert {"dbt_build", "validate", "publish", "report"} <= set(outcome.failed_tasks)  # dbt_build failed
+        assert _fingerprint(url) == before
+        # the tests that stop it: the duplicate first (the source's test runs before the staging model) ...
+        with pytest.raises(DbtError, match=r"test\.nps\.source_unique_survey_survey_responses_response_id"):
+            stages.dbt_build("test-bad-raw")
+        # ... then the score
+        _exec(conn, """
+            delete from raw.survey_responses a using raw.survey_responses b
+            where a.response_id = b.response_id and a.ctid > b.ctid;
+        """)
+        with pytest.raises(DbtError, match=r"test\.nps\.within_range_stg_survey__responses_score"):
+            stages.dbt_build("test-bad-raw")
         assert _fingerprint(url) == before
     finally:
         conn.rollback()
@@ -180,20 +193,29 @@ def test_pii_that_slipped_into_raw_fails_validation_and_the_result_is_kept(pipel
         conn.close()
 
 
-def test_a_broken_candidate_mart_is_caught_by_validation(pipeline):
-    """A negative count in the candidate (what a bad model change would produce): GX names the
-    suite and the value, and publish is never reached."""
+def test_a_broken_candidate_mart_fails_its_dbt_tests(pipeline):
+    """A negative count and a missing follow-up bucket in the candidate (what a bad model change
+    would produce): the mart's dbt data tests name them. dbt_build runs them right after building
+    the model (BUILD_ARGS: every data test), so neither validate nor publish is reached; the gate
+    does not repeat them."""
     url = pipeline[0]
     before = _fingerprint(url)
     stages.dbt_build("test-broken-candidate")
     conn = warehouse.connect(url)
     try:
-        _exec(conn, "update marts_candidate.detractor_recovery set detractors = -5 "
-                    "where ctid = (select min(ctid) from marts_candidate.detractor_recovery)")
+        _exec(conn, """
+            update marts_candidate.detractor_recovery set detractors = -5
+            where ctid = (select min(ctid) from marts_candidate.detractor_recovery where period_grain = 'quarter');
+            delete from marts_candidate.detractor_recovery
+            where period_grain = 'month' and segment_type = 'overall' and follow_up_bucket = 'never';
+        """)
     finally:
         conn.close()
-    with pytest.raises(DataQualityError, match=r"marts_detractor_recovery.*-5"):
-        stages.validate("test-broken-candidate")
+    with pytest.raises(DbtError) as excinfo:
+        run_dbt(["test", "--select", "detractor_recovery", "--exclude", "test_type:unit"], url,
+                vars=build_vars("test-broken-candidate", CANDIDATE_SCHEMA, None))
+    assert "test.nps.within_range_detractor_recovery_detractors" in str(excinfo.value)
+    assert "test.nps.assert_detractor_recovery_reconciles" in str(excinfo.value)  # every bucket, every detractor
     assert _fingerprint(url) == before
 
 
