@@ -7,10 +7,11 @@ values of code columns), the tolerances the loader applies, and the vocabularies
 - the loader (`nps_airflow.extract` and the connectors' column mappings) validates rows against
   `SPECS` with the tolerances below;
 - the demo generator writes `SPECS`' columns and draws from the same vocabularies;
-- the quality gate (`nps_airflow.quality`) builds its suites from these constants;
 - dbt gets `SEGMENT_TYPES` as the var `segment_types` of every pipeline build (`nps_airflow.dbt`);
-- `nps/sql/warehouse.sql` (the raw tables) and docs/contracts.md are checked against it
-  (tests/test_contracts.py), so a change here that they do not follow fails the tests.
+- `nps/sql/warehouse.sql` (the raw tables), docs/contracts.md, the vocabularies and ranges of the
+  dbt tests (tests/test_contracts.py) and the quality gate's hand-edited suites in expectations/gx/
+  (the future-date tolerance, the segment types: `nps_airflow.quality.checks`) are checked against
+  it, so a change here that they do not follow fails the tests.
 
 Standard library only and no I/O: cheap to import (Airflow parses DAG files that import it).
 """
