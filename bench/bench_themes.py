@@ -81,28 +81,10 @@ def score(labels: list[str], pred: np.ndarray) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 
 
-def quality(names: list[str], embedder: Embedder, bertopic: bool) -> list[dict[str, Any]]:
-    out = []
-    for name in names:
-        ds = td.SETS[name]()
-        E, enc_s = td.embeddings(ds.texts, embedder, name)
-        row: dict[str, Any] = {"set": name, "n": len(ds.texts), "classes": len(set(ds.labels)), "note": ds.note,
-                               "encode_s": round(enc_s, 1) or None}
-        engine = ThemeEngine(ThemeConfig(), embedder=embedder)
-        t0 = time.perf_counter()
-        res = engine.fit_transform(ds.texts, embeddings=E)
-        row["ours"] = score(ds.labels, res["theme_id"].fillna(-1).astype(int).to_numpy())
-        row["ours"]["seconds"] = round(time.perf_counter() - t0, 1)
-        if bertopic:
-            from bertopic import BERTopic
+def quality(names: list[str], embedder: Embedder, bertopic: bool, grid: dict[str, list[Any]] | None) -> dict[str, Any]:
+    import themes_quality
 
-            t0 = time.perf_counter()
-            topics, _ = BERTopic(embedding_model=embedder._load()).fit_transform(ds.texts, E)
-            row["bertopic"] = score(ds.labels, np.asarray(topics))
-            row["bertopic"]["seconds"] = round(time.perf_counter() - t0, 1)
-        print(json.dumps(row), flush=True)
-        out.append(row)
-    return out
+    return themes_quality.run(names, embedder, grid, bertopic)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -151,6 +133,14 @@ def assignments(conn: Any) -> dict[str, int]:
         return dict(cur.fetchall())
 
 
+def parents(conn: Any) -> dict[str, int]:
+    """response_id -> the parent theme of its sub-theme."""
+    with conn.cursor() as cur:
+        cur.execute("select ct.response_id, t.parent_theme_id from nlp.comment_themes ct "
+                    "join nlp.themes t on t.theme_id = ct.theme_id where t.parent_theme_id is not null")
+        return dict(cur.fetchall())
+
+
 # ------------------------------------------------------------------------------------------------
 # 2. stability
 # ------------------------------------------------------------------------------------------------
@@ -168,19 +158,24 @@ def stability(preset: str, embedder: Embedder, night_days: int, config: ThemeCon
         conn.commit()
         preload_embeddings(conn, df["comment"].fillna("").tolist(), embedder, f"{preset}-all")
         nights, kept, had, worst = 0, 0, 0, 1.0
+        parent_kept, parent_had, parent_worst = 0, 0, 1.0
         seconds = []
         t = start
         while t < end:
-            before = assignments(conn)
+            before, before_parent = assignments(conn), parents(conn)
             t0 = time.perf_counter()
             engine.run_interval(conn, t, t + timedelta(days=night_days), f"night-{nights}")
             conn.commit()
             seconds.append(time.perf_counter() - t0)
-            after = assignments(conn)
+            after, after_parent = assignments(conn), parents(conn)
             same = sum(1 for r, tid in before.items() if after.get(r) == tid)
             kept, had = kept + same, had + len(before)
+            same_parent = sum(1 for r, tid in before_parent.items() if after_parent.get(r) == tid)
+            parent_kept, parent_had = parent_kept + same_parent, parent_had + len(before_parent)
             if before:
                 worst = min(worst, same / len(before))
+            if before_parent:
+                parent_worst = min(parent_worst, same_parent / len(before_parent))
             nights += 1
             t += timedelta(days=night_days)
         final = assignments(conn)
@@ -215,6 +210,8 @@ def stability(preset: str, embedder: Embedder, night_days: int, config: ThemeCon
         "preset": preset, "night_days": night_days, "nights": nights, "responses": len(df),
         "labelled_comments": len(labelled), "kept_share": round(kept / had, 5) if had else None,
         "worst_night_kept_share": round(worst, 5), "assigned_comment_nights": had,
+        "parent_kept_share": round(parent_kept / parent_had, 5) if parent_had else None,
+        "parent_worst_night_kept_share": round(parent_worst, 5),
         "nightly_quality": nightly, "themes_active": active, "themes_merged": merged,
         "night_seconds_median": round(float(np.median(seconds)), 2),
         "night_seconds_max": round(float(np.max(seconds)), 2),
@@ -388,12 +385,18 @@ def scale(embedder: Embedder, history: int, new: int) -> dict[str, Any]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sets", default="banking77,airline,demo,demo-small")
+    p.add_argument("--sets", default="banking77,airline,clinc150,demo,demo-small")
+    p.add_argument("--grid", default=None,
+                   help="held-out grid as JSON {knob: [values]} (default: themes_quality.GRID; {} = no grid)")
     p.add_argument("--skip-bertopic", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--stability", default="demo", help="generator preset for the nightly runs (demo | small)")
     p.add_argument("--night-days", type=int, default=1)
     p.add_argument("--skip-stability", action="store_true")
+    p.add_argument("--nightly", default="banking77,airline,clinc150,demo",
+                   help="sets themed both night by night and by fit_transform ('' = skip)")
+    p.add_argument("--nightly-days", type=int, default=90)
+    p.add_argument("--nightly-limit", type=int, default=6000, help="comments per set for the nightly comparison")
     p.add_argument("--scale", action="store_true")
     p.add_argument("--scale-history", type=int, default=1_000_000)
     p.add_argument("--scale-new", type=int, default=10_000)
@@ -407,7 +410,13 @@ def main() -> int:
         "python": platform.python_version(), "config": {k: v for k, v in vars(ThemeConfig()).items() if k != "extra"},
     }
     if not a.skip_quality:
-        results["quality"] = quality([s for s in a.sets.split(",") if s], embedder, not a.skip_bertopic)
+        grid = None if a.grid is None else json.loads(a.grid)
+        results["quality"] = quality([s for s in a.sets.split(",") if s], embedder, not a.skip_bertopic, grid)
+    if a.nightly:
+        import themes_nightly
+
+        results["nightly"] = [themes_nightly.compare(name, embedder, a.nightly_days, a.nightly_limit)
+                              for name in a.nightly.split(",") if name]
     if not a.skip_stability:
         results["stability"] = stability(a.stability, embedder, a.night_days, ThemeConfig(**json.loads(a.config)))
     if a.scale:
@@ -422,20 +431,19 @@ def main() -> int:
 
 def print_tables(r: dict[str, Any]) -> None:
     if "quality" in r:
-        print("\n| set | comments | labels | engine | NMI | ARI | unassigned | themes | wall time |")
-        print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
-        for q in r["quality"]:
-            for eng in ("ours", "bertopic"):
-                if eng in q:
-                    m = q[eng]
-                    name = "ThemeEngine" if eng == "ours" else "BERTopic defaults"
-                    print(f"| {q['set']} | {q['n']:,} | {q['classes']} | {name} | {m['nmi']:.3f} | {m['ari']:.3f} | "
-                          f"{m['unassigned']:.1%} | {m['themes']} | {m['seconds']:.1f} s |")
+        import themes_quality
+
+        themes_quality.print_tables(r["quality"])
+    if "nightly" in r:
+        import themes_nightly
+
+        themes_nightly.print_table(r["nightly"])
     if "stability" in r:
         s = r["stability"]
         print(f"\nstability ({s['preset']}, {s['nights']} runs of {s['night_days']} day(s)): "
-              f"{s['kept_share']:.2%} of assigned comments kept their theme (worst night "
-              f"{s['worst_night_kept_share']:.2%}); nightly NMI {s['nightly_quality']['nmi']:.3f}, "
+              f"{s['kept_share']:.2%} of assigned comments kept their sub-theme (worst night "
+              f"{s['worst_night_kept_share']:.2%}), {s['parent_kept_share']:.2%} their parent theme (worst night "
+              f"{s['parent_worst_night_kept_share']:.2%}); nightly NMI {s['nightly_quality']['nmi']:.3f}, "
               f"{s['nightly_quality']['unassigned']:.1%} unassigned, {s['themes_active']} active themes; "
               f"re-fit: {s['refit_theme_ids_survive']:.1%} of theme ids survive, "
               f"{s['refit_comments_same_theme']:.1%} of comments get the same theme, "

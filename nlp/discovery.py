@@ -170,18 +170,23 @@ def reassign(reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray, threshold: fl
              strict: float | None = None, loose: np.ndarray | None = None,
              clear_margin: float | None = None) -> np.ndarray:
     """Rows without a theme join the nearest active theme (in place) when cosine >= ``strict`` (else
-    ``threshold``; rows in ``loose`` always at ``threshold``) and beats the second nearest by
-    ``margin``; with ``clear_margin``, also when cosine >= ``threshold`` and it beats the second
-    nearest by ``clear_margin``. Returns the mask of rows that got a theme."""
+    ``threshold``) and beats the second nearest by ``margin``; with ``clear_margin``, also when
+    cosine >= ``threshold`` and it beats the second nearest by ``clear_margin``. Rows in ``loose``
+    join at ``threshold`` whatever the margin, as fit_transform assigns: comments that stayed noise
+    while the themes around them formed (where all similarities sit close together, as they do for
+    comments in a language the model was not trained on, a margin rule would keep them noise
+    forever). Returns the mask of rows that got a theme."""
     left = np.flatnonzero(theme < 0)
     hit = np.zeros(theme.shape[0], dtype=bool)
     if left.size == 0:
         return hit
     thr = np.full(theme.shape[0], threshold if strict is None else strict)
+    settled = np.zeros(theme.shape[0], dtype=bool)
     if loose is not None:
         thr[loose] = threshold
+        settled = loose
     ids, sims, second = reg.nearest2(E[left])
-    ok = (ids >= 0) & (sims >= thr[left]) & (sims - second >= margin)
+    ok = (ids >= 0) & (sims >= thr[left]) & ((sims - second >= margin) | settled[left])
     if clear_margin is not None:
         ok |= (ids >= 0) & (sims >= threshold) & (sims - second >= clear_margin)
     theme[left[ok]] = ids[ok]

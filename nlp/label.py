@@ -64,14 +64,17 @@ def _other_languages() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
 def languages_present(docs_by_theme: Mapping[int, Sequence[str]], share: float) -> list[str]:
     """The non-English languages whose own stop words (not English ones) make up at least ``share``
     of some theme's words."""
+    from collections import Counter
+
     found: set[str] = set()
     others = _other_languages()
     for docs in docs_by_theme.values():
-        tokens = [t for d in docs for t in _TOKEN_RE.findall(_clean(d))]
-        if not tokens:
+        counts = Counter(t for d in docs for t in _TOKEN_RE.findall(_clean(d)))
+        total = sum(counts.values())
+        if not total:
             continue
         for lang, (_, own) in others.items():
-            if lang not in found and sum(t in own for t in tokens) >= share * len(tokens):
+            if lang not in found and sum(n for t, n in counts.items() if t in own) >= share * total:
                 found.add(lang)
     return sorted(found)
 

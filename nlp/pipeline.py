@@ -192,18 +192,19 @@ class ThemeEngine:
         idx = np.flatnonzero(np.array([k == "content" for k in kinds], dtype=bool))
         E = self._fit_embed(prepared, idx, embeddings)
         reg = ThemeRegistry(self.model)
-        theme = self._fit_subthemes(reg, E)
-        hierarchy.assign_parents(reg, cfg.parent_similarity, cfg.max_parents)
-        no_feedback = reg.no_feedback(E.shape[1] if E.size else 1) if "no_feedback" in kinds else None
+        builtin = int("no_feedback" in kinds)  # the no-feedback theme counts against the caps too
+        theme = self._fit_subthemes(reg, E, cfg.max_subthemes - builtin)
+        hierarchy.assign_parents(reg, cfg.parent_similarity, cfg.max_parents - builtin)
+        no_feedback = reg.no_feedback(E.shape[1] if E.size else 1) if builtin else None
         self.themes_ = self._fit_label(reg, E, theme, [prepared[i] for i in idx], kinds.count("no_feedback"))
         return self._fit_frame(reg, kinds, idx, theme, discovery.confidence(reg, E, theme), no_feedback)
 
-    def _fit_subthemes(self, reg: ThemeRegistry, E: np.ndarray) -> np.ndarray:
+    def _fit_subthemes(self, reg: ThemeRegistry, E: np.ndarray, max_subthemes: int) -> np.ndarray:
         """Sub-theme per row of ``E`` (-1 unassigned): discover, merge, refine, assign."""
         cfg = self.config
         labels = self._cluster(E) if E.shape[0] >= cfg.min_discovery_pool else np.full(E.shape[0], -1)
         theme, _ = discovery.attach_clusters(reg, E, labels, [None] * E.shape[0], cfg.match_threshold, None)
-        reg.merge_duplicates(cfg.merge_threshold, max_active=cfg.max_subthemes)
+        reg.merge_duplicates(cfg.merge_threshold, max_active=max_subthemes)
         discovery.resolve(reg, theme)
         if cfg.refine_iterations > 0:
             theme = discovery.refine(reg, E, theme, cfg.refine_iterations)
@@ -265,25 +266,24 @@ class ThemeEngine:
         import pandas as pd
 
         n = len(kinds)
-        out_id = pd.array([pd.NA] * n, dtype="Int64")
-        out_parent = pd.array([pd.NA] * n, dtype="Int64")
-        out_conf = pd.array([pd.NA] * n, dtype="Float64")
-        out_label = pd.array([pd.NA] * n, dtype="string")
-        out_parent_label = pd.array([pd.NA] * n, dtype="string")
-
-        def put(i: int, sub: Any, c: float) -> None:
-            out_id[i], out_label[i], out_conf[i] = sub.theme_id, sub.label, c
-            if sub.parent_id is not None:
-                out_parent[i], out_parent_label[i] = sub.parent_id, reg.themes[sub.parent_id].label
-
-        for j, i in enumerate(idx):
-            if theme[j] >= 0:
-                put(int(i), reg.themes[int(theme[j])], float(conf[j]))
-        for i, kind in enumerate(kinds):
-            if kind == "no_feedback":
-                put(i, no_feedback, 1.0)
-        return pd.DataFrame({"theme_id": out_id, "theme_label": out_label, "parent_theme_id": out_parent,
-                             "parent_theme_label": out_parent_label, "confidence": out_conf})
+        sub = np.full(n, -1, dtype=np.int64)
+        confidence = np.full(n, np.nan)
+        sub[idx] = theme
+        confidence[idx] = np.where(theme >= 0, conf, np.nan)
+        if no_feedback is not None:
+            nf = np.array([k == "no_feedback" for k in kinds], dtype=bool)
+            sub[nf], confidence[nf] = no_feedback.theme_id, 1.0
+        ids = pd.Series(sub).where(sub >= 0).astype("Int64")
+        parent_of = {t.theme_id: t.parent_id for t in reg.themes.values()}
+        label_of = {t.theme_id: t.label for t in reg.themes.values()}
+        parents = ids.map(parent_of).astype("Int64")
+        return pd.DataFrame({
+            "theme_id": ids,
+            "theme_label": ids.map(label_of).astype("string"),
+            "parent_theme_id": parents,
+            "parent_theme_label": parents.map(label_of).astype("string"),
+            "confidence": pd.array(confidence, dtype="Float64"),
+        })
 
     # ======================================================================================
     # against the warehouse
