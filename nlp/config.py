@@ -22,8 +22,8 @@ class ThemeConfig:
     assign_threshold: float = 0.40
     #: a discovered cluster reuses an existing theme id when cosine(centroids) >= this
     match_threshold: float = 0.80
-    #: two active themes are merged when cosine(centroids) >= this
-    merge_threshold: float = 0.80
+    #: two active sub-themes are merged when cosine(centroids) >= this
+    merge_threshold: float = 0.85
     reduce_dims: int = 20
     #: near-duplicate comments (cosine >= this) are one point for HDBSCAN (None = no collapsing)
     collapse_threshold: float | None = 0.90
@@ -31,15 +31,16 @@ class ThemeConfig:
     refine_iterations: int = 5
     #: None = scaled with the pool: max(min_cluster_size_floor, round(n / min_cluster_size_per)), capped at 100
     min_cluster_size: int | None = None
-    min_cluster_size_floor: int = 10
+    min_cluster_size_floor: int = 5
     min_cluster_size_per: int = 600
     #: a point that stands for w collapsed near-duplicates enters HDBSCAN min(w, min_cluster_size)
     #: times (nlp/cluster.py: a text repeated 28 times is a theme; False = once, whatever w)
     collapse_keeps_weight: bool = True
     #: fit_transform: at most this many sub-themes (the most similar keep merging)
     max_subthemes: int = 100
-    #: sub-themes whose centroids are at least this alike share a parent theme (nlp/hierarchy.py) ...
-    parent_similarity: float = 0.60
+    #: sub-themes whose centroids are at least this alike share a parent theme (nlp/hierarchy.py:
+    #: above merge_threshold, so parents come from the max_parents cap) ...
+    parent_similarity: float = 0.90
     #: ... and a first grouping leaves at most this many parents
     max_parents: int = 25
     min_samples: int = 3

