@@ -33,17 +33,17 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
-from nlp import discovery, hierarchy
+from nlp import discovery, hierarchy, results
 from nlp.cluster import Clusterer, HDBSCANClusterer, discover_labels
 from nlp.config import ThemeConfig
 from nlp.embed import Embedder, EmbeddingCache
-from nlp.label import ClassTfidfLabeler, representatives
+from nlp.label import ClassTfidfLabeler
+from nlp.nights import Night, Texts, add_night_stats, nights
 from nlp.no_feedback import is_no_feedback
 from nlp.overrides import apply_overrides, read_overrides
 from nlp.reduce import PCAReducer, Reducer
@@ -56,83 +56,11 @@ log = logging.getLogger(__name__)
 __all__ = ["ThemeConfig", "ThemeEngine", "nights"]
 
 
-def nights(
-    start: datetime, end: datetime, days: int | None, *, first_end: datetime | None = None
-) -> list[tuple[datetime, datetime]]:
-    """[start, end) cut at every ``days``-th UTC midnight (after ``first_end`` when given), so a
-    window that starts at midnight is cut where the nightly runs are; one piece when ``days`` is
-    None or the window is no longer."""
-    if not days or end - start <= timedelta(days=days):
-        return [(start, end)]
-    out, cursor = [], start
-    if first_end is not None and first_end > start:
-        out.append((start, min(first_end, end)))
-        cursor = min(first_end, end)
-    while cursor < end:
-        midnight = datetime.combine(cursor.date(), datetime.min.time(), cursor.tzinfo)
-        nxt = min(midnight + timedelta(days=days), end)
-        out.append((cursor, nxt))
-        cursor = nxt
-    return out
-
-
-steps = nights  # the name the loader used before (plugins/nps_airflow/stages.py)
-
-
 def _kind_of(text: str) -> str:
     """'empty' (no answer), 'no_feedback' (an answer saying there is nothing to say) or 'content'."""
     if is_empty(text):
         return "empty"
     return "no_feedback" if is_no_feedback(text) else "content"
-
-
-@dataclass
-class _Texts:
-    """Comments with their prepared text, hash and embedding, in one order."""
-
-    comments: list[Comment]
-    texts: list[str]
-    hashes: list[str]
-    E: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.comments)
-
-    @property
-    def seen_at(self) -> list[datetime | None]:
-        return [c.responded_at for c in self.comments]
-
-
-@dataclass
-class _Night:
-    """One night's state as the steps pass it on."""
-
-    start: datetime
-    end: datetime
-    run_id: str
-    stats: dict[str, Any]
-    rows: dict[str, Assignment] = field(default_factory=dict)  # response_id -> what gets written
-    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage
-    _lap: float = field(default_factory=time.monotonic)
-
-    def timed(self, stage: str) -> None:
-        now = time.monotonic()
-        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._lap, 3)
-        self._lap = now
-
-
-def _add_night_stats(total: dict[str, Any], part: dict[str, Any]) -> None:
-    """Fold one night's stats into the window's: counts and stage seconds add up, themes_active is
-    the last night's, everything else (model, run_id, overrides applied) the first night's."""
-    for key, value in part.items():
-        if key == "seconds_by_stage":
-            seconds = total.setdefault(key, {})
-            for name, v in value.items():
-                seconds[name] = round(seconds.get(name, 0.0) + v, 3)
-        elif key == "themes_active" or key not in total:
-            total[key] = value
-        elif isinstance(value, int):
-            total[key] += value
 
 
 class ThemeEngine:
@@ -196,8 +124,9 @@ class ThemeEngine:
         theme = self._fit_subthemes(reg, E, cfg.max_subthemes - builtin)
         hierarchy.assign_parents(reg, cfg.parent_similarity, cfg.max_parents - builtin)
         no_feedback = reg.no_feedback(E.shape[1] if E.size else 1) if builtin else None
-        self.themes_ = self._fit_label(reg, E, theme, [prepared[i] for i in idx], kinds.count("no_feedback"))
-        return self._fit_frame(reg, kinds, idx, theme, discovery.confidence(reg, E, theme), no_feedback)
+        self.themes_ = results.label_themes(self.labeler, reg, E, theme, [prepared[i] for i in idx],
+                                            kinds.count("no_feedback"), self.config.representatives)
+        return results.comment_frame(reg, kinds, idx, theme, discovery.confidence(reg, E, theme), no_feedback)
 
     def _fit_subthemes(self, reg: ThemeRegistry, E: np.ndarray, max_subthemes: int) -> np.ndarray:
         """Sub-theme per row of ``E`` (-1 unassigned): discover, merge, refine, assign."""
@@ -225,65 +154,6 @@ class ThemeEngine:
             uniq.setdefault(prepared[i], len(uniq))
         U = self.embedder.encode(list(uniq))
         return U[[uniq[prepared[i]] for i in idx]] if idx.size else np.zeros((0, 1), dtype=np.float32)
-
-    def _fit_label(self, reg: ThemeRegistry, E: np.ndarray, theme: np.ndarray, texts: list[str],
-                   n_no_feedback: int) -> Any:
-        """Keywords and labels per sub-theme (c-TF-IDF across sub-themes) and per parent (across
-        parents, a parent's comments being its sub-themes'); the summary table."""
-        import pandas as pd
-
-        docs: dict[int, list[str]] = defaultdict(list)
-        for j, text in enumerate(texts):
-            if theme[j] >= 0:
-                docs[int(theme[j])].append(text)
-        subs = reg.clusterable()
-        parent_docs = {p.theme_id: [d for k in reg.children(p.theme_id) for d in docs.get(k.theme_id, [])]
-                       for p in reg.parents() if p.kind == "discovered"}
-        kws = {**self.labeler.keywords({t.theme_id: docs.get(t.theme_id, []) for t in subs}),
-               **self.labeler.keywords(parent_docs)}
-        summary = []
-        for t in [*reg.parents(), *reg.active()]:
-            if t.kind == "discovered":
-                t.keywords = kws.get(t.theme_id, [])
-                t.label = self.labeler.label(t.keywords)
-            if t.level == "theme":
-                kids = {k.theme_id for k in reg.children(t.theme_id)}
-                m = np.isin(theme, list(kids))
-            else:
-                m = theme == t.theme_id
-            summary.append({
-                "theme_id": t.theme_id, "level": t.level, "parent_theme_id": t.parent_id, "label": t.label,
-                "keywords": ", ".join(t.keywords), "size": n_no_feedback if t.kind != "discovered" else int(m.sum()),
-                "representatives": representatives(E[m], t.centroid, [texts[j] for j in np.flatnonzero(m)],
-                                                   self.config.representatives) if m.any() else [],
-            })
-        return pd.DataFrame(summary, columns=["theme_id", "level", "parent_theme_id", "label", "keywords", "size",
-                                              "representatives"])
-
-    @staticmethod
-    def _fit_frame(reg: ThemeRegistry, kinds: list[str], idx: np.ndarray, theme: np.ndarray, conf: np.ndarray,
-                   no_feedback: Any) -> Any:
-        import pandas as pd
-
-        n = len(kinds)
-        sub = np.full(n, -1, dtype=np.int64)
-        confidence = np.full(n, np.nan)
-        sub[idx] = theme
-        confidence[idx] = np.where(theme >= 0, conf, np.nan)
-        if no_feedback is not None:
-            nf = np.array([k == "no_feedback" for k in kinds], dtype=bool)
-            sub[nf], confidence[nf] = no_feedback.theme_id, 1.0
-        ids = pd.Series(sub).where(sub >= 0).astype("Int64")
-        parent_of = {t.theme_id: t.parent_id for t in reg.themes.values()}
-        label_of = {t.theme_id: t.label for t in reg.themes.values()}
-        parents = ids.map(parent_of).astype("Int64")
-        return pd.DataFrame({
-            "theme_id": ids,
-            "theme_label": ids.map(label_of).astype("string"),
-            "parent_theme_id": parents,
-            "parent_theme_label": parents.map(label_of).astype("string"),
-            "confidence": pd.array(confidence, dtype="Float64"),
-        })
 
     # ======================================================================================
     # against the warehouse
@@ -316,7 +186,7 @@ class ThemeEngine:
         # a backfilled quarter themes for minutes: nights done / total, and what they found so far
         bar = tqdm(windows, desc="themes", unit="night", mininterval=2.0, disable=not cfg.progress)
         for s, e in bar:
-            _add_night_stats(total, self._theme_night(store, s, e, run_id))  # each applies the seed, as nights do
+            add_night_stats(total, self._theme_night(store, s, e, run_id))  # each applies the seed, as nights do
             bar.set_postfix(themes=total.get("themes_active", 0), comments=total.get("new_comments", 0), refresh=False)
         bar.close()
         total.update(interval_start=start, interval_end=end, nights=len(windows),
@@ -327,7 +197,7 @@ class ThemeEngine:
     def _theme_night(self, store: ThemeStore, start: datetime, end: datetime, run_id: str) -> dict[str, Any]:
         """One night of :meth:`run_interval`: the steps listed in the module docstring."""
         t0 = time.monotonic()
-        night = _Night(start, end, run_id, stats={
+        night = Night(start, end, run_id, stats={
             "model": self.model, "interval_start": start, "interval_end": end, "run_id": run_id,
             "new_comments": 0, "embedded": 0, "empty": 0, "no_feedback": 0, "assigned": 0, "discovered": 0,
             "noise": 0, "pool": 0, "reclaimed": 0, "new_themes": 0, "merged": 0, "new_parent_themes": 0,
@@ -349,7 +219,7 @@ class ThemeEngine:
         return night.stats
 
     # -- the steps of one night ------------------------------------------------------------------
-    def _load_registry(self, store: ThemeStore, night: _Night) -> ThemeRegistry:
+    def _load_registry(self, store: ThemeStore, night: Night) -> ThemeRegistry:
         """Active themes, with the overrides seed applied (a bad file fails before anything is read)."""
         overrides = read_overrides(self.config.overrides_path)
         reg = ThemeRegistry(self.model).load(store)
@@ -358,14 +228,14 @@ class ThemeEngine:
         night.timed("registry_overrides")
         return reg
 
-    def _read_batch(self, store: ThemeStore, night: _Night) -> list[Comment]:
+    def _read_batch(self, store: ThemeStore, night: Night) -> list[Comment]:
         """The night's comments not yet themed with this very text (by this model)."""
         batch = [c for c in store.comments_in(night.start, night.end)
                  if c.text_hash is None or c.text_hash != text_hash(prepare(c.comment))]
         night.stats["new_comments"] = len(batch)
         return batch
 
-    def _split_by_content(self, reg: ThemeRegistry, batch: list[Comment], night: _Night) -> list[tuple[Comment, str]]:
+    def _split_by_content(self, reg: ThemeRegistry, batch: list[Comment], night: Night) -> list[tuple[Comment, str]]:
         """Comments without content get their row now: empty ones (method 'empty', no theme) and
         no-feedback answers (the built-in 'no specific feedback' theme, method 'no_feedback'); the
         rest go on to be embedded and themed."""
@@ -388,15 +258,15 @@ class ThemeEngine:
         night.timed("read_batch")
         return rest
 
-    def _embed(self, store: ThemeStore, comments: list[tuple[Comment, str]], night: _Night) -> _Texts:
+    def _embed(self, store: ThemeStore, comments: list[tuple[Comment, str]], night: Night) -> Texts:
         texts = [t for _, t in comments]
         hashes = [text_hash(t) for t in texts]
         E = self.cache.get_or_compute(store, hashes, texts) if texts else np.zeros((0, 1), np.float32)
         night.stats["embedded"] = self.cache.last_misses if texts else 0
         night.timed("embed")
-        return _Texts([c for c, _ in comments], texts, hashes, E)
+        return Texts([c for c, _ in comments], texts, hashes, E)
 
-    def _read_pool(self, store: ThemeStore, new: _Texts, night: _Night) -> tuple[_Texts, _Texts]:
+    def _read_pool(self, store: ThemeStore, new: Texts, night: Night) -> tuple[Texts, Texts]:
         """Earlier noise comments (candidates again) and recent themed ones (density context)."""
         cfg = self.config
         old: list[Comment] = []
@@ -413,13 +283,13 @@ class ThemeEngine:
         night.timed("embed_pool")
         return noise, context
 
-    def _embed_stored(self, store: ThemeStore, rows: list[Comment], dim: int, night: _Night) -> _Texts:
+    def _embed_stored(self, store: ThemeStore, rows: list[Comment], dim: int, night: Night) -> Texts:
         """Embeddings of comments an earlier run stored with their text hash: from this window's
         memory (the nights of a backfill see the same context again and again), else nlp.embeddings,
         else encoded (a cache someone emptied)."""
         hashes = [str(c.text_hash) for c in rows]
         if not rows:
-            return _Texts([], [], [], np.zeros((0, dim), np.float32))
+            return Texts([], [], [], np.zeros((0, dim), np.float32))
         if len(self._seen) > 50_000:  # bounded: a long backfill keeps only what recent nights used
             self._seen = {}
         missing = list(dict.fromkeys(h for h in hashes if h not in self._seen))
@@ -430,10 +300,10 @@ class ThemeEngine:
             vecs = self.cache.get_or_compute(store, [hashes[k] for k in gone], [prepare(rows[k].comment) for k in gone])
             night.stats["embedded"] += self.cache.last_misses
             self._seen.update(zip((hashes[k] for k in gone), vecs, strict=True))
-        return _Texts(rows, [""] * len(rows), hashes, np.vstack([self._seen[h] for h in hashes]).astype(np.float32))
+        return Texts(rows, [""] * len(rows), hashes, np.vstack([self._seen[h] for h in hashes]).astype(np.float32))
 
-    def _discover(self, reg: ThemeRegistry, new: _Texts, noise: _Texts, context: _Texts,
-                  night: _Night) -> tuple[np.ndarray, np.ndarray]:
+    def _discover(self, reg: ThemeRegistry, new: Texts, noise: Texts, context: Texts,
+                  night: Night) -> tuple[np.ndarray, np.ndarray]:
         """Cluster first, then assign: every new comment enters discovery, so a topic that starts
         tonight forms its own cluster instead of being absorbed by the nearest old theme. Returns
         (theme id, method) per candidate: the night's comments, then the earlier noise."""
@@ -456,8 +326,8 @@ class ThemeEngine:
         night.timed("discover")
         return theme, method
 
-    def _assign(self, reg: ThemeRegistry, new: _Texts, noise: _Texts, theme: np.ndarray, method: np.ndarray,
-                night: _Night) -> None:
+    def _assign(self, reg: ThemeRegistry, new: Texts, noise: Texts, theme: np.ndarray, method: np.ndarray,
+                night: Night) -> None:
         """Comments outside every cluster join the nearest theme when it is a clear winner; noise
         older than noise_settle_days at assign_threshold (their themes have had time to form)."""
         cfg = self.config
@@ -472,15 +342,15 @@ class ThemeEngine:
         method[hit] = "assigned"
         discovery.absorb(reg, E, theme, hit, new.seen_at + noise.seen_at)
 
-    def _group(self, reg: ThemeRegistry, night: _Night) -> None:
+    def _group(self, reg: ThemeRegistry, night: Night) -> None:
         """Sub-themes without a parent theme get one (nlp/hierarchy.py): a new sub-theme joins the
         nearest parent it is as close to as that parent's own sub-themes; the rest form new parents."""
         night.stats["new_parent_themes"] = hierarchy.assign_parents(
             reg, self.config.parent_similarity, self.config.max_parents, night.run_id)
         night.timed("group")
 
-    def _write(self, store: ThemeStore, reg: ThemeRegistry, new: _Texts, noise: _Texts, theme: np.ndarray,
-               method: np.ndarray, night: _Night) -> None:
+    def _write(self, store: ThemeStore, reg: ThemeRegistry, new: Texts, noise: Texts, theme: np.ndarray,
+               method: np.ndarray, night: Night) -> None:
         """The night's rows and the earlier noise comments that found a theme; merges repointed."""
         n = len(new)
         conf = discovery.confidence(reg, new.E, theme[:n]) if n else np.zeros(0, np.float32)
@@ -504,7 +374,7 @@ class ThemeEngine:
             store.repoint(drop, keep_id, night.run_id)
         night.timed("write")
 
-    def _label(self, store: ThemeStore, reg: ThemeRegistry, night: _Night) -> None:
+    def _label(self, store: ThemeStore, reg: ThemeRegistry, night: Night) -> None:
         """Sizes of touched themes recounted; c-TF-IDF keywords + label only for themes born or
         merged in this run (or never labelled): a theme's label is not rewritten by the comments it
         absorbs later. c-TF-IDF reads (a deterministic sample of) every active sub-theme's comments,

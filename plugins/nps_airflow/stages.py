@@ -100,10 +100,10 @@ def load_windows(source: Any, start: datetime, end: datetime) -> list[tuple[date
     files, as its nightly run loads them: the same rows, quarantine and load-audit rows, at the
     same total cost); any other source (HTTP, SQL, an undated export) in one load, since each load
     reads the source again and a day-by-day backfill would read it once a day."""
-    from nlp.pipeline import steps
+    from nlp.nights import nights
     from nps_airflow import connectors
 
-    return steps(start, end, 1) if getattr(connectors.build(source), "owns_files", False) else [(start, end)]
+    return nights(start, end, 1) if getattr(connectors.build(source), "owns_files", False) else [(start, end)]
 
 
 def extract(entity: str, start: datetime, end: datetime, run_id: str, *, accept_row_loss: bool = False) -> dict:
