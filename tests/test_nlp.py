@@ -493,7 +493,8 @@ def test_run_interval_stable_ids_idempotent_cached(conn: Any, engine: Any) -> No
         for tid, n in counts.items():
             if tid is not None:
                 topics_of_theme.setdefault(tid, Counter())[topic] += n
-    pure = sum(c.most_common(1)[0][1] for c in topics_of_theme.values()) / sum(c.total() for c in topics_of_theme.values())
+    majority = sum(c.most_common(1)[0][1] for c in topics_of_theme.values())
+    pure = majority / sum(c.total() for c in topics_of_theme.values())
     assert pure >= 0.9, topics_of_theme
     with conn.cursor() as cur:
         cur.execute("select count(*), count(distinct theme_id), min(theme_id) from nlp.themes")
