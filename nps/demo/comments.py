@@ -8,6 +8,9 @@ line breaks).
 
 All randomness comes from the ``numpy.random.Generator`` passed in, so the output is a pure
 function of the seed.
+
+Over 500 lines on purpose: about 500 of them are the phrase tables (templates, fillers, openers
+per theme and language), data rather than code; the code is the ~150 lines after them.
 """
 
 from __future__ import annotations
