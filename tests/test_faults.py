@@ -242,14 +242,20 @@ def _marts_models_done(dbt_log: Path) -> list[str]:
     return MARTS_MODEL_DONE.findall(text)
 
 
+# marts whose rows do not depend on the run's window (which sources are configured, not what they
+# hold as of a date): a build killed after rebuilding only these has changed no candidate mart
+WINDOW_FREE_MARTS = {"source_coverage"}
+
+
 def _kill_dbt_mid_build(proc, log: Path) -> tuple[list[str], Path]:
-    """SIGKILL the `dbt build` child of the stage process right after its first candidate mart was
-    rebuilt (dbt.log: 'OK created sql table model marts_candidate.<name>')."""
+    """SIGKILL the `dbt build` child of the stage process right after its first candidate mart that
+    depends on the window was rebuilt (dbt.log: 'OK created sql table model marts_candidate.<name>')."""
     dbt = wait_for(lambda: _dbt_build_process(proc.pid), timeout=120, what="the dbt build process",
                    proc=proc, log_path=log)
     cmdline = dbt.cmdline()
     dbt_log = Path(cmdline[cmdline.index("--target-path") + 1]) / "logs" / "dbt.log"
-    wait_for(lambda: _marts_models_done(dbt_log), timeout=300, what="dbt rebuilding a candidate mart",
+    wait_for(lambda: set(_marts_models_done(dbt_log)) - WINDOW_FREE_MARTS, timeout=300,
+             what="dbt rebuilding a candidate mart",
              proc=proc, log_path=log, interval=0.01)
     _kill(dbt.pid)
     return _marts_models_done(dbt_log), dbt_log
