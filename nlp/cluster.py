@@ -1,24 +1,59 @@
 """Density clustering of the discovery pool (HDBSCAN on PCA-reduced embeddings).
 
-Current defaults (second grid, 2026-12-02, whole sets rather than samples: banking77 train+test
-13,083 queries / 77 intents; airline 7,988 negative tweets / 9 reasons; the demo generator's
-16,408 and 1,784 themed comments / 13 latent themes). Pipeline: near-duplicates (cosine >=
-``dedup``) collapsed to one point -> PCA(dims) -> HDBSCAN(leaf, min_samples 3, min_cluster_size
-max(10, n / per)) -> themes merged at centroid cosine >= 0.80 -> 5 nearest-centroid refinement
-passes -> rows below cosine 0.40 to every theme unassigned. 36 combinations were run
-(dims 10/20 x per 300/450/600 x dedup none/0.90/0.92 x min_samples 3/5); a few rows::
+How fine the themes are (third grid, 2026-12-06, held out). Granularity is not one constant: it
+comes from the hierarchy. HDBSCAN first finds *fine* clusters (``min_cluster_size`` =
+``max(5, n / 600)``, capped at 100: 5 up to about 3,300 comments, then n / 600), short answers
+being many small topics; a set that yields more than ``max_subthemes`` = 100 has its surplus
+merged by Ward's cost (the smallest sub-themes into their nearest first, nlp/hierarchy.py); the
+parent themes come from average linkage of the sub-theme centroids, cut at ``max_parents`` = 25
+(``parent_similarity`` 0.90 sits above the 0.85 merge threshold, so the cap decides). How it was
+chosen: every labelled set (BANKING77 77 intents; airline tweets 9 reasons; CLINC150 150 intents
+in 10 domains; the demo's 13 latent themes, whole and small) split in two seeded halves; 32
+configurations (floor 5 / 8, per 600 / 1,200, parent_similarity 0.75 - 0.90, merge 0.85 / 0.90;
+earlier grids that day: floor 10, merge 0.80, parent cuts 0.55 - 0.70) on halves A; of those
+within the goals on every set (<= 10 % of comments with content unassigned, <= 100 sub-themes,
+<= 25 themes) the one with the largest *worst* NMI margin over BERTopic's defaults won, and was
+scored on halves B (bench/themes_quality.py)::
+
+    half B           label level       NMI ours  BERTopic   unassigned   sub-themes / themes
+    banking77        77 intents          .789      .754        0.3 %          98 / 25
+    airline          9 reasons           .245      .217        8.8 %          17 / 17
+    clinc150         150 intents         .872      .840        3.1 %         100 / 25
+    clinc150         10 domains          .556      .529        3.1 %         100 / 25
+    demo             13 themes           .809      .567        0.1 %         100 / 25
+    demo-small       13 themes           .763      .740        0.1 %          61 / 25
+
+Why the rule holds: floor 5 beat floor 8 and 10 on the worst margin of every half (a coarse floor
+lumps the many small topics of short answers together, the failure the real survey showed: 21
+themes where people saw 44); the cap merges by Ward's cost rather than most-similar-pair, which
+cost banking77 .03 NMI (half A, 170 -> 100). Every similarity cut for parents below the cap
+grouped what the labels keep apart (airline "late" vs "cancelled" flights sit at cosine ~0.8:
+27 sub-themes grouped at 0.80 scored .213 against .246 as they are), so a set with at most 25
+sub-themes keeps one parent per sub-theme, and a larger one gets its parents from the cap
+(CLINC150 domains .556; demo .809 at the parent level vs .663 at the sub-theme level).
+Silhouette-chosen cuts picked two parents on three of five sets: rejected. Pools under 1,000
+comments (a first night) are reduced to 10 dims instead of 20 (nlp/reduce.py).
+
+Second grid (2026-12-02, whole sets rather than samples: banking77 train+test 13,083 queries / 77
+intents; airline 7,988 negative tweets / 9 reasons; the demo generator's 16,408 and 1,784 themed
+comments / 13 latent themes), how dims, ``per`` and near-duplicate collapsing were chosen.
+Pipeline: near-duplicates (cosine >= ``dedup``) collapsed to one point -> PCA(dims) ->
+HDBSCAN(leaf, min_samples 3, min_cluster_size max(10, n / per)) -> themes merged at centroid
+cosine >= 0.80 -> 5 nearest-centroid refinement passes -> rows below cosine 0.40 to every theme
+unassigned. 36 combinations were run (dims 10/20 x per 300/450/600 x dedup none/0.90/0.92 x
+min_samples 3/5); a few rows::
 
     dims per  dedup | banking77 NMI  themes | airline NMI themes unassigned | demo NMI themes | small NMI themes
     10   300  none  |     .722      47      |      .192     6     13.7 %    |   .705    51    |   .758    29
     10   600  0.90  |     .758      65      |      .202     8     11.6 %    |   .726    36    |   .790    19
     20   300  0.90  |     .721      39      |      .205     7     11.9 %    |   .738    35    |   .798    19
     20   600  none  |     .779      98      |      .248    11     10.3 %    |   .652   108    |   .731    32
-    20   600  0.90  |     .766      72      |      .247    11     10.3 %    |   .698    60    |   .798    19  <- default
+    20   600  0.90  |     .766      72      |      .247    11     10.3 %    |   .698    60    |   .798    19
 
 20 dims and n / 600 lift the two human-labelled sets (airline .20 -> .25); collapsing
-near-duplicates keeps the demo's templated praise from splitting into dozens of micro-themes
-(108 -> 60 themes) at a small cost on banking. Pools under 1,000 comments (a first night) are
-reduced to 10 dims instead (nlp/reduce.py). The figures next to BERTopic are in BENCHMARKS.md.
+near-duplicates (each point keeping the weight of what it stands for) keeps the demo's templated
+praise from splitting into dozens of micro-themes (108 -> 60 themes) at a small cost on banking.
+The figures next to BERTopic are in BENCHMARKS.md.
 
 First grid (2026-11, samples), how the earlier defaults were chosen (measured on real
 human-labelled text, MiniLM-L6-v2, 3,000-row random samples: banking77 ``train.csv`` with its 77
@@ -81,8 +116,8 @@ class Clusterer(Protocol):
         ...
 
 
-def scaled_min_cluster_size(n: int, per: int = 600, floor: int = 10, cap: int = 100) -> int:
-    """``max(floor, round(n / per))`` capped at ``cap``: 10 up to 6,300 points, then n / 600."""
+def scaled_min_cluster_size(n: int, per: int = 600, floor: int = 5, cap: int = 100) -> int:
+    """``max(floor, round(n / per))`` capped at ``cap``: 5 up to 3,300 points, then n / 600."""
     return int(min(cap, max(floor, round(n / per))))
 
 
@@ -95,7 +130,7 @@ class HDBSCANClusterer:
         min_samples: int = 3,
         cluster_selection_method: str = "leaf",
         mcs_per: int = 600,
-        mcs_floor: int = 10,
+        mcs_floor: int = 5,
         mcs_cap: int = 100,
         algorithm: str = "prims_kdtree",
     ) -> None:
