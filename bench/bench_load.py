@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from nps import sources, warehouse  # noqa: E402
+from nps.contracts import SPECS  # noqa: E402
 from nps_airflow.connectors.file_drops import FileConnector  # noqa: E402
-from nps_airflow.extract import SPECS, load_entity  # noqa: E402
+from nps_airflow.load import load_entity  # noqa: E402
 
 START = date(2025, 1, 1)
 COMMENTS = [

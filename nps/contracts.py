@@ -4,7 +4,7 @@ What the sources deliver (the entities: columns, kinds, required columns, keys, 
 values of code columns), the tolerances the loader applies, and the vocabularies of the marts
 (segment types, periods, buckets, statuses). Every other place reads them from here:
 
-- the loader (`nps_airflow.extract` and the connectors' column mappings) validates rows against
+- the loader (`nps_airflow.extract` / `load` and the connectors' column mappings) validates rows against
   `SPECS` with the tolerances below;
 - the demo generator writes `SPECS`' columns and draws from the same vocabularies;
 - dbt gets `SEGMENT_TYPES` as the var `segment_types` of every pipeline build (`nps_airflow.dbt`);

@@ -18,7 +18,8 @@ import pytest
 
 from nps import sources, warehouse
 from nps_airflow.connectors import SourceUnavailable
-from nps_airflow.extract import SourceContractError, load_entity
+from nps_airflow.extract import SourceContractError
+from nps_airflow.load import load_entity
 
 JAN = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC))
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

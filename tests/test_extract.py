@@ -9,11 +9,8 @@ from pathlib import Path
 import pytest
 
 from nps import config
-from nps_airflow.extract import (
-    QuarantineThresholdExceeded,
-    SourceContractError,
-    load_entity,
-)
+from nps_airflow.extract import SourceContractError
+from nps_airflow.load import QuarantineThresholdExceeded, load_entity
 
 COLUMNS = ["response_id", "survey_id", "survey_type", "trigger_event", "account_id", "contact_id",
            "channel", "sent_at", "responded_at", "score", "comment", "language"]

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from nps import sources
-from nps_airflow.extract import RowLossExceeded, UnreadableFileError, check_sources, load_entity
+from nps_airflow.extract import check_sources
+from nps_airflow.load import RowLossExceeded, UnreadableFileError, load_entity
 
 COLUMNS = ["response_id", "survey_id", "survey_type", "trigger_event", "account_id", "contact_id",
            "channel", "sent_at", "responded_at", "score", "comment", "language"]

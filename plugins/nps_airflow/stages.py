@@ -81,12 +81,8 @@ def fails_again_on_retry(exc: BaseException) -> bool:
     from nlp.overrides import OverrideError
     from nps.sources import SourceConfigError
     from nps_airflow.connectors.column_mapping import MappingError
-    from nps_airflow.extract import (
-        QuarantineThresholdExceeded,
-        RowLossExceeded,
-        SourceContractError,
-        UnreadableFileError,
-    )
+    from nps_airflow.extract import SourceContractError
+    from nps_airflow.load import QuarantineThresholdExceeded, RowLossExceeded, UnreadableFileError
     from nps_airflow.quality import DataQualityError
 
     deterministic = (DataQualityError, SourceContractError, MappingError, SourceConfigError, OverrideError,
@@ -115,13 +111,13 @@ def extract(entity: str, start: datetime, end: datetime, run_id: str, *, accept_
     import psycopg2
 
     from nps import sources
-    from nps_airflow.extract import (
+    from nps_airflow.extract import with_preset_options
+    from nps_airflow.load import (
         QuarantineThresholdExceeded,
         RowLossExceeded,
         UnreadableFileError,
         load_entity,
         record_not_configured,
-        with_preset_options,
     )
 
     configured = sources.load()  # the configuration once, not per day
