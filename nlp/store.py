@@ -320,39 +320,29 @@ class ThemeStore:
     # -- human labels and flags (the overrides file's current state) -------------------------------
     def set_human_labels(self, labels: Mapping[int, str]) -> int:
         """``human_label`` of the listed themes set, of every other theme cleared; returns the number set."""
-        with self.conn.cursor() as cur:
-            cur.execute(
-                """
-                update nlp.themes t set human_label = v.label, updated_at = now()
-                from (select unnest(%s::integer[]) as theme_id, unnest(%s::text[]) as label) v
-                where t.theme_id = v.theme_id and t.human_label is distinct from v.label
-                """,
-                (list(labels), list(labels.values())),
-            )
-            changed = int(cur.rowcount)
-            cur.execute(
-                "update nlp.themes set human_label = null, updated_at = now() "
-                "where human_label is not null and not (theme_id = any(%s))",
-                (list(labels),),
-            )
-            return changed
+        return self._set_per_theme("human_label", "text", labels)
 
     def set_actionable(self, flags: Mapping[int, bool]) -> int:
         """``is_actionable`` of the listed themes set, of every other theme cleared; returns the number set."""
+        return self._set_per_theme("is_actionable", "boolean", flags)
+
+    def _set_per_theme(self, column: str, sql_type: str, values: Mapping[int, Any]) -> int:
+        """One override column (a constant of this class, never user input) set from the file's
+        current state: the listed themes get their value, every other theme is cleared."""
         with self.conn.cursor() as cur:
             cur.execute(
-                """
-                update nlp.themes t set is_actionable = v.flag, updated_at = now()
-                from (select unnest(%s::integer[]) as theme_id, unnest(%s::boolean[]) as flag) v
-                where t.theme_id = v.theme_id and t.is_actionable is distinct from v.flag
+                f"""
+                update nlp.themes t set {column} = v.value, updated_at = now()
+                from (select unnest(%s::integer[]) as theme_id, unnest(%s::{sql_type}[]) as value) v
+                where t.theme_id = v.theme_id and t.{column} is distinct from v.value
                 """,
-                (list(flags), list(flags.values())),
+                (list(values), list(values.values())),
             )
             changed = int(cur.rowcount)
             cur.execute(
-                "update nlp.themes set is_actionable = null, updated_at = now() "
-                "where is_actionable is not null and not (theme_id = any(%s))",
-                (list(flags),),
+                f"update nlp.themes set {column} = null, updated_at = now() "
+                f"where {column} is not null and not (theme_id = any(%s))",
+                (list(values),),
             )
             return changed
 
