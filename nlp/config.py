@@ -94,6 +94,10 @@ class ThemeConfig:
     label_terms: int = 3
     #: c-TF-IDF reads at most this many comments per theme (deterministic: ordered by text hash)
     label_max_docs_per_theme: int = 500
+    #: ... and of a theme a night does not relabel, which is only there for the IDF, this many,
+    #: its word counts scaled to the sample it stands for (a night with 200 themes reads 20,000
+    #: comments, not 100,000: the label step of the 1,000,000-comment night 5.5 s -> see BENCHMARKS.md)
+    label_context_docs_per_theme: int = 100
     representatives: int = 3
     #: the human overrides seed (nlp/overrides.py; the pipeline passes NPS_THEME_OVERRIDES); None =
     #: dbt_project/seeds/theme_overrides.csv (absent = no overrides)

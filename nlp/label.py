@@ -123,10 +123,20 @@ class ClassTfidfLabeler:
 
     def keywords(self, docs_by_theme: Mapping[int, Sequence[str]]) -> dict[int, list[str]]:
         """``{theme_id: [keyword, ...]}`` (best first) for every theme in ``docs_by_theme``."""
+        return self.keywords_two_levels(docs_by_theme, {})
+
+    def keywords_two_levels(self, docs_by_theme: Mapping[int, Sequence[str]],
+                            parents: Mapping[int, Sequence[int]], *,
+                            weights: Mapping[int, float] | None = None) -> dict[int, list[str]]:
+        """Keywords of every theme in ``docs_by_theme`` (c-TF-IDF across them) and of every parent
+        in ``parents`` (``{parent_id: [its themes]}``; c-TF-IDF across the parents, a parent's
+        words being its themes'), from one pass of the vectorizer over the documents.
+        ``weights`` scales a theme's word counts: a theme read from a smaller sample than the
+        others counts as the sample it stands for."""
         from sklearn.feature_extraction.text import CountVectorizer
 
         theme_ids = [t for t, docs in docs_by_theme.items() if len(docs) > 0]
-        out: dict[int, list[str]] = {t: [] for t in docs_by_theme}
+        out: dict[int, list[str]] = {t: [] for t in [*docs_by_theme, *parents]}
         if not theme_ids:
             return out
         n_docs = sum(len(docs_by_theme[t]) for t in theme_ids)
@@ -151,15 +161,29 @@ class ClassTfidfLabeler:
         tf = np.vstack(
             [np.asarray(counts[bounds[i] : bounds[i + 1]].sum(axis=0)).ravel() for i in range(len(theme_ids))]
         ).astype(np.float64)
+        if weights:
+            tf *= np.array([weights.get(t, 1.0) for t in theme_ids])[:, None]
+        out.update(self._top_terms(tf, vocab, theme_ids))
+        row = {t: i for i, t in enumerate(theme_ids)}
+        parent_ids = [p for p, kids in parents.items() if any(k in row for k in kids)]
+        if parent_ids:
+            tf_parents = np.vstack([tf[[row[k] for k in parents[p] if k in row]].sum(axis=0) for p in parent_ids])
+            out.update(self._top_terms(tf_parents, vocab, parent_ids))
+        return out
+
+    def _top_terms(self, tf: np.ndarray, vocab: np.ndarray, ids: Sequence[int]) -> dict[int, list[str]]:
+        """c-TF-IDF (BERTopic's: term share in the class x log(1 + mean words per class / term
+        frequency across classes)), the ``top_n`` terms of each class."""
         words_per_theme = tf.sum(axis=1, keepdims=True)
         words_per_theme[words_per_theme == 0] = 1.0
-        avg_words = float(tf.sum()) / len(theme_ids)
+        avg_words = float(tf.sum()) / len(ids)
         freq = tf.sum(axis=0)
         freq[freq == 0] = 1.0
         idf = np.log(1.0 + avg_words / freq)
         ctfidf = tf / words_per_theme * idf
-        for row, t in enumerate(theme_ids):
-            scores = ctfidf[row]
+        out: dict[int, list[str]] = {}
+        for i, t in enumerate(ids):
+            scores = ctfidf[i]
             order = np.lexsort((vocab, -scores))  # score desc, then alphabetical: deterministic
             out[t] = [str(vocab[j]) for j in order[: self.top_n] if scores[j] > 0]
         return out

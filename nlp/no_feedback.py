@@ -106,8 +106,10 @@ def no_feedback_key(text: str | None) -> str:
     """The form the rule reads: lowercase, accents and apostrophes dropped, punctuation as spaces."""
     if not text:
         return ""
-    folded = unicodedata.normalize("NFKD", str(text).lower())
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch)).replace("ß", "ss")
+    folded = str(text).lower()
+    if not folded.isascii():  # accents: ASCII has none, and most answers are ASCII (10x faster)
+        folded = unicodedata.normalize("NFKD", folded)
+        folded = "".join(ch for ch in folded if not unicodedata.combining(ch)).replace("ß", "ss")
     return " ".join(_NON_WORD.sub(" ", _APOSTROPHES.sub("", folded)).replace("_", " ").split())
 
 

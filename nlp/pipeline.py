@@ -378,8 +378,9 @@ class ThemeEngine:
         """Sizes of touched themes recounted; c-TF-IDF keywords + label only for themes born or
         merged in this run (or never labelled): a theme's label is not rewritten by the comments it
         absorbs later. c-TF-IDF reads (a deterministic sample of) every active sub-theme's comments,
-        since IDF needs all themes of a level (a parent's comments are its sub-themes'); most nights
-        label nothing and skip it."""
+        since IDF needs all themes of a level (a parent's comments are its sub-themes'); the themes
+        that are not relabelled give a smaller sample, counted as the full one. Most nights label
+        nothing and skip it."""
         touched = {a.theme_id for a in night.rows.values() if a.theme_id is not None}
         touched |= {keep for _drop, keep in reg.merges}
         touched |= {t.theme_id for t in reg.themes.values() if t.dirty and t.status == "active"}
@@ -388,28 +389,46 @@ class ThemeEngine:
         relabel = {t.theme_id for t in reg.themes.values() if t.kind == "discovered" and (t.is_new or not t.keywords)}
         relabel |= {keep for _drop, keep in reg.merges}
         subs = [t.theme_id for t in reg.clusterable()]
-        parents = [p.theme_id for p in reg.parents() if p.kind == "discovered"]
-        if touched and (subs or parents):
-            docs: dict[int, list[str]] = defaultdict(list)
-            if relabel & touched & set(subs + parents):
-                for tid, comment in store.label_sample(subs, self.config.label_max_docs_per_theme):
-                    docs[tid].append(prepare(comment))
-            kws: dict[int, list[str]] = {}
-            if relabel & touched & set(subs):
-                kws.update(self.labeler.keywords({tid: docs.get(tid, []) for tid in subs}))
-            if relabel & touched & set(parents):
-                kws.update(self.labeler.keywords({p: [d for k in reg.children(p) for d in docs.get(k.theme_id, [])]
-                                                  for p in parents}))
-            sizes = store.theme_sizes(touched)
-            for tid in touched:
-                t = reg.themes.get(tid)
-                if t is None or t.status != "active":
-                    continue
-                if tid in relabel and tid in kws:
-                    t.keywords = kws[tid]
-                    t.label = self.labeler.label(t.keywords)
-                if t.level == "subtheme":
-                    t.size = sizes.get(tid, 0)
-                t.dirty = True
-            reg.refresh_parents()
+        parents = {p.theme_id: [k.theme_id for k in reg.children(p.theme_id)]
+                   for p in reg.parents() if p.kind == "discovered"}
+        if not touched or not (subs or parents):
+            night.timed("labels")
+            return
+        kws: dict[int, list[str]] = {}
+        relabel_now = relabel & touched & {*subs, *parents}
+        if relabel_now:
+            full = {t for t in subs if t in relabel_now} | {k for p in relabel_now & set(parents) for k in parents[p]}
+            docs, weights = self._label_sample(store, reg, subs, full)
+            kws = self.labeler.keywords_two_levels({tid: docs.get(tid, []) for tid in subs}, parents,
+                                                   weights=weights)
+        sizes = store.theme_sizes(touched)
+        for tid in touched:
+            t = reg.themes.get(tid)
+            if t is None or t.status != "active":
+                continue
+            if tid in relabel and tid in kws:
+                t.keywords = kws[tid]
+                t.label = self.labeler.label(t.keywords)
+            if t.level == "subtheme":
+                t.size = sizes.get(tid, 0)
+            t.dirty = True
+        reg.refresh_parents()
         night.timed("labels")
+
+    def _label_sample(self, store: ThemeStore, reg: ThemeRegistry, subs: list[int], full: set[int]
+                      ) -> tuple[dict[int, list[str]], dict[int, float]]:
+        """The comments c-TF-IDF reads per sub-theme: up to label_max_docs_per_theme of the ones it
+        labels (``full``), up to label_context_docs_per_theme of the rest, each of those weighted
+        by how many comments it stands for."""
+        cfg = self.config
+        docs: dict[int, list[str]] = defaultdict(list)
+        context = [t for t in subs if t not in full]
+        for ids, per_theme in ((sorted(full), cfg.label_max_docs_per_theme),
+                               (context, min(cfg.label_context_docs_per_theme, cfg.label_max_docs_per_theme))):
+            if ids:
+                for tid, comment in store.label_sample(ids, per_theme):
+                    docs[tid].append(prepare(comment))
+        weights = {tid: max(1.0, min(reg.themes[tid].size, cfg.label_max_docs_per_theme) / len(docs[tid]))
+                   for tid in context if docs.get(tid)}
+        return docs, weights
+

@@ -25,10 +25,9 @@ def label_themes(labeler: ClassTfidfLabeler, reg: ThemeRegistry, E: np.ndarray, 
         if theme[j] >= 0:
             docs[int(theme[j])].append(text)
     subs = reg.clusterable()
-    parent_docs = {p.theme_id: [d for k in reg.children(p.theme_id) for d in docs.get(k.theme_id, [])]
-                   for p in reg.parents() if p.kind == "discovered"}
-    kws = {**labeler.keywords({t.theme_id: docs.get(t.theme_id, []) for t in subs}),
-           **labeler.keywords(parent_docs)}
+    kws = labeler.keywords_two_levels(
+        {t.theme_id: docs.get(t.theme_id, []) for t in subs},
+        {p.theme_id: [k.theme_id for k in reg.children(p.theme_id)] for p in reg.parents() if p.kind == "discovered"})
     summary = []
     for t in [*reg.parents(), *reg.active()]:
         if t.kind == "discovered":
