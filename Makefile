@@ -30,8 +30,9 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# two workers: most of a test's time is dbt, Airflow and PostgreSQL round trips, not Python
 test: install lint
-	$(BIN)/python -m pytest -q -m "not ops"
+	$(BIN)/python -m pytest -q -m "not ops" -n 2 --dist loadgroup
 
 # the production-shaped stack: real scheduler, Celery workers on Redis, Airflow backfills, killed
 # workers, concurrent runs, SIGKILLed loads, builds and publishes (about 20 minutes; needs Redis

@@ -5,6 +5,7 @@ throw-away home. Nothing here is mocked."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -12,10 +13,15 @@ from pathlib import Path
 
 import pytest
 
-# Before anything imports Airflow: a private AIRFLOW_HOME / data dir for this test session.
+# Before anything imports Airflow: a private AIRFLOW_HOME / data dir for this test session (each
+# pytest-xdist worker is a session of its own), and a private copy of the GX project, whose
+# uncommitted/ folder (results, Data Docs) every validation writes.
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="nps-test-"))
 os.environ["NPS_DATA_DIR"] = str(_SESSION_DIR)
 os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
+shutil.copytree(Path(__file__).resolve().parent.parent / "expectations", _SESSION_DIR / "expectations",
+                ignore=shutil.ignore_patterns("uncommitted"))
+os.environ["NPS_GX_PROJECT_ROOT"] = str(_SESSION_DIR / "expectations")
 os.environ["NPS_TASK_RETRIES"] = "0"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -137,3 +143,11 @@ def sources_frames(small_sources):
     from tests.reference import load_sources
 
     return load_sources(small_sources[0])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist (make test: -n 2 --dist loadgroup) the tests of the one pipeline the session
+    builds run on one worker, so it is built once; the rest spread over the other."""
+    for item in items:
+        if "pipeline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("pipeline"))

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from nps import warehouse
+from nps import config, warehouse
 from nps_airflow.dbt import DbtError, run_dbt
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,7 @@ def test_the_password_of_a_connection_reaches_no_output_log_or_result(tmp_path, 
     assert all(f"task_id={task}" in outputs["nps run"] or task in outputs["nps run"]
                for task in ("extract_survey_responses", "themes", "dbt_build", "validate", "publish"))
     assert _files_with_canary(tmp_path) == []  # Airflow home, its logs and metadata DB, the data dir
-    gx_uncommitted = REPO / "expectations" / "gx" / "uncommitted"
+    gx_uncommitted = config.gx_project_root() / "gx" / "uncommitted"  # the session's copy (tests/conftest.py)
     assert _files_with_canary(gx_uncommitted, since=started) == []  # this run's results and Data Docs
 
 
