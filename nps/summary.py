@@ -41,7 +41,7 @@ NO_FEEDBACK = """
 """
 
 RESOLVED_THEMES = """
-    select theme_label, quarter_start, coalesce(parent_theme_label, '')
+    select theme_level, theme_label, quarter_start, coalesce(parent_theme_label, '')
     from marts.theme_recurrence
     where status = 'resolved' and not is_no_feedback
     order by quarter_start, theme_level, theme_label
@@ -132,12 +132,36 @@ def _themes(conn: PgConnection, top: int) -> list[str]:
     if no_feedback:
         lines.append(f"  no specific feedback ('nothing', 'n/a', 'all good'): {no_feedback} answers, "
                      f"{no_feedback / themed:.0%} of the themed comments")
-    resolved = _fetch(conn, RESOLVED_THEMES)
+    resolved = _resolved_line(_fetch(conn, RESOLVED_THEMES))
     if resolved:
-        lines.append("  resolved: " + "; ".join(
-            f"{label}{f' ({parent})' if parent else ''} (gone in {q.year}-Q{(q.month - 1) // 3 + 1})"
-            for label, q, parent in resolved))
+        lines.append(resolved)
     return lines
+
+
+def _resolved_line(rows: list[tuple]) -> str:
+    """Themes gone after a quarter, each with how many of its sub-themes went with it; sub-themes
+    gone from a theme that is still there only counted (marts.theme_recurrence has them all)."""
+    def quarter(q) -> str:
+        return f"{q.year}-Q{(q.month - 1) // 3 + 1}"
+
+    themes = [(label, q) for level, label, q, _ in rows if level == "theme"]
+    gone_with = {(label, quarter(q)) for label, q in themes}
+    kids: dict[tuple[str, str], int] = {}
+    others = 0
+    for level, _label, q, parent in rows:
+        if level != "theme":
+            key = (parent, quarter(q))
+            if key in gone_with:
+                kids[key] = kids.get(key, 0) + 1
+            else:
+                others += 1
+    parts = []
+    for label, q in themes:
+        n = kids.get((label, quarter(q)), 0)
+        parts.append(f"{label} (gone in {quarter(q)}" + (f", with {n} sub-theme{'s' * (n != 1)})" if n else ")"))
+    if others:
+        parts.append(f"{others} sub-theme{'s' * (others != 1)} of themes still present")
+    return ("  resolved: " + "; ".join(parts) + " (marts.theme_recurrence, status 'resolved')") if parts else ""
 
 
 def render_summary(conn: PgConnection, *, top_themes: int = 8) -> str:
