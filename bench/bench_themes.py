@@ -411,12 +411,13 @@ def main() -> int:
     }
     if not a.skip_quality:
         grid = None if a.grid is None else json.loads(a.grid)
-        results["quality"] = quality([s for s in a.sets.split(",") if s], embedder, not a.skip_bertopic, grid)
+        results["quality"] = quality(td.available([s for s in a.sets.split(",") if s]), embedder,
+                                     not a.skip_bertopic, grid)
     if a.nightly:
         import themes_nightly
 
         results["nightly"] = [themes_nightly.compare(name, embedder, a.nightly_days, a.nightly_limit)
-                              for name in a.nightly.split(",") if name]
+                              for name in td.available([n for n in a.nightly.split(",") if n])]
     if not a.skip_stability:
         results["stability"] = stability(a.stability, embedder, a.night_days, ThemeConfig(**json.loads(a.config)))
     if a.scale:

@@ -1,15 +1,17 @@
 """Labelled comment sets for the theme benchmark, and their MiniLM embeddings (cached on disk).
 
-* ``banking77`` — ../shared/data/themes/banking77 train.csv + test.csv: 13,083 online-banking
-  customer queries, 77 intents (CC BY 4.0, PolyAI).
-* ``airline`` — ../shared/data/themes/twitter_airline_sentiment Tweets.csv: the negative tweets
-  with a negative reason other than "Can't Tell" (7,988 tweets, 9 reasons; CC BY-NC-SA 4.0,
-  evaluation only). @handles and links are stripped and HTML entities unescaped, the same text
-  for both engines.
-* ``clinc150`` — ../shared/data/themes/clinc150 data_full.json, the in-scope train + val + test
-  rows: 22,500 voice-assistant queries, 150 intents in 10 domains (domains.json): a two-level set
-  (``parents`` = the domain; CC BY 3.0, Larson et al. 2019). The out-of-scope rows have no domain
-  and are left out.
+* ``banking77`` — bench/data/banking77 train.csv + test.csv: 13,083 online-banking customer
+  queries, 77 intents (CC BY 4.0, PolyAI; SOURCE.txt and LICENSE beside them).
+* ``airline`` — the Twitter US Airline Sentiment ``Tweets.csv`` (CrowdFlower "Data for Everyone",
+  Kaggle crowdflower/twitter-airline-sentiment): the negative tweets with a negative reason other
+  than "Can't Tell" (7,988 tweets, 9 reasons). Not shipped: it is CC BY-NC-SA 4.0 (evaluation
+  only) and holds Twitter user names. Point ``NPS_BENCH_AIRLINE_CSV`` at your copy; without it
+  the set is skipped, saying so. @handles and links are stripped and HTML entities unescaped, the
+  same text for both engines.
+* ``clinc150`` — bench/data/clinc150 data_full.json, the in-scope train + val + test rows: 22,500
+  voice-assistant queries, 150 intents in 10 domains (domains.json): a two-level set (``parents``
+  = the domain; CC BY 3.0, Larson et al. 2019). The out-of-scope rows have no domain and are left
+  out.
 * ``demo`` / ``demo-small`` — the demo generator's comments (presets ``demo`` / ``small``) with
   their latent theme key from the generator's ground truth; comments without a theme key (empty,
   "n/a", ...) are left out, as they have no label.
@@ -31,8 +33,20 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("NPS_SHARED_DIR", ROOT.parent / "shared"))
-DATA = SHARED / "data" / "themes"
+DATA = ROOT / "bench" / "data"
+
+
+class MissingSet(RuntimeError):
+    """A labelled set the repo cannot ship and the machine does not have."""
+
+
+def airline_csv() -> Path:
+    path = os.environ.get("NPS_BENCH_AIRLINE_CSV", "")
+    if not path or not Path(path).is_file():
+        raise MissingSet("airline: set NPS_BENCH_AIRLINE_CSV to the path of Tweets.csv (Twitter US Airline "
+                         "Sentiment, Kaggle crowdflower/twitter-airline-sentiment; not shipped: CC BY-NC-SA 4.0)"
+                         + (f"; {path} is not a file" if path else ""))
+    return Path(path)
 CACHE = ROOT / ".bench" / "themes"
 
 _HANDLE_RE = re.compile(r"@\w+")
@@ -70,7 +84,7 @@ def clean_tweet(text: str) -> str:
 
 
 def airline() -> LabelledSet:
-    df = pd.read_csv(DATA / "twitter_airline_sentiment" / "Tweets.csv")
+    df = pd.read_csv(airline_csv())
     df = df[(df["airline_sentiment"] == "negative") & df["negativereason"].notna()
             & (df["negativereason"] != "Can't Tell")]
     texts = _prepare([clean_tweet(t) for t in df["text"]])
@@ -114,6 +128,21 @@ def demo(preset: str = "demo") -> LabelledSet:
 
 SETS = {"banking77": banking77, "airline": airline, "clinc150": clinc150, "demo": demo,
         "demo-small": lambda: demo("small")}
+
+
+def available(names: list[str]) -> list[str]:
+    """The sets of ``names`` this machine has; the others are named on stderr and skipped."""
+    import sys
+
+    out = []
+    for name in names:
+        try:
+            if name == "airline":
+                airline_csv()
+            out.append(name)
+        except MissingSet as exc:
+            print(f"skipping {exc}", file=sys.stderr)
+    return out
 
 
 def embeddings(texts: list[str], embedder, tag: str = "") -> tuple[np.ndarray, float]:
