@@ -16,7 +16,8 @@ def test_no_tracked_file_points_outside_the_repository() -> None:
     offenders = []
     for name in filter(None, files.decode().split("\0")):
         path = REPO / name
-        if name.startswith("bench/data/") or path.suffix in {".csv", ".json"} or not path.is_file():
+        if (name.startswith("bench/data/") or path.suffix in {".csv", ".json"} or not path.is_file()
+                or path == Path(__file__).resolve()):  # this file names the patterns it looks for
             continue  # shipped data sets and seeds are data, not references
         text = path.read_text(errors="replace")
         offenders += [f"{name}: {m.group(0)}" for m in OUTSIDE.finditer(text)]
