@@ -10,7 +10,9 @@ Everything here is cheap to import (Airflow parses DAG files that import it).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -230,3 +232,18 @@ def celery_broker_url() -> str:
 def worker_name() -> str | None:
     """NPS_WORKER_NAME: a stack worker's name (set by nps stack for each Celery worker)."""
     return os.environ.get("NPS_WORKER_NAME") or None
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, then restore each to what it was (or unset it)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -77,18 +77,10 @@ class Stack:
         return self.nps("stack", "start", "--executor", self.executor, timeout=300)
 
     def api(self):
-        from nps import stack
+        from nps import config, stack
 
-        saved = {k: os.environ.get(k) for k in ("NPS_STACK_HOME", "NPS_STACK_PORT")}
-        os.environ.update({k: self.env[k] for k in saved})
-        try:
+        with config.environment({k: self.env[k] for k in ("NPS_STACK_HOME", "NPS_STACK_PORT")}):
             return stack.AirflowAPI()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
     def state(self) -> dict:
         import json

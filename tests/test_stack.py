@@ -20,7 +20,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from nps import orchestrate, warehouse
+from nps import config, orchestrate, warehouse
 from tests.checksums import differences, table_checksums
 from tests.conftest import query
 from tests.stack_helpers import MartReader, clone_database, drop_database, running_stack
@@ -37,17 +37,8 @@ RUN_TIMEOUT = 20 * 60
 
 @contextmanager
 def pointed_at(url: str, sources) -> Iterator[None]:
-    keys = (warehouse.URL_ENV, "NPS_SOURCES_DIR")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({warehouse.URL_ENV: url, "NPS_SOURCES_DIR": str(sources)})
-    try:
+    with config.environment({warehouse.URL_ENV: url, "NPS_SOURCES_DIR": str(sources)}):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

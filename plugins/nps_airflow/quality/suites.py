@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,17 +147,8 @@ def patterns_in(suite: dict[str, Any]) -> dict[str, str]:
 def gx_environment(values: dict[str, str]) -> Iterator[None]:
     """Set env vars (and GX_ANALYTICS_ENABLED=false: nothing leaves the machine) for the block;
     restore them afterwards."""
-    values = {"GX_ANALYTICS_ENABLED": "false", **values}
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
+    with config.environment({"GX_ANALYTICS_ENABLED": "false", **values}):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def literal_braces(regex: str) -> str:
