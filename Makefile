@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: install demo test test-ops lint bench bench-load bench-backfill bench-themes bench-themes-scale clean stop-warehouse
+.PHONY: install demo test test-ops lint bench bench-load bench-backfill bench-themes bench-themes-scale bench-sentiment clean stop-warehouse
 
 install: $(VENV)/.installed
 
@@ -41,7 +41,7 @@ test-ops: install
 	$(BIN)/python -m pytest -q -m ops
 
 # every benchmark (figures in BENCHMARKS.md)
-bench: bench-load bench-themes
+bench: bench-load bench-themes bench-sentiment
 
 # loading throughput: load_entity vs a bare COPY of the same rows (figures in BENCHMARKS.md)
 bench-load: install
@@ -62,6 +62,11 @@ bench-backfill: install
 # the nightly theme step for 10,000 new comments over a 1,000,000-comment history vs a bare encode
 bench-themes-scale: install
 	$(BIN)/python bench/bench_themes.py --skip-quality --skip-stability --scale
+
+# sentiment per comment: the classifier and the anchors vs majority class and VADER, on the airline
+# tweets' human labels and the demo generator's truth (a few minutes; NPS_BENCH_AIRLINE_CSV)
+bench-sentiment: $(VENV)/.bench-installed
+	$(BIN)/python bench/bench_sentiment.py
 
 stop-warehouse: install
 	$(BIN)/nps warehouse stop

@@ -99,6 +99,22 @@ class ThemeConfig:
     #: comments, not 100,000: the label step of the 1,000,000-comment night 5.5 s -> see BENCHMARKS.md)
     label_context_docs_per_theme: int = 100
     representatives: int = 3
+    #: sentiment per comment (nlp/sentiment.py, the night's ``sentiment`` step): ``score_classifier``
+    #: (logistic regression on the embeddings, trained on the warehouse's comments labelled by their
+    #: score category; chosen by measurement, see nlp/sentiment.py) or ``anchors`` (zero-shot)
+    sentiment_method: str = "score_classifier"
+    #: the classifier trains on the latest this-many comments with content per NPS category answered
+    #: before the night's training cutoff, so a night's cost does not grow with history (bench: 1,000
+    #: per category gave macro-F1 .804 / .688 on the demo's polarity / category truth, 2,000 .787 /
+    #: .692; a fit on 6,000 comments takes 0.5 s) ...
+    sentiment_train_per_category: int = 2000
+    #: ... and falls back to the anchors with fewer than this many in some category (a first night;
+    #: bench: 25 per category already matched the anchors, .631 vs .621, 50 gave .690)
+    sentiment_min_per_category: int = 50
+    #: the training cutoff is the night's start floored to this many days (7: the UTC Monday), so
+    #: the nights of a week share one model: fitted once per week by a backfill, once per night by
+    #: the nightly runs, the same model either way
+    sentiment_refit_days: int = 7
     #: the human overrides seed (nlp/overrides.py; the pipeline passes NPS_THEME_OVERRIDES); None =
     #: dbt_project/seeds/theme_overrides.csv (absent = no overrides)
     overrides_path: str | None = None

@@ -18,6 +18,10 @@ one night (:meth:`ThemeEngine._theme_night`) reads as its list of steps::
     assign     = pool leftovers -> nearest theme when cosine >= nightly_assign_threshold and it beats
                  the second nearest by assign_margin -> 'assigned', the rest 'noise'   (_assign)
     write      = nlp.comment_themes upsert, merges repointed          (_write)
+    sentiment  = the night's comments not yet scored with their text -> negative / neutral / positive
+                 + score on the embeddings above (nlp/sentiment.py: classifier trained on the latest
+                 scored comments before the night's week, anchors on a cold start; no-feedback
+                 answers neutral, empty ones no row) -> nlp.comment_sentiment upsert   (_sentiment)
     label      = sizes recounted; c-TF-IDF keywords + label only for themes minted or merged in
                  this run (labels stay stable: a theme's identity is fixed when it is discovered)
     save       = nlp.themes upsert of the changed themes
@@ -48,7 +52,8 @@ from nlp.no_feedback import is_no_feedback
 from nlp.overrides import apply_overrides, read_overrides
 from nlp.reduce import PCAReducer, Reducer
 from nlp.registry import ThemeRegistry
-from nlp.store import Assignment, Comment, ThemeStore
+from nlp.sentiment import CATEGORY_SENTIMENT, AnchorSentiment, SentimentModel, choose_model, training_cutoff
+from nlp.store import Assignment, Comment, SentimentRow, ThemeStore
 from nlp.text import is_empty, prepare, text_hash
 
 log = logging.getLogger(__name__)
@@ -89,6 +94,9 @@ class ThemeEngine:
         self.themes_: Any = None
         #: embeddings read during one run_interval call, by text hash (cleared at its start)
         self._seen: dict[str, np.ndarray] = {}
+        #: sentiment models of one run_interval call, by training cutoff (the nights of a week share one)
+        self._sentiment_models: dict[datetime, SentimentModel] = {}
+        self._anchors = AnchorSentiment(self.embedder)
 
     @property
     def model(self) -> str:
@@ -173,6 +181,7 @@ class ThemeEngine:
         cfg = self.config
         store = ThemeStore(conn, self.model)
         self._seen = {}
+        self._sentiment_models = {}
         first_end = None
         if cfg.night_days and end - start > timedelta(days=cfg.night_days) and not store.any_active_theme():
             first_end = min(end, start + timedelta(days=max(cfg.warm_start_days, cfg.night_days)))
@@ -201,6 +210,7 @@ class ThemeEngine:
             "model": self.model, "interval_start": start, "interval_end": end, "run_id": run_id,
             "new_comments": 0, "embedded": 0, "empty": 0, "no_feedback": 0, "assigned": 0, "discovered": 0,
             "noise": 0, "pool": 0, "reclaimed": 0, "new_themes": 0, "merged": 0, "new_parent_themes": 0,
+            "sentiment_scored": 0, "sentiment_anchors": 0,
         })
         reg = self._load_registry(store, night)
         batch = self._read_batch(store, night)
@@ -210,6 +220,7 @@ class ThemeEngine:
         self._assign(reg, new, noise, theme, method, night)
         self._group(reg, night)
         self._write(store, reg, new, noise, theme, method, night)
+        self._sentiment(store, new, night)
         self._label(store, reg, night)
         reg.save(store)
         night.timed("save")
@@ -373,6 +384,57 @@ class ThemeEngine:
         for drop, keep_id in reg.merges:
             store.repoint(drop, keep_id, night.run_id)
         night.timed("write")
+
+    def _sentiment(self, store: ThemeStore, new: Texts, night: Night) -> None:
+        """Sentiment of the night's comments not scored yet with their current text (a rerun scores
+        nothing; an edited comment is scored again): no-feedback answers neutral, empty answers no
+        row (an old one deleted), the rest by the night's model on the embeddings the night already
+        has (nlp.embeddings for comments themed earlier, e.g. pinned ones)."""
+        rows: list[SentimentRow] = []
+        empty: list[str] = []
+        todo: list[tuple[str, str, str]] = []
+        for c in store.comments_to_score(night.start, night.end):
+            text = prepare(c.comment)
+            h = text_hash(text)
+            kind = _kind_of(text)
+            if kind == "empty":
+                empty.append(c.response_id)
+            elif c.text_hash != h:
+                if kind == "no_feedback":
+                    rows.append(SentimentRow(c.response_id, h, "neutral", 0.0, "no_feedback"))
+                else:
+                    todo.append((c.response_id, text, h))
+        if todo:
+            known = dict(zip(new.hashes, new.E, strict=True))
+            rest = [(t, h) for _, t, h in todo if h not in known]
+            if rest:
+                vecs = self.cache.get_or_compute(store, [h for _, h in rest], [t for t, _ in rest])
+                night.stats["embedded"] += self.cache.last_misses
+                known.update(zip((h for _, h in rest), vecs, strict=True))
+            model = self._sentiment_model(store, night)
+            scored = model.predict(np.vstack([known[h] for _, _, h in todo]))
+            rows += [SentimentRow(rid, h, label, round(float(score), 6), scored.method)
+                     for (rid, _, h), label, score in zip(todo, scored.labels, scored.scores, strict=True)]
+            if scored.method == "anchors":
+                night.stats["sentiment_anchors"] += len(todo)
+        store.delete_sentiment(empty)
+        store.write_sentiment(rows, night.run_id)
+        night.stats["sentiment_scored"] += len(rows)
+        night.timed("sentiment")
+
+    def _sentiment_model(self, store: ThemeStore, night: Night) -> SentimentModel:
+        """The night's model: the classifier trained on the latest scored comments answered before
+        the night's training cutoff (one fit per cutoff within a run), anchors on a cold start."""
+        cfg = self.config
+        cutoff = training_cutoff(night.start, cfg.sentiment_refit_days)
+        if cutoff not in self._sentiment_models:
+            sample = (store.sentiment_training_sample(cutoff, cfg.sentiment_train_per_category)
+                      if cfg.sentiment_method == "score_classifier" else [])
+            E = np.vstack([v for _, v in sample]) if sample else None
+            labels = [CATEGORY_SENTIMENT[category] for category, _ in sample]
+            self._sentiment_models[cutoff] = choose_model(cfg.sentiment_method, self.embedder, E, labels,
+                                                          cfg.sentiment_min_per_category, self._anchors)
+        return self._sentiment_models[cutoff]
 
     def _label(self, store: ThemeStore, reg: ThemeRegistry, night: Night) -> None:
         """Sizes of touched themes recounted; c-TF-IDF keywords + label only for themes born or

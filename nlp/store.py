@@ -1,5 +1,5 @@
-"""Every SQL statement of the theme engine: ``nlp.embeddings``, ``nlp.themes``, ``nlp.comment_themes``
-and the reads of ``raw.survey_responses`` they need.
+"""Every SQL statement of the theme engine: ``nlp.embeddings``, ``nlp.themes``, ``nlp.comment_themes``,
+``nlp.comment_sentiment`` and the reads of ``raw.survey_responses`` they need.
 
 The engine (nlp/pipeline.py), the registry (nlp/registry.py), the embedding cache (nlp/embed.py) and
 the overrides (nlp/overrides.py) work on Python objects; :class:`ThemeStore` moves those objects in
@@ -18,7 +18,7 @@ import numpy as np
 
 from nlp.vectors import from_bytes, to_bytes
 
-__all__ = ["Assignment", "Comment", "ThemeStore"]
+__all__ = ["Assignment", "Comment", "SentimentRow", "ThemeStore"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,17 @@ class Assignment:
     theme_id: int | None
     confidence: float | None
     method: str  # empty | no_feedback | noise | assigned | discovered | pinned
+
+
+@dataclass(frozen=True)
+class SentimentRow:
+    """One row of ``nlp.comment_sentiment``."""
+
+    response_id: str
+    text_hash: str
+    sentiment: str  # negative | neutral | positive
+    score: float  # in [-1, 1]
+    method: str  # score_classifier | anchors | no_feedback
 
 
 class ThemeRow(Protocol):
@@ -374,3 +385,81 @@ class ThemeStore:
                 (sorted(theme_ids),),
             )
             return {int(tid): int(n) for tid, n in cur.fetchall()}
+
+    # -- sentiment ---------------------------------------------------------------------------------
+    def comments_to_score(self, start: datetime, end: datetime) -> list[Comment]:
+        """Responses with ``responded_at`` in [start, end) that have a comment or a sentiment row, with
+        the text hash their sentiment was computed from by this model (None: never scored, or by
+        another model). Pinned comments are included: a person fixed their theme, not their tone."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                """
+                select r.response_id, r.responded_at, r.comment,
+                       case when cs.model = %s then cs.text_hash end
+                from raw.survey_responses r
+                left join nlp.comment_sentiment cs on cs.response_id = r.response_id
+                where r.responded_at >= %s and r.responded_at < %s
+                  and (r.comment is not null or cs.response_id is not null)
+                order by r.responded_at, r.response_id
+                """,
+                (self.model, start, end),
+            )
+            return [Comment(*row) for row in cur.fetchall()]
+
+    def sentiment_training_sample(self, before: datetime, per_category: int) -> list[tuple[str, np.ndarray]]:
+        """(NPS category, embedding) of the latest ``per_category`` comments with content (themed
+        by this model, not empty, not a no-feedback answer) of each category answered before
+        ``before``: the sentiment classifier's training set, bounded whatever the history, in a
+        fixed order (the same rows in the same order give the same fit)."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                """
+                select c.category, e.embedding
+                from (values ('detractor', 0, 6), ('passive', 7, 8), ('promoter', 9, 10))
+                    as c (category, low, high)
+                cross join lateral (
+                    select ct.text_hash, r.responded_at, r.response_id
+                    from raw.survey_responses r
+                    join nlp.comment_themes ct on ct.response_id = r.response_id
+                    where r.responded_at < %s and r.score between c.low and c.high
+                      and ct.model = %s and ct.method not in ('empty', 'no_feedback')
+                    order by r.responded_at desc, r.response_id desc
+                    limit %s
+                ) latest
+                join nlp.embeddings e on e.text_hash = latest.text_hash and e.model = %s
+                order by c.category, latest.responded_at desc, latest.response_id desc
+                """,
+                (before, self.model, per_category, self.model),
+            )
+            return [(category, from_bytes(buf)) for category, buf in cur.fetchall()]
+
+    def write_sentiment(self, rows: Iterable[SentimentRow], run_id: str) -> None:
+        """Upsert by response_id: a rerun replaces a row, never duplicates it."""
+        from psycopg2.extras import execute_values
+
+        values = [(r.response_id, r.text_hash, r.sentiment, r.score, r.method, self.model, run_id)
+                  for r in sorted(rows, key=lambda r: r.response_id)]
+        if not values:
+            return
+        with self.conn.cursor() as cur:
+            execute_values(
+                cur,
+                """
+                insert into nlp.comment_sentiment
+                    (response_id, text_hash, sentiment, sentiment_score, method, model, run_id)
+                values %s
+                on conflict (response_id) do update set
+                    text_hash = excluded.text_hash, sentiment = excluded.sentiment,
+                    sentiment_score = excluded.sentiment_score, method = excluded.method,
+                    model = excluded.model, run_id = excluded.run_id, scored_at = now()
+                """,
+                values,
+                page_size=1000,
+            )
+
+    def delete_sentiment(self, response_ids: Sequence[str]) -> None:
+        """Rows of responses whose comment is now empty (or gone): no comment, no sentiment."""
+        if not response_ids:
+            return
+        with self.conn.cursor() as cur:
+            cur.execute("delete from nlp.comment_sentiment where response_id = any(%s)", (list(response_ids),))

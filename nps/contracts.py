@@ -61,8 +61,11 @@ class EntitySpec:
     #: free text that may hold PII: redacted before it is stored, length-limited
     pii_text_columns: tuple[str, ...] = ()
     #: the values a code column is documented to take (the demo writes them, the gate checks
-    #: survey_type); the loader keeps other values as they are
+    #: survey_type); the loader keeps other values as they are, except in `enforced_enums`
     enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: code columns of `enums` whose other values the loader quarantines as invalid_<column> (a
+    #: blank value is allowed: unknown)
+    enforced_enums: frozenset[str] = frozenset()
 
     @property
     def timestamp_columns(self) -> frozenset[str]:
@@ -132,12 +135,28 @@ SPECS: dict[str, EntitySpec] = {
         },
         required=frozenset({"account_id", "usage_date"}),
     ),
+    # One row per survey invitation sent, answered or not: what response rates and survey fatigue
+    # are counted on. response_id links the answer when the export knows it (docs/contracts.md).
+    "survey_sends": EntitySpec(
+        table="raw.survey_sends",
+        key=("send_id",),
+        interval_column="sent_at",
+        columns={
+            "send_id": TEXT, "survey_id": TEXT, "survey_type": TEXT, "trigger_event": TEXT,
+            "account_id": TEXT, "contact_id": TEXT, "channel": TEXT, "sent_at": TIMESTAMP,
+            "response_id": TEXT,
+        },
+        required=frozenset({"send_id", "account_id", "sent_at"}),
+        enums={"survey_type": SURVEY_TYPES},
+        # a send of another type would count towards neither fatigue rule: quarantined, not kept
+        enforced_enums=frozenset({"survey_type"}),
+    ),
 }
 #: the source entities, in load order
 ENTITIES: tuple[str, ...] = tuple(SPECS)
-# A team can start with its survey export alone: CRM and product usage come later. An entity left
-# out of sources.yml is "not configured": its load records that in raw.load_audit and the marts
-# that need it degrade visibly (marts.source_coverage, README "Survey-only teams").
+# A team can start with its survey export alone: CRM, product usage and survey sends come later.
+# An entity left out of sources.yml is "not configured": its load records that in raw.load_audit
+# and the marts that need it degrade visibly (marts.source_coverage, README "Survey-only teams").
 REQUIRED_ENTITIES: tuple[str, ...] = ("survey_responses",)
 OPTIONAL_ENTITIES: tuple[str, ...] = tuple(e for e in ENTITIES if e not in REQUIRED_ENTITIES)
 

@@ -18,8 +18,9 @@ that mean "no value", compared trimmed and case-insensitively: default empty, NA
 `exclude_when` (the source's own marks of rows that are not answers, e.g. a tag "test": a list
 of `{column, values | contains, reason}`; such rows are excluded like Qualtrics previews).
 
-Only `survey_responses` is required. CRM (accounts, contacts, activities) and product usage
-(usage_daily) are optional: an entity left out (or given no value) is "not configured".
+Only `survey_responses` is required. CRM (accounts, contacts, activities), product usage
+(usage_daily) and survey sends (survey_sends) are optional: an entity left out (or given no value)
+is "not configured".
 
 Cheap to import: only PyYAML, loaded lazily.
 """

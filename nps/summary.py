@@ -84,6 +84,25 @@ ALERTS = """
     limit %s
 """
 
+THEMES_AT_STAKE = """
+    select quarter_start, theme_label, mentioners, nps_mentioners, nps_non_mentioners,
+           difference_exceeds_margin_of_error, nps_points_at_stake, detractor_arr, priority_quadrant
+    from marts.theme_impact
+    where quarter_start = (select max(quarter_start) from marts.theme_impact)
+      and segment_type = 'overall' and theme_level = 'theme' and not is_no_feedback
+      and nps_points_at_stake > 0
+    order by nps_points_at_stake desc, theme_id
+    limit %s
+"""
+
+PROMOTER_ASKS = """
+    select as_of, queue_position, account_name, account_arr, account_owner, score, comment,
+           count(*) over () as promoters
+    from marts.promoter_queue
+    order by queue_position
+    limit %s
+"""
+
 
 def _fetch(conn: PgConnection, sql: str, params: tuple = ()) -> list[tuple]:
     with conn.cursor() as cur:
@@ -102,7 +121,7 @@ def _missing_sources(conn: PgConnection) -> list[str]:
         return []
     lines = ["", "Not configured: " + ", ".join(dict.fromkeys(e for e, _, _ in rows))
              + " (sources.yml; marts.source_coverage). Without them:"]
-    lines += [f"  {entity:<11} {mart:<23} {effect}" for entity, mart, effect in rows]
+    lines += [f"  {entity:<12} {mart:<23} {effect}" for entity, mart, effect in rows]
     return lines
 
 
@@ -135,6 +154,42 @@ def _themes(conn: PgConnection, top: int) -> list[str]:
     resolved = _resolved_line(_fetch(conn, RESOLVED_THEMES))
     if resolved:
         lines.append(resolved)
+    return lines
+
+
+def _themes_at_stake(conn: PgConnection, top: int) -> list[str]:
+    """The latest quarter's themes by NPS points at stake (marts.theme_impact, overall)."""
+    rows = _fetch(conn, THEMES_AT_STAKE, (top,))
+    if not rows:
+        return []
+    quarter = rows[0][0]
+    lines = ["", f"Themes by NPS at stake {quarter.year}-Q{(quarter.month - 1) // 3 + 1} (marts.theme_impact): "
+                 "points NPS would gain if their detractors were passives"]
+    lines.append(f"  {'theme':<40} {'at stake':>8} {'mentions':>8} {'NPS them':>8} {'others':>7}  "
+                 f"{'detractor ARR':>13}  quadrant")
+    for _, label, n, nps_m, nps_o, real, stake, arr, quadrant in rows:
+        others = f"{nps_o:7.1f}" if nps_o is not None else f"{'n/a':>7}"
+        mark = "*" if real else " "
+        lines.append(f"  {label[:40]:<40} {stake:8.2f} {n:>8} {nps_m:8.1f} {others}{mark} {arr:>13,.0f}  "
+                     f"{quadrant}")
+    lines.append("  (* the gap between the two NPS exceeds its margin of error)")
+    return lines
+
+
+def _promoter_asks(conn: PgConnection, top: int) -> list[str]:
+    """Today's first referral / review asks (marts.promoter_queue)."""
+    rows = _fetch(conn, PROMOTER_ASKS, (top,))
+    if not rows:
+        return ["", "Promoters to ask (marts.promoter_queue): none today"]
+    as_of, total = rows[0][0], rows[0][7]
+    lines = ["", f"Promoters to ask for a referral or review (marts.promoter_queue as of {as_of:%Y-%m-%d %H:%M} "
+                 f"UTC): {total}, first {len(rows)}"]
+    for _, pos, account, arr, owner, score, comment in (r[:7] for r in rows):
+        arr_text = f"{arr:>10,.0f}" if arr is not None else f"{'n/a':>10}"
+        said = " ".join((comment or "").split())
+        said = f'"{said[:60]}{"..." if len(said) > 60 else ""}"' if said else "(no comment)"
+        lines.append(f"  {pos:>3}. {(account or 'unknown')[:28]:<28} ARR {arr_text}  {(owner or '-')[:18]:<18} "
+                     f"{score:>2}  {said}")
     return lines
 
 
@@ -189,6 +244,9 @@ def render_summary(conn: PgConnection, *, top_themes: int = 8) -> str:
         lines.append("  (none open)")
     for _, quadrant, n, breached in queue:
         lines.append(f"  {quadrant:<31} {n:>4} open, {breached:>4} past the 24 h follow-up SLA")
+
+    lines += _themes_at_stake(conn, top_themes)
+    lines += _promoter_asks(conn, 5)
 
     alerts = _fetch(conn, ALERTS, (top_themes,))
     if alerts:

@@ -5,7 +5,7 @@ Excluded columns say *when* and *by which run* a row was written, never *what* i
 
 - run ids (`_run_id`, `run_id`, `created_run_id`): every Airflow run has its own id;
 - write timestamps (`_loaded_at`, `loaded_at`, `quarantined_at`, `created_at`/`updated_at` of the
-  nlp registry and cache, `assigned_at`): the wall clock of the write;
+  nlp registry and cache, `assigned_at`, `scored_at`): the wall clock of the write;
 - `raw.load_audit.duration_s`: how long a load took;
 - `marts.source_coverage.latest_loaded_at`: when the newest load of a source was written;
 - surrogate keys from sequences (`raw.quarantine.quarantine_id`, `raw.load_audit.audit_id`): a
@@ -28,6 +28,7 @@ EXCLUDED: dict[str, set[str]] = {
     "nlp.embeddings": {"created_at"},
     "nlp.themes": {"created_at", "updated_at"},
     "nlp.comment_themes": {"assigned_at"},
+    "nlp.comment_sentiment": {"scored_at"},
     "marts.source_coverage": {"latest_loaded_at"},
 }
 

@@ -3,7 +3,8 @@
 The integration tests compare the dbt marts against these frames. Everything here is computed
 from the generated *source files* (the CSV drops of contracts.md section 1), never from the
 warehouse; only the theme assignments (``nlp.comment_themes`` / ``nlp.themes``) are passed in,
-because they are the output of the theme engine and not a source.
+because they are the output of the theme engine and not a source; the engine's sentiment per comment
+(``nlp.comment_sentiment``) rides along as a ``sentiment`` column of the comment_themes frame.
 
 Usage::
 
@@ -83,10 +84,23 @@ class Params:
     theme_alert_sample_comments: int = 3
     queue_max_age_days: int = 14
     queue_high_value_arr: float = 50_000
+    theme_impact_segment_types: tuple[str, ...] = ("overall", "plan", "arr_band")
+    promoter_queue_max_age_days: int = 30
+    promoter_ask_cooldown_days: int = 90
+    promoter_ask_outcomes: tuple[str, ...] = ("referral_requested", "review_requested", "case_study_requested")
+    #: None: an ask may be any activity type
+    promoter_ask_activity_types: tuple[str, ...] | None = None
     trajectory_last_scores: int = 3
     outcome_horizons_days: tuple[int, ...] = (90, 180)
     fatigue_relational_days: int = 90
     fatigue_transactional_days: int = 60
+    # survey sends: an unlinked send is answered by a response of its survey and contact within this
+    send_response_window_days: int = 30
+    # nps_by_segment: representative (post-stratified) NPS and the significance of changes
+    representative_strata: tuple[str, ...] = ("plan", "region")
+    representative_weighting: str = "accounts"  # or "arr"
+    representative_min_stratum_responses: int = 5
+    nps_change_fdr: float = 0.05
 
 
 # the contract's vocabularies (nps/contracts.py): the metrics below are computed independently of
@@ -113,7 +127,22 @@ NPS_COLUMNS = [
     "nps_change",
     "change_margin_of_error",
     "change_exceeds_margin_of_error",
+    "change_p_value",
+    "change_is_significant",
+    "representative_nps",
+    "representative_margin_of_error",
+    "representative_design_effect",
+    "representative_responses",
+    "population_accounts",
+    "representative_population",
+    "representative_weighting",
+    "sends",
+    "responses_to_sends",
+    "response_rate",
 ]
+#: segment types that are account attributes: their representative NPS is weighted to the active
+#: accounts in the segment; the others (overall, usage_band, survey_type, trigger_event) to all
+ACCOUNT_SEGMENT_TYPES = ("plan", "arr_band", "tenure_band", "industry", "region", "employee_band", "account_owner")
 RECOVERY_COLUMNS = [
     "period_grain",
     "period_start",
@@ -151,12 +180,77 @@ THEME_COLUMNS = [
     "detractor_share",
     "promoter_mention_share",
     "detractor_mention_share",
+    "negative_share",
+    "positive_share",
     "arr_at_risk",
     "quarters_present",
     "current_streak",
     "first_seen_quarter",
     "last_seen_quarter",
     "status",
+]
+IMPACT_COLUMNS = [
+    "theme_id",
+    "theme_level",
+    "quarter_start",
+    "segment_type",
+    "segment_value",
+    "theme_label",
+    "is_no_feedback",
+    "respondents",
+    "mentioners",
+    "promoter_mentioners",
+    "detractor_mentioners",
+    "mention_share",
+    "segment_nps",
+    "nps_mentioners",
+    "mentioners_margin_of_error",
+    "nps_non_mentioners",
+    "non_mentioners_margin_of_error",
+    "nps_difference",
+    "difference_margin_of_error",
+    "difference_exceeds_margin_of_error",
+    "nps_points_at_stake",
+    "detractor_arr",
+    "negative_share",
+    "positive_share",
+    "priority_quadrant",
+    "priority_rank",
+]
+PASSIVE_COLUMNS = [
+    "period_grain",
+    "period_start",
+    "segment_type",
+    "segment_value",
+    "passives",
+    "with_next_response",
+    "converted",
+    "still_passive",
+    "slipped",
+    "awaiting_next",
+    "lost_to_churn",
+    "conversion_rate",
+    "slip_rate",
+]
+PROMOTER_QUEUE_COLUMNS = [
+    "response_id",
+    "account_id",
+    "contact_id",
+    "queue_position",
+    "account_name",
+    "plan",
+    "account_arr",
+    "account_owner",
+    "score",
+    "survey_type",
+    "trigger_event",
+    "comment",
+    "responded_at",
+    "days_since_response",
+    "theme_id",
+    "theme_label",
+    "last_asked_at",
+    "as_of",
 ]
 QUEUE_COLUMNS = [
     "response_id",
@@ -269,7 +363,10 @@ MART_KEYS: dict[str, list[str]] = {
     "nps_by_segment": ["period_grain", "period_start", "segment_type", "segment_value"],
     "detractor_recovery": ["period_grain", "period_start", "segment_type", "segment_value", "follow_up_bucket"],
     "theme_recurrence": ["theme_id", "quarter_start"],
+    "theme_impact": ["theme_id", "quarter_start", "segment_type", "segment_value"],
     "detractor_queue": ["response_id"],
+    "passive_movement": ["period_grain", "period_start", "segment_type", "segment_value"],
+    "promoter_queue": ["response_id"],
     "theme_alerts": ["theme_id", "month_start"],
     "account_nps_trajectory": ["account_id"],
     "nps_outcomes": ["horizon_days", "segment_type", "segment_value", "nps_category"],
@@ -292,12 +389,17 @@ class _Spec:
     dates: tuple[str, ...] = ()
     ints: tuple[str, ...] = ()
     decimals: tuple[str, ...] = ()
+    #: code columns whose other values are rejected as invalid_<column> (a blank value is allowed)
+    enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 # Where the typed frames go on Sources; the columns, kinds, keys and required columns are the
 # contract's (nps/contracts.py), validated here by an independent pandas implementation.
 _ATTRS = {"survey_responses": "responses", "accounts": "accounts", "contacts": "contacts",
-          "activities": "activities", "usage_daily": "usage"}
+          "activities": "activities", "usage_daily": "usage", "survey_sends": "sends"}
+#: optional entities whose folder may be missing: then not available (None), as a source left out of
+#: sources.yml and never loaded (the other optional entities read as empty frames, as before)
+_OPTIONAL_FOLDERS = ("survey_sends",)
 
 
 def _spec(entity: str, contract: contracts.EntitySpec) -> _Spec:
@@ -309,6 +411,7 @@ def _spec(entity: str, contract: contracts.EntitySpec) -> _Spec:
         key=contract.key, required=tuple(c for c in contract.columns if c in contract.required),
         timestamps=of(contracts.TIMESTAMP), dates=of(contracts.DATE), ints=of(contracts.SCORE, contracts.INT),
         decimals=of(contracts.NUMERIC),
+        enums={c: contract.enums[c] for c in sorted(contract.enforced_enums)},
     )
 
 
@@ -328,6 +431,8 @@ class Sources:
     activities: pd.DataFrame
     usage: pd.DataFrame
     rejected: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: survey sends (optional): None when the source dir has no survey_sends folder (not available)
+    sends: pd.DataFrame | None = None
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name in SPECS:
@@ -404,6 +509,9 @@ def _type_and_validate(
         blank = raw.isna() | (raw.str.strip() == "")
         if col in spec.required:
             flag(blank, f"missing_{col}")
+        if col in spec.enums:
+            raw = raw.str.strip()
+            flag(~blank & ~raw.isin(spec.enums[col]), f"invalid_{col}")
         if col in spec.timestamps:
             val = pd.to_datetime(raw.where(~blank), utc=True, format="ISO8601", errors="coerce").astype(
                 TS_DTYPE
@@ -482,6 +590,8 @@ def load_sources(
     frames: dict[str, pd.DataFrame] = {}
     rejected = []
     for entity, spec in SPECS.items():
+        if entity in _OPTIONAL_FOLDERS and not (sources_dir / entity).is_dir():
+            continue  # not available: frames[spec.attr] stays None
         raw = _read_entity(sources_dir, entity, spec)
         df, rej1 = _type_and_validate(raw, entity, spec, now, max_comment_chars)
         interval = df[spec.interval]
@@ -512,7 +622,8 @@ def default_as_of(src: Sources) -> pd.Timestamp | None:
 
 def known_at(src: Sources, as_of: dt.datetime | pd.Timestamp | str) -> Sources:
     """The rows known before ``as_of``: responses by responded_at, account and contact versions by
-    updated_at, activities by created_at (usage is only read for days before a response)."""
+    updated_at, activities by created_at, survey sends by sent_at (usage is only read for days
+    before a response or a send)."""
     t = _utc(as_of)
     return Sources(
         responses=src.responses[src.responses["responded_at"] < t].reset_index(drop=True),
@@ -521,6 +632,7 @@ def known_at(src: Sources, as_of: dt.datetime | pd.Timestamp | str) -> Sources:
         activities=src.activities[src.activities["created_at"] < t].reset_index(drop=True),
         usage=src.usage,
         rejected=src.rejected,
+        sends=None if src.sends is None else src.sends[src.sends["sent_at"] < t].reset_index(drop=True),
     )
 
 
@@ -678,6 +790,7 @@ def _shift_period(starts: pd.Series, grains: pd.Series, sign: int = -1) -> pd.Se
 
 
 def nps_by_segment(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame:
+    src, as_of = _resolve_as_of(src, as_of)
     r = enrich_responses(src, params, as_of)
     r["is_p"] = (r["category"] == "promoter").astype(int)
     r["is_pa"] = (r["category"] == "passive").astype(int)
@@ -710,6 +823,7 @@ def nps_by_segment(src: Sources, params: Params = Params(), as_of: object = None
     d = out["detractors"] / n
     out["nps"] = 100.0 * (out["promoters"] - out["detractors"]) / n
     out["margin_of_error"] = 1.96 * np.sqrt(np.maximum(p + d - (p - d) ** 2, 0.0) / n) * 100.0
+    out["nps_var"] = np.maximum(p + d - (p - d) ** 2, 0.0) / n  # of the mean score, in proportions
     out["revenue_weighted_nps"] = np.where(
         out["w"] != 0, 100.0 * out["w_net"] / out["w"].where(out["w"] != 0), np.nan
     )
@@ -721,9 +835,9 @@ def nps_by_segment(src: Sources, params: Params = Params(), as_of: object = None
     # change vs the same segment in the previous calendar period
     out["previous_period_start"] = _shift_period(out["period_start"], out["period_grain"])
     prev = out[["period_grain", "period_start", "segment_type", "segment_value", "responses", "nps",
-                "margin_of_error"]].rename(
+                "margin_of_error", "nps_var"]].rename(
         columns={"period_start": "previous_period_start", "responses": "previous_responses",
-                 "nps": "previous_nps", "margin_of_error": "previous_moe"}
+                 "nps": "previous_nps", "margin_of_error": "previous_moe", "nps_var": "previous_nps_var"}
     )  # fmt: skip
     out = out.merge(prev, on=["period_grain", "previous_period_start", "segment_type", "segment_value"],
                     how="left")  # fmt: skip
@@ -731,6 +845,9 @@ def nps_by_segment(src: Sources, params: Params = Params(), as_of: object = None
     out["change_margin_of_error"] = np.sqrt(out["margin_of_error"] ** 2 + out["previous_moe"] ** 2)
     exceeds = out["nps_change"].abs() > out["change_margin_of_error"]
     out["change_exceeds_margin_of_error"] = exceeds.astype(object).where(out["previous_nps"].notna(), None)
+    out = _change_significance(out, params)
+    out = _representative_nps(out, r, src, params, as_of)
+    out = _with_send_rates(out, src, params, as_of)
     return (
         out[NPS_COLUMNS]
         .sort_values(["period_grain", "period_start", "segment_type", "segment_value"])
@@ -738,15 +855,172 @@ def nps_by_segment(src: Sources, params: Params = Params(), as_of: object = None
     )
 
 
+def _change_significance(out: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """change_p_value: two-sided z-test of nps - previous_nps with the two periods' variances
+    (scipy's normal distribution), null without a previous period or when both variances are 0;
+    change_is_significant: Benjamini-Hochberg (scipy.stats.false_discovery_control) at
+    params.nps_change_fdr across the rows of a period that have a p-value."""
+    from scipy.stats import false_discovery_control, norm
+
+    out = out.copy()
+    total_var = out["nps_var"] + out["previous_nps_var"]
+    testable = out["previous_nps"].notna() & (total_var > 0)
+    z = (out["nps"] - out["previous_nps"]) / 100.0 / np.sqrt(total_var.where(testable))
+    out["change_p_value"] = pd.Series(2.0 * norm.sf(np.abs(z)), index=out.index).where(testable)
+    significant = pd.Series([None] * len(out), index=out.index, dtype=object)
+    for _, rows in out[testable].groupby(["period_grain", "period_start"]):
+        adjusted = false_discovery_control(rows["change_p_value"].to_numpy(), method="bh")
+        significant[rows.index] = [bool(a <= params.nps_change_fdr) for a in adjusted]
+    out["change_is_significant"] = significant
+    return out
+
+
+def active_accounts(src: Sources, periods: list[tuple[str, dt.date]], params: Params = Params(),
+                    as_of: object = None) -> pd.DataFrame:
+    """The accounts active at the end of each (grain, period_start): the end is the next period's
+    start capped at as_of (t); each account is seen in its version with the greatest updated_at < t
+    (else its earliest); active = customer_since null or before t, and churned_at null or >= t.
+    Segment attributes as the segment types (null -> 'unknown'); bands on the state at t, tenure on
+    the last day before t."""
+    src, as_of = _resolve_as_of(src, as_of)
+    acc = src.accounts.sort_values(["account_id", "updated_at"], kind="stable")
+    earliest = acc.groupby("account_id").head(1)
+    parts = []
+    for grain, start in periods:
+        end = _utc(pd.Timestamp(start) + pd.DateOffset(months=1 if grain == "month" else 3))
+        t = min(end, as_of)
+        latest_before = acc[acc["updated_at"] < t].groupby("account_id").tail(1)
+        version = pd.concat([latest_before, earliest]).drop_duplicates("account_id", keep="first").copy()
+        since = version["customer_since"].astype(DATE_DTYPE)
+        t_naive = t.tz_convert("UTC").tz_localize(None)
+        churned = version["churned_at"].astype(TS_DTYPE)
+        active = (since.isna() | (since < t_naive)) & (churned.isna() | (churned >= t))
+        v = version[active].copy()
+        last_day = (t - pd.Timedelta(microseconds=1)).tz_convert("UTC").tz_localize(None).normalize()
+        tenure_days = (last_day - since[active]).dt.days
+        v["arr"] = pd.to_numeric(v["arr"]).astype("float64")
+        v["arr_band"] = _band(v["arr"], params.arr_band_bounds, ["under_10k", "10k_50k", "50k_250k", "250k_plus"])
+        v["tenure_band"] = _band(tenure_days, params.tenure_band_days, ["0_6m", "6_12m", "1_2y", "2y_plus"])
+        v["account_owner"] = v["owner"]
+        for col in ["plan", "industry", "region", "employee_band", "account_owner"]:
+            v[col] = v[col].astype(object).where(v[col].notna(), "unknown")
+        v["period_grain"], v["period_start"] = grain, start
+        parts.append(v[["period_grain", "period_start", "account_id", "arr", *ACCOUNT_SEGMENT_TYPES]])
+    columns = ["period_grain", "period_start", "account_id", "arr", *ACCOUNT_SEGMENT_TYPES]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def collapse_strata(respondents: dict[tuple, int], min_n: int) -> dict[tuple, tuple]:
+    """Each fine stratum (a tuple of attribute values) -> the stratum it is merged into: itself with
+    at least min_n respondents; else, level by level, the prefix shared with the other small ones
+    (dropping the last attribute, then the last two, ...) once they have min_n together; else ()
+    ('other')."""
+    merged = {key: key for key, n in respondents.items() if n >= min_n}
+    small = [key for key, n in respondents.items() if n < min_n]
+    width = max((len(k) for k in respondents), default=0)
+    for level in range(width - 1, 0, -1):
+        by_prefix: dict[tuple, list[tuple]] = {}
+        for key in small:
+            by_prefix.setdefault(key[:level], []).append(key)
+        small = []
+        for prefix, keys in by_prefix.items():
+            if sum(respondents[k] for k in keys) >= min_n:
+                merged.update(dict.fromkeys(keys, prefix))
+            else:
+                small.extend(keys)
+    merged.update(dict.fromkeys(small, ()))
+    return merged
+
+
+def _post_stratified(resp: pd.DataFrame, pop: pd.DataFrame, params: Params) -> dict[str, float]:
+    """Post-stratified NPS of the respondents ``resp`` (category + strata columns) weighted to the
+    accounts ``pop`` (strata columns + arr), strata collapsed by collapse_strata."""
+    strata = list(params.representative_strata)
+    cells: dict[tuple, list[float]] = {}  # stratum -> [n, promoters, detractors, accounts, arr]
+    for key, category in zip(resp[strata].itertuples(index=False, name=None), resp["category"], strict=True):
+        cell = cells.setdefault(key, [0, 0, 0, 0, 0.0])
+        cell[0] += 1
+        cell[1] += category == "promoter"
+        cell[2] += category == "detractor"
+    for key, arr in zip(pop[strata].itertuples(index=False, name=None), pop["arr"], strict=True):
+        cell = cells.setdefault(key, [0, 0, 0, 0, 0.0])
+        cell[3] += 1
+        cell[4] += 0.0 if pd.isna(arr) else float(arr)
+    into = collapse_strata({k: int(c[0]) for k, c in cells.items()}, params.representative_min_stratum_responses)
+    groups: dict[tuple, np.ndarray] = {}
+    for key, cell in cells.items():
+        groups[into[key]] = groups.get(into[key], np.zeros(5)) + np.array(cell, dtype=float)
+    g = np.array(list(groups.values())) if groups else np.zeros((0, 5))
+    n, promoters, detractors, accounts = g[:, 0], g[:, 1], g[:, 2], g[:, 3]
+    weight = accounts if params.representative_weighting == "accounts" else g[:, 4]
+    answered = n > 0
+    weighted = weight > 0
+    total = weight[answered].sum()
+    rep_n, rep_p, rep_d = n[weighted].sum(), promoters[weighted].sum(), detractors[weighted].sum()
+    result = {"representative_responses": int(rep_n), "population_accounts": int(accounts.sum()),
+              "representative_nps": np.nan, "representative_margin_of_error": np.nan,
+              "representative_design_effect": np.nan}
+    if total > 0:
+        share = weight[answered] / total
+        pn, dn = promoters[answered] / n[answered], detractors[answered] / n[answered]
+        var = float((share**2 * np.maximum(pn + dn - (pn - dn) ** 2, 0.0) / n[answered]).sum())
+        result["representative_nps"] = float(100.0 * (share * (pn - dn)).sum())
+        result["representative_margin_of_error"] = 1.96 * np.sqrt(var) * 100.0
+        p, d = rep_p / rep_n, rep_d / rep_n
+        srs_var = max(p + d - (p - d) ** 2, 0.0) / rep_n
+        if srs_var > 0:
+            result["representative_design_effect"] = var / srs_var
+    return result
+
+
+def _representative_nps(
+    out: pd.DataFrame, r: pd.DataFrame, src: Sources, params: Params, as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """representative_* columns of each segment row (docs/contracts.md section 4): the respondents
+    whose account is known to the CRM, post-stratified over params.representative_strata (as of the
+    response) to the accounts active at the period end, in the segment for an account-attribute
+    segment type, all of them otherwise."""
+    out = out.copy()
+    periods = sorted({(g, s) for g, s in zip(out["period_grain"], out["period_start"], strict=True)})
+    pop = active_accounts(src, periods, params, as_of)
+    pop_by_period = {key: frame for key, frame in pop.groupby(["period_grain", "period_start"])}
+    empty_pop = pop.iloc[0:0]
+    known = r[r["account_id"].isin(set(src.accounts["account_id"]))]
+    respondents: dict[tuple, pd.DataFrame] = {}
+    for grain, period_col in (("month", "month_start"), ("quarter", "quarter_start")):
+        for seg in SEGMENT_TYPES:
+            for (start, value), frame in known.groupby([period_col, seg]):
+                respondents[(grain, start, seg, value)] = frame
+    empty_resp = known.iloc[0:0]
+    records = []
+    for grain, start, seg, value in out[["period_grain", "period_start", "segment_type", "segment_value"]].itertuples(
+        index=False, name=None
+    ):
+        period_pop = pop_by_period.get((grain, start), empty_pop)
+        if seg in ACCOUNT_SEGMENT_TYPES:
+            period_pop = period_pop[period_pop[seg] == value]
+        resp = respondents.get((grain, start, seg, value), empty_resp)
+        records.append(_post_stratified(resp, period_pop, params))
+    rep = pd.DataFrame(records, index=out.index)
+    for col in rep.columns:
+        out[col] = rep[col]
+    for col in ["representative_responses", "population_accounts"]:
+        out[col] = out[col].astype("int64")
+    out["representative_population"] = np.where(
+        out["segment_type"].isin(ACCOUNT_SEGMENT_TYPES), "segment_accounts", "all_accounts"
+    )
+    out["representative_weighting"] = params.representative_weighting
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # marts.detractor_recovery
 # --------------------------------------------------------------------------------------------
 
 
-def detractor_outcomes(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame:
-    """One row per detractor response known at as_of with next response, first follow-up, SLA flags
-    and outcome flags."""
-    src, as_of = _resolve_as_of(src, as_of)
+def _cycled(src: Sources, params: Params) -> pd.DataFrame:
+    """Responses (already known at as_of) with the respondent's following response: next_at,
+    next_score, next_response_id, has_following, and has_next (within next_response_window_days)."""
     r = src.responses.reset_index(drop=True).copy()
     r["respondent"] = r["contact_id"].where(r["contact_id"].notna(), r["account_id"])
     r = r.sort_values(["respondent", "responded_at", "response_id"], kind="stable").reset_index(drop=True)
@@ -754,11 +1028,18 @@ def detractor_outcomes(src: Sources, params: Params = Params(), as_of: object = 
     r["next_at"] = by["responded_at"].shift(-1)
     r["next_score"] = by["score"].shift(-1)
     r["next_response_id"] = by["response_id"].shift(-1)
-
-    det = r[r["score"] <= 6].copy().reset_index(drop=True)
     window = pd.Timedelta(days=params.next_response_window_days)
-    det["has_following"] = det["next_at"].notna()
-    det["has_next"] = det["next_at"].notna() & ((det["next_at"] - det["responded_at"]) <= window)
+    r["has_following"] = r["next_at"].notna()
+    r["has_next"] = r["next_at"].notna() & ((r["next_at"] - r["responded_at"]) <= window)
+    return r
+
+
+def detractor_outcomes(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame:
+    """One row per detractor response known at as_of with next response, first follow-up, SLA flags
+    and outcome flags."""
+    src, as_of = _resolve_as_of(src, as_of)
+    det = _cycled(src, params)
+    det = det[det["score"] <= 6].copy().reset_index(drop=True)
 
     # First follow-up: linked to the response, or same account within the window, created_at >= responded_at
     acts = src.activities[["activity_id", "account_id", "response_id", "created_at"]]
@@ -919,10 +1200,12 @@ def theme_mentions(
     active = registry["status"] == "active"
     active_subs = set(registry.index[active & (registry["level"] == "subtheme")])
     active_parents = set(registry.index[active & (registry["level"] == "theme")])
-    cols = ["response_id", "theme_id"] + (["confidence"] if "confidence" in comment_themes.columns else [])
+    cols = ["response_id", "theme_id"] + [c for c in ("confidence", "sentiment") if c in comment_themes.columns]
     ct = comment_themes[cols].dropna(subset=["theme_id"]).copy()
     if "confidence" not in ct.columns:
         ct["confidence"] = np.nan
+    if "sentiment" not in ct.columns:  # nlp.comment_sentiment (None: the comment has no sentiment row)
+        ct["sentiment"] = None
     ct["response_id"] = ct["response_id"].astype(str)
     ct["theme_id"] = ct["theme_id"].astype("int64").map(resolved)
     ct = ct[ct["theme_id"].isin(active_subs)]
@@ -1010,6 +1293,9 @@ def theme_recurrence(
         promoter_mentions=("is_p", "sum"),
         passive_mentions=("is_pa", "sum"),
         detractor_mentions=("is_d", "sum"),
+        scored_mentions=("sentiment", "count"),
+        negative_mentions=("sentiment", lambda s: int((s == "negative").sum())),
+        positive_mentions=("sentiment", lambda s: int((s == "positive").sum())),
     )
     arr_risk = _arr_behind_detractors(m, "quarter_start")
 
@@ -1052,6 +1338,9 @@ def theme_recurrence(
                     "detractor_share": c["detractor_mentions"] / c["mentions"] if c["mentions"] else np.nan,
                     "promoter_mention_share": c["promoter_mentions"] / q_promoters if q_promoters else np.nan,
                     "detractor_mention_share": c["detractor_mentions"] / q_detractors if q_detractors else np.nan,
+                    # among the mentions with a sentiment (nlp.comment_sentiment); null when none has one
+                    "negative_share": c["negative_mentions"] / c["scored_mentions"] if c["scored_mentions"] else np.nan,
+                    "positive_share": c["positive_mentions"] / c["scored_mentions"] if c["scored_mentions"] else np.nan,
                     "arr_at_risk": float(arr_risk.get((theme_id, q), 0.0)),
                     "quarters_present": present_before,
                     "current_streak": streak,
@@ -1065,9 +1354,100 @@ def theme_recurrence(
     for c in ["theme_id", "mentions", "promoter_mentions", "passive_mentions", "detractor_mentions",
               "quarters_present", "current_streak"]:  # fmt: skip
         out[c] = out[c].astype("int64")
-    for c in ["detractor_share", "promoter_mention_share", "detractor_mention_share", "arr_at_risk"]:
+    for c in ["detractor_share", "promoter_mention_share", "detractor_mention_share", "negative_share",
+              "positive_share", "arr_at_risk"]:
         out[c] = out[c].astype("float64")
     return out.sort_values(["theme_id", "quarter_start"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# marts.theme_impact
+# --------------------------------------------------------------------------------------------
+
+
+def _nps_and_margin(promoters: pd.Series, detractors: pd.Series, n: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """NPS and its 95 % margin of error (nan where n is 0)."""
+    n = n.astype("float64").where(n > 0)
+    p, d = promoters / n, detractors / n
+    return 100.0 * (p - d), 1.96 * np.sqrt(np.maximum(p + d - (p - d) ** 2, 0.0) / n) * 100.0
+
+
+def theme_impact(
+    src: Sources,
+    comment_themes: pd.DataFrame,
+    themes: pd.DataFrame,
+    params: Params = Params(),
+    as_of: object = None,
+) -> pd.DataFrame:
+    """Per theme, quarter and segment (params.theme_impact_segment_types) with a mention: mentioners'
+    NPS against the other respondents', the points at stake (100 x detractor mentioners /
+    respondents) and the frequency x impact quadrant against the median theme of the same level,
+    quarter and segment (the no-feedback theme left out)."""
+    src, as_of = _resolve_as_of(src, as_of)
+    r = enrich_responses(src, params, as_of)
+    m = theme_mentions(src, comment_themes, themes, params, as_of)
+    if m.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in IMPACT_COLUMNS})
+    classified = themes_classified(m, themes, params)
+    seg = r.melt(id_vars=["response_id", "quarter_start", "category"],
+                 value_vars=list(params.theme_impact_segment_types), var_name="segment_type",
+                 value_name="segment_value")
+    keys = ["segment_type", "segment_value", "quarter_start"]
+    totals = seg.groupby(keys).agg(
+        respondents=("category", "size"),
+        promoters=("category", lambda c: int((c == "promoter").sum())),
+        detractors=("category", lambda c: int((c == "detractor").sum())),
+    ).reset_index()
+    sm = m.drop(columns=["quarter_start"]).merge(seg[["response_id", *keys]], on="response_id")
+    counts = sm.groupby(["theme_id", "theme_level", *keys]).agg(
+        mentioners=("response_id", "size"),
+        promoter_mentioners=("is_p", "sum"),
+        detractor_mentioners=("is_d", "sum"),
+        scored=("sentiment", "count"),
+        negative=("sentiment", lambda s: int((s == "negative").sum())),
+        positive=("sentiment", lambda s: int((s == "positive").sum())),
+    ).reset_index()
+    d = sm[sm["is_d"]].sort_values(["responded_at", "response_id"], kind="stable")
+    last = d.groupby(["theme_id", *keys, "account_id"]).tail(1)
+    arr = last["arr"].fillna(0.0).groupby([last[c] for c in ["theme_id", *keys]]).sum().rename("detractor_arr")
+    out = counts.merge(totals, on=keys).merge(arr.reset_index(), on=["theme_id", *keys], how="left")
+    out["detractor_arr"] = out["detractor_arr"].fillna(0.0).astype("float64")
+    out["theme_label"] = out["theme_id"].map(classified["label"])
+    out["is_no_feedback"] = out["theme_id"].map(classified["is_no_feedback"]).fillna(False).astype(bool)
+
+    out["mention_share"] = out["mentioners"] / out["respondents"]
+    out["segment_nps"], _ = _nps_and_margin(out["promoters"], out["detractors"], out["respondents"])
+    out["nps_mentioners"], out["mentioners_margin_of_error"] = _nps_and_margin(
+        out["promoter_mentioners"], out["detractor_mentioners"], out["mentioners"])
+    non = out["respondents"] - out["mentioners"]
+    out["nps_non_mentioners"], out["non_mentioners_margin_of_error"] = _nps_and_margin(
+        out["promoters"] - out["promoter_mentioners"], out["detractors"] - out["detractor_mentioners"], non)
+    out["nps_difference"] = out["nps_mentioners"] - out["nps_non_mentioners"]
+    out["difference_margin_of_error"] = np.sqrt(out["mentioners_margin_of_error"] ** 2
+                                                + out["non_mentioners_margin_of_error"] ** 2)
+    exceeds = out["nps_difference"].abs() > out["difference_margin_of_error"]
+    out["difference_exceeds_margin_of_error"] = exceeds.astype(object).where(out["nps_difference"].notna(), None)
+    out["nps_points_at_stake"] = 100.0 * out["detractor_mentioners"] / out["respondents"]
+    out["negative_share"] = _ratio(out["negative"], out["scored"])
+    out["positive_share"] = _ratio(out["positive"], out["scored"])
+
+    rankable = out[~out["is_no_feedback"]]
+    medians = rankable.groupby(["theme_level", *keys])[["mention_share", "nps_points_at_stake"]].median()
+    med = out.join(medians, on=["theme_level", *keys], rsuffix="_median")
+    high_freq = med["mention_share"] >= med["mention_share_median"]
+    high_impact = (med["nps_points_at_stake"] > 0) & (med["nps_points_at_stake"] >= med["nps_points_at_stake_median"])
+    quadrant = np.select(
+        [high_freq & high_impact, high_impact, high_freq],
+        ["high_frequency_high_impact", "low_frequency_high_impact", "high_frequency_low_impact"],
+        "low_frequency_low_impact",
+    )
+    rank = np.select([high_freq & high_impact, high_impact, high_freq], [1, 2, 3], 4)
+    out["priority_quadrant"] = pd.Series(quadrant, index=out.index, dtype=object).where(~out["is_no_feedback"], None)
+    out["priority_rank"] = pd.Series(rank, index=out.index).astype("Int64").where(~out["is_no_feedback"])
+    for c in ["theme_id", "respondents", "mentioners", "promoter_mentioners", "detractor_mentioners"]:
+        out[c] = out[c].astype("int64")
+    return out[IMPACT_COLUMNS].sort_values(["theme_id", "quarter_start", "segment_type", "segment_value"]) \
+        .reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1205,6 +1585,112 @@ def detractor_queue(
 
 
 # --------------------------------------------------------------------------------------------
+# marts.passive_movement
+# --------------------------------------------------------------------------------------------
+
+
+def passive_movement(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame:
+    """Per period of the passive response and segment: passives whose next response converted
+    (promoter), stayed passive or slipped (detractor); the rest awaiting or lost to churn."""
+    src, as_of = _resolve_as_of(src, as_of)
+    r = _cycled(src, params)
+    p = r[(r["score"] >= 7) & (r["score"] <= 8)].copy()
+    if p.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in PASSIVE_COLUMNS})
+    churned = _latest_account_version(src.accounts)["churned_at"]
+    p["churned_at"] = p["account_id"].map(churned).astype(TS_DTYPE)
+    nxt = p["next_score"].where(p["has_next"])
+    p["converted"] = nxt >= 9
+    p["still_passive"] = (nxt >= 7) & (nxt <= 8)
+    p["slipped"] = nxt <= 6
+    p["lost_to_churn"] = ~p["has_next"] & p["churned_at"].notna() & (p["churned_at"] >= p["responded_at"])
+    p["awaiting_next"] = ~p["has_next"] & ~p["lost_to_churn"]
+    p["month_start"] = _month_start(p["responded_at"])
+    p["quarter_start"] = _quarter_start(p["responded_at"])
+    flags = ["has_next", "converted", "still_passive", "slipped", "awaiting_next", "lost_to_churn"]
+    segments = enrich_responses(src, params, as_of)[["response_id", *SEGMENT_TYPES]]
+    cols = ["response_id", "month_start", "quarter_start", *flags]
+    p = _segment_rows(p[cols].merge(segments, on="response_id"), cols)
+    parts = []
+    for grain, period_col in (("month", "month_start"), ("quarter", "quarter_start")):
+        g = p.groupby([period_col, "segment_type", "segment_value"]).agg(
+            passives=("response_id", "size"),
+            with_next_response=("has_next", "sum"),
+            converted=("converted", "sum"),
+            still_passive=("still_passive", "sum"),
+            slipped=("slipped", "sum"),
+            awaiting_next=("awaiting_next", "sum"),
+            lost_to_churn=("lost_to_churn", "sum"),
+        ).reset_index().rename(columns={period_col: "period_start"})
+        g.insert(0, "period_grain", grain)
+        parts.append(g)
+    out = pd.concat(parts, ignore_index=True)
+    for c in PASSIVE_COLUMNS[4:11]:
+        out[c] = out[c].astype("int64")
+    out["conversion_rate"] = _ratio(out["converted"], out["with_next_response"])
+    out["slip_rate"] = _ratio(out["slipped"], out["with_next_response"])
+    return out[PASSIVE_COLUMNS].sort_values(MART_KEYS["passive_movement"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# marts.promoter_queue
+# --------------------------------------------------------------------------------------------
+
+
+def promoter_queue(
+    src: Sources,
+    comment_themes: pd.DataFrame,
+    themes: pd.DataFrame,
+    params: Params = Params(),
+    as_of: object = None,
+) -> pd.DataFrame:
+    """Recent promoters not answered again, account not churned, not asked within the cooldown;
+    ARR descending (unknown last), then the most recent answer."""
+    src, as_of = _resolve_as_of(src, as_of)
+    r = _cycled(src, params)
+    churned = _latest_account_version(src.accounts)["churned_at"]
+    r["churned_at"] = r["account_id"].map(churned).astype(TS_DTYPE)
+    q = r[(r["score"] >= 9) & ~r["has_following"]
+          & (r["responded_at"] >= as_of - pd.Timedelta(days=params.promoter_queue_max_age_days))
+          & (r["churned_at"].isna() | (r["churned_at"] >= as_of))].copy()
+
+    a = src.activities
+    a = a[(a["created_at"] < as_of) & a["outcome"].isin(params.promoter_ask_outcomes)]
+    if params.promoter_ask_activity_types is not None:
+        a = a[a["activity_type"].isin(params.promoter_ask_activity_types)]
+    last_asked = {}
+    for row in q.itertuples():
+        hit = (a["response_id"] == row.response_id) | (a["contact_id"] == row.contact_id)
+        hit |= a["contact_id"].isna() & (a["account_id"] == row.account_id)
+        last_asked[row.response_id] = a.loc[hit, "created_at"].max() if hit.any() else pd.NaT
+    q["last_asked_at"] = pd.to_datetime(q["response_id"].map(last_asked), utc=True).astype(TS_DTYPE)
+    cooldown = as_of - pd.Timedelta(days=params.promoter_ask_cooldown_days)
+    q = q[q["last_asked_at"].isna() | (q["last_asked_at"] < cooldown)].copy()
+
+    current = _latest_account_version(src.accounts)
+    q["account_name"] = q["account_id"].map(current["name"])
+    q["plan"] = q["account_id"].map(current["plan"])
+    q["account_arr"] = pd.to_numeric(q["account_id"].map(current["arr"])).astype("float64")
+    q["account_owner"] = q["account_id"].map(current["owner"])
+    m = theme_mentions(src, comment_themes, themes, params, as_of)
+    if not m.empty:
+        classified = themes_classified(m, themes, params)
+        theme_of = m[m["theme_level"] == "subtheme"].set_index("response_id")["theme_id"]
+        q["theme_id"] = q["response_id"].map(theme_of).astype("Int64")
+        q["theme_label"] = q["theme_id"].map(classified["label"])
+    else:
+        q["theme_id"], q["theme_label"] = pd.NA, None
+    q["days_since_response"] = (as_of - q["responded_at"]) / pd.Timedelta(days=1)
+    q["as_of"] = as_of
+    q["_arr"] = q["account_arr"].fillna(-np.inf)  # nulls last in "ARR descending"
+    q = q.sort_values(["_arr", "responded_at", "response_id"], ascending=[False, False, True], kind="stable")
+    q["queue_position"] = np.arange(1, len(q) + 1, dtype="int64")
+    q["comment"] = _as_loaded(q["comment"])
+    q["score"] = q["score"].astype("int64")
+    return q[PROMOTER_QUEUE_COLUMNS].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
 # marts.account_nps_trajectory
 # --------------------------------------------------------------------------------------------
 
@@ -1317,11 +1803,15 @@ def survey_eligibility(src: Sources, params: Params = Params(), as_of: object = 
     accounts = _latest_account_version(src.accounts)
     r = src.responses[src.responses["contact_id"].notna()].copy()
     r["surveyed_at"] = r["sent_at"].where(r["sent_at"].notna(), r["responded_at"])
-    last = r.pivot_table(index="contact_id", columns="survey_type", values="surveyed_at", aggfunc="max")
+    surveys = r[["contact_id", "survey_type", "surveyed_at"]]
+    if src.sends is not None:  # with survey sends, every send counts, answered or not
+        sends = src.sends[src.sends["contact_id"].notna()].rename(columns={"sent_at": "surveyed_at"})
+        surveys = pd.concat([surveys, sends[["contact_id", "survey_type", "surveyed_at"]]], ignore_index=True)
+    last = surveys.pivot_table(index="contact_id", columns="survey_type", values="surveyed_at", aggfunc="max")
     out = contacts[["contact_id", "account_id", "role"]].rename(columns={"role": "contact_role"}).copy()
     for col, typ in (("last_relational_survey_at", "relational"), ("last_transactional_survey_at", "transactional")):
-        out[col] = out["contact_id"].map(last[typ]).astype(TS_DTYPE) if typ in last.columns else pd.NaT
-        out[col] = out[col].astype(TS_DTYPE)
+        out[col] = (out["contact_id"].map(last[typ]).astype(TS_DTYPE) if typ in last.columns
+                    else pd.Series(pd.NaT, index=out.index, dtype=TS_DTYPE))
     out["account_name"] = out["account_id"].map(accounts["name"])
     out["plan"] = out["account_id"].map(accounts["plan"])
     out["account_owner"] = out["account_id"].map(accounts["owner"])
@@ -1336,6 +1826,106 @@ def survey_eligibility(src: Sources, params: Params = Params(), as_of: object = 
     out["eligible_from"] = frm.where(~out["is_account_churned"]).astype(TS_DTYPE)
     out["as_of"] = as_of
     return out[ELIGIBILITY_COLUMNS].sort_values("contact_id").reset_index(drop=True)
+
+# --------------------------------------------------------------------------------------------
+# Survey sends: which were answered, response rates (int_survey_sends_answered / _rated)
+# --------------------------------------------------------------------------------------------
+
+SEND_RATE_COLUMNS = ["sends", "responses_to_sends", "response_rate"]
+
+
+def survey_sends_answered(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame | None:
+    """The sends known at as_of with ``answered_by`` (the response that answered it, else None),
+    ``answer_source`` (linked / matched / None), periods and every segment attribute as of the send;
+    None when survey sends are not available.
+
+    Linked: the send's response_id is a response known at as_of. Matched (a send without
+    response_id): a known response of the same survey_id and contact_id, responded within
+    [sent_at, sent_at + send_response_window_days], that no send links; it answers the latest such
+    send (ties: the greatest send_id); a send several responses pick is answered by the earliest."""
+    src, as_of = _resolve_as_of(src, as_of)
+    if src.sends is None:
+        return None
+    s = src.sends.reset_index(drop=True).copy()
+    r = src.responses
+    linked = s["response_id"].notna()
+    known = linked & s["response_id"].isin(set(r["response_id"]))
+    s["answered_by"] = s["response_id"].astype(object).where(known, None)
+    s["answer_source"] = np.where(s["answered_by"].notna(), "linked", None)
+
+    free = r[~r["response_id"].isin(set(s.loc[linked, "response_id"]))]
+    free = free[free["contact_id"].notna() & free["survey_id"].notna()]
+    open_sends = s.loc[~linked & s["contact_id"].notna() & s["survey_id"].notna(),
+                       ["send_id", "survey_id", "contact_id", "sent_at"]]
+    pairs = free[["response_id", "survey_id", "contact_id", "responded_at"]].merge(
+        open_sends, on=["survey_id", "contact_id"])
+    window = pd.Timedelta(days=params.send_response_window_days)
+    pairs = pairs[(pairs["responded_at"] >= pairs["sent_at"]) & (pairs["responded_at"] <= pairs["sent_at"] + window)]
+    latest_send = pairs.sort_values(["response_id", "sent_at", "send_id"]).groupby("response_id").tail(1)
+    first_answer = latest_send.sort_values(["send_id", "responded_at", "response_id"]).groupby("send_id").head(1)
+    matched = s["send_id"].map(first_answer.set_index("send_id")["response_id"])
+    s.loc[matched.notna(), "answered_by"] = matched[matched.notna()]
+    s.loc[matched.notna(), "answer_source"] = "matched"
+    s["is_answered"] = s["answered_by"].notna()
+    for col in ("answered_by", "answer_source"):
+        s[col] = s[col].astype(object).where(s[col].notna(), None)
+
+    s["month_start"] = _month_start(s["sent_at"])
+    s["quarter_start"] = _quarter_start(s["sent_at"])
+    attrs = _account_as_of(s["account_id"], s["sent_at"], src.accounts)
+    for col in attrs.columns:
+        s["account_name" if col == "name" else "account_owner" if col == "owner" else col] = attrs[col]
+    s["arr_band"] = _band(s["arr"], params.arr_band_bounds, ["under_10k", "10k_50k", "50k_250k", "250k_plus"])
+    send_day = s["sent_at"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
+    tenure_days = (send_day - pd.to_datetime(s["customer_since"])).dt.days
+    s["tenure_band"] = _band(tenure_days, params.tenure_band_days, ["0_6m", "6_12m", "1_2y", "2y_plus"])
+    n = params.usage_lookback_days
+    sessions = _usage_sessions_before(s.rename(columns={"sent_at": "responded_at"}), src.usage, n)
+    low, medium = params.usage_band_bounds
+    s["usage_band"] = np.select(
+        [sessions == 0, sessions < low * n, sessions < medium * n], ["none", "low", "medium"], default="high"
+    )
+    for col in ["plan", "industry", "region", "employee_band", "survey_type", "trigger_event", "account_owner"]:
+        s[col] = s[col].astype(object).where(s[col].notna(), "unknown")
+    s["overall"] = "all"
+    return s
+
+
+def survey_sends_rated(src: Sources, params: Params = Params(), as_of: object = None) -> pd.DataFrame | None:
+    """Per period (of sent_at) and segment (as of the send) with a send: sends, responses_to_sends
+    (the answered ones) and response_rate; None when survey sends are not available."""
+    s = survey_sends_answered(src, params, as_of)
+    if s is None:
+        return None
+    keys = ["period_grain", "period_start", "segment_type", "segment_value"]
+    parts = []
+    for grain, period_col in (("month", "month_start"), ("quarter", "quarter_start")):
+        long = _segment_rows(s, ["send_id", period_col, "is_answered"])
+        g = long.groupby([period_col, "segment_type", "segment_value"]).agg(
+            sends=("send_id", "size"), responses_to_sends=("is_answered", "sum")).reset_index()
+        parts.append(g.rename(columns={period_col: "period_start"}).assign(period_grain=grain))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*keys, "sends"])
+    out["sends"] = out["sends"].astype("int64")
+    out["responses_to_sends"] = out["responses_to_sends"].astype("int64")
+    out["response_rate"] = out["responses_to_sends"] / out["sends"]
+    return out[[*keys, *SEND_RATE_COLUMNS]]
+
+
+def _with_send_rates(out: pd.DataFrame, src: Sources, params: Params, as_of: pd.Timestamp) -> pd.DataFrame:
+    """nps_by_segment's sends / responses_to_sends / response_rate: the period and segment's row of
+    survey_sends_rated (0 sends, null rate without one); all null when sends are not available."""
+    rated = survey_sends_rated(src, params, as_of)
+    out = out.copy()
+    if rated is None:
+        for col in SEND_RATE_COLUMNS:
+            out[col] = None
+        return out
+    keys = ["period_grain", "period_start", "segment_type", "segment_value"]
+    out = out.drop(columns=[c for c in SEND_RATE_COLUMNS if c in out.columns]).merge(rated, on=keys, how="left")
+    out["sends"] = out["sends"].fillna(0).astype("int64")
+    out["responses_to_sends"] = out["responses_to_sends"].fillna(0).astype("int64")
+    return out
+
 
 # --------------------------------------------------------------------------------------------
 # Comparing frames

@@ -79,7 +79,7 @@ def test_config_expands_env_vars_and_validates(tmp_path, monkeypatch):
 
 def test_default_sources_yml_reproduces_the_demo_layout(tmp_path):
     cfg = sources.load(sources.DEFAULT_CONFIG, sources_dir=tmp_path)
-    for entity in ("survey_responses", "accounts", "contacts", "activities", "usage_daily"):
+    for entity in ("survey_responses", "accounts", "contacts", "activities", "usage_daily", "survey_sends"):
         src = cfg.entity(entity)
         assert src.connector == "file" and src.option("partition_date") == "filename"
         assert src.option("path") == f"{tmp_path}/{entity}/{entity}_*.csv"
@@ -568,7 +568,7 @@ def test_generator_writes_through_the_file_connector(db_conn, tmp_path):
     from nps_airflow.connectors.file_drops import drop_writers
 
     writers = drop_writers(tmp_path)
-    assert set(writers) == {"survey_responses", "accounts", "contacts", "activities", "usage_daily"}
+    assert set(writers) == {"survey_responses", "accounts", "contacts", "activities", "usage_daily", "survey_sends"}
     frame = pd.DataFrame([_response("R1", "2025-01-05T10:00:00+00:00", comment='say "hi",\nbye')])
     path = writers["survey_responses"].write(frame, "2025-01-05")
     assert path == tmp_path / "survey_responses" / "survey_responses_2025-01-05.csv"

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 MARTS = {
     "nps_by_segment", "detractor_recovery", "theme_recurrence", "detractor_queue", "theme_alerts",
-    "account_nps_trajectory", "nps_outcomes", "survey_eligibility",
+    "account_nps_trajectory", "nps_outcomes", "survey_eligibility", "theme_impact", "passive_movement",
+    "promoter_queue",
 }  # fmt: skip
 
 

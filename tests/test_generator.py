@@ -71,7 +71,7 @@ def test_layout_and_columns(out: Path, manifest: dict) -> None:
             with open(out / entity / name, newline="", encoding="utf-8") as fh:
                 assert next(csv.reader(fh)) == columns, name
     with open(out / "_truth" / "comment_themes.csv", newline="", encoding="utf-8") as fh:
-        assert next(csv.reader(fh)) == ["response_id", "theme_key", "has_pii"]
+        assert next(csv.reader(fh)) == ["response_id", "theme_key", "has_pii", "sentiment"]
     assert manifest["seed"] == CFG.seed
     assert manifest["start"] == CFG.start.isoformat() and manifest["end"] == CFG.end.isoformat()
     assert manifest["fixed_theme"] in manifest["themes"] and manifest["emerging_theme"] in manifest["themes"]
@@ -187,6 +187,13 @@ def test_theme_truth(out: Path, data: dict[str, pd.DataFrame], manifest: dict) -
     assert ((r["theme_key"] == fixed) & (quarter >= 1)).sum() == 0
     assert ((r["theme_key"] == emerging) & (quarter < 2)).sum() == 0
     assert ((r["theme_key"] == emerging) & (quarter == 2)).sum() >= 10
+    # sentiment truth: a themed comment's theme lean (a mixed theme's template), none without a theme
+    assert set(r["sentiment"]) == {"negative", "neutral", "positive", ""}
+    assert (r.loc[r["theme_key"] == "", "sentiment"] == "").all()
+    lean = r.loc[r["theme_key"] == "pricing_too_expensive", "sentiment"]
+    assert (lean == "negative").all() and len(lean) > 0
+    mixed = r.loc[r["theme_key"] == emerging, "sentiment"]
+    assert {"negative", "positive"} <= set(mixed)  # one theme, comments of both polarities
     assert manifest["themes"][fixed]["active_quarters"] == [manifest["quarters"][0]["start"]]
     assert manifest["themes"][emerging]["active_quarters"][0] == manifest["quarters"][2]["start"]
     # PII, and CSV-hostile characters that must survive RFC 4180 quoting
@@ -236,3 +243,49 @@ def test_detractor_follow_up_and_recovery(data: dict[str, pd.DataFrame]) -> None
         assert share[b] > 0.08, b
     rate = det[det["next_score"].notna()].groupby("bucket")["next_score"].apply(lambda s: (s >= 7).mean())
     assert rate["within_24h"] > rate["never"] + 0.15  # fast follow-up recovers detractors
+
+
+def test_survey_sends_cover_every_answer_and_the_unanswered(out: Path, data: dict[str, pd.DataFrame],
+                                                            manifest: dict) -> None:
+    """Every response answered one send; most sends link it, web links do not (the truth says which
+    answer they got); the unanswered sends went to customers, before their account churned."""
+    s, r = data["survey_sends"], data["survey_responses"]
+    truth = pd.read_csv(out / "_truth" / "survey_sends.csv", dtype=str, keep_default_na=False)
+    assert s["send_id"].is_unique and truth["send_id"].tolist() == s["send_id"].tolist()
+    answered = truth[truth["response_id"] != ""]
+    assert sorted(answered["response_id"]) == sorted(r["response_id"])  # each response: one send
+    linked = s[s["response_id"] != ""]
+    assert set(linked["channel"]) <= {"email", "in_app"} and (s.loc[s["channel"] == "web", "response_id"] == "").all()
+    assert (linked["response_id"] == linked["send_id"].map(truth.set_index("send_id")["response_id"])).all()
+    sent = r.set_index("response_id")["sent_at"]
+    assert (linked["sent_at"] == linked["response_id"].map(sent)).all()  # the answer's own send
+    rate = len(answered) / len(s)
+    assert 0.3 < rate < 0.6, rate
+    assert set(s["survey_type"]) == {"relational", "transactional"}
+    assert set(s["trigger_event"]) == set(r["trigger_event"])
+    stats = manifest["stats"]
+    assert (stats["survey_sends"], stats["survey_sends_answered"], stats["survey_sends_linked"]) == (
+        len(s), len(answered), len(linked))
+    acc = data["accounts"].sort_values("updated_at").groupby("account_id").last()
+    churned = _ts(s["account_id"].map(acc["churned_at"]).replace("", None))
+    assert not (churned <= _ts(s["sent_at"])).any()
+
+
+def test_survey_sends_draw_from_their_own_stream(out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sends have a random stream of their own: with another one, every other generated file is
+    byte for byte the same (adding the sends changed none of them), and the sends differ."""
+    from nps.demo import generator
+
+    original = generator._Sim.__init__
+
+    def other_send_stream(self: generator._Sim, cfg: generator.GeneratorConfig) -> None:
+        original(self, cfg)
+        self.r_send = np.random.default_rng(12345)
+
+    monkeypatch.setattr(generator._Sim, "__init__", other_send_stream)
+    generate(tmp_path / "other", CFG, progress=False)
+    a, b = _files(out), _files(tmp_path / "other")
+    assert a.keys() == b.keys()
+    differing = {k for k in a if a[k] != b[k]}
+    assert differing and all(k.startswith(("survey_sends/", "_truth/survey_sends.csv", "_truth/manifest.json"))
+                             for k in differing), sorted(differing)[:5]

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 NMI_FLOOR = 0.5
 MAX_UNASSIGNED_SHARE = 0.30
 
-THEME_MARTS = {"theme_recurrence", "theme_alerts", "detractor_queue"}
+THEME_MARTS = {"theme_recurrence", "theme_alerts", "detractor_queue", "theme_impact", "promoter_queue"}
 
 
 def data_end(manifest: dict) -> datetime:
@@ -34,8 +34,11 @@ def data_end(manifest: dict) -> datetime:
 
 
 def theme_engine_output(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """nlp.comment_themes / nlp.themes: the theme engine's output is an input of the reference."""
+    """nlp.comment_themes / nlp.themes: the theme engine's output is an input of the reference; its
+    sentiment per comment (nlp.comment_sentiment) joins the comment_themes frame as ``sentiment``."""
     comment_themes = _query(url, "select response_id, theme_id, confidence from nlp.comment_themes")
+    sentiment = _query(url, "select response_id, sentiment from nlp.comment_sentiment")
+    comment_themes = comment_themes.merge(sentiment, on="response_id", how="left", validate="1:1")
     themes = _query(url, "select * from nlp.themes")
     return comment_themes, themes
 
@@ -51,7 +54,8 @@ def expected_mart(name: str, src: reference.Sources, url: str, as_of: datetime) 
 def test_every_source_row_is_loaded_or_quarantined(pipeline):
     url, sources, _ = pipeline
     tables = {"survey_responses": "raw.survey_responses", "accounts": "raw.accounts",
-              "contacts": "raw.contacts", "activities": "raw.activities", "usage_daily": "raw.usage_daily"}
+              "contacts": "raw.contacts", "activities": "raw.activities", "usage_daily": "raw.usage_daily",
+              "survey_sends": "raw.survey_sends"}
     for entity, table in tables.items():
         in_files = sum(len(pd.read_csv(p, dtype=str)) for p in (sources / entity).glob("*.csv"))
         loaded = int(_query(url, f"select count(*) as n from {table}")["n"][0])
@@ -110,6 +114,40 @@ def test_themes_recover_the_generators_latent_themes(pipeline):
         assert nmi >= NMI_FLOOR, level
 
 
+def test_every_comment_with_content_has_a_sentiment_that_matches_the_generators(pipeline):
+    """nlp.comment_sentiment: one row per themed comment with its text hash (none for empty answers),
+    the cold start scored by anchors, the rest by the classifier trained on the warehouse's scores;
+    its labels agree with the generator's sentiment truth; theme_recurrence carries the shares."""
+    from sklearn.metrics import f1_score
+
+    url, sources, _ = pipeline
+    rows = _query(url, """
+        select ct.response_id, ct.method as theme_method, ct.text_hash = cs.text_hash as same_text,
+               cs.sentiment, cs.sentiment_score, cs.method
+        from nlp.comment_themes ct
+        left join nlp.comment_sentiment cs on cs.response_id = ct.response_id
+    """)
+    content = rows[rows["theme_method"] != "empty"]
+    assert content["sentiment"].notna().all() and content["same_text"].all()
+    assert rows.loc[rows["theme_method"] == "empty", "sentiment"].isna().all()
+    assert set(rows.loc[rows["theme_method"] == "no_feedback", "method"]) == {"no_feedback"}
+    methods = content["method"].value_counts()
+    assert methods.get("anchors", 0) > 0 and methods["score_classifier"] > 0.5 * len(content), methods
+    truth = pd.read_csv(sources / "_truth" / "comment_themes.csv", dtype=str, keep_default_na=False)
+    scored = content[content["method"] == "score_classifier"].merge(truth, on="response_id")
+    scored = scored[scored["sentiment_y"] != ""]
+    macro_f1 = f1_score(scored["sentiment_y"], scored["sentiment_x"], average="macro")
+    print(f"sentiment on generator truth: macro-F1 {macro_f1:.3f} over {len(scored)} comments; {dict(methods)}")
+    assert macro_f1 >= 0.6
+    negative = scored.loc[scored["sentiment_x"] == "negative", "sentiment_score"]
+    positive = scored.loc[scored["sentiment_x"] == "positive", "sentiment_score"]
+    assert (negative <= 0).all() and (positive >= 0).all()
+    recurrence = _mart(url, "theme_recurrence")
+    mentioned = recurrence[recurrence["mentions"] > 0]
+    assert mentioned["negative_share"].notna().all() and mentioned["positive_share"].notna().all()
+    assert recurrence.loc[recurrence["mentions"] == 0, "negative_share"].isna().all()
+
+
 def test_fixed_theme_resolves_and_emerging_theme_is_new(pipeline):
     """The generator's fixed theme is reported resolved after its quarter; the emerging one new."""
     url, sources, manifest = pipeline
@@ -148,6 +186,7 @@ def test_rerunning_a_quarter_changes_nothing(pipeline):
     before = {name: _mart(url, name) for name in MART_KEYS}
     raw_before = _query(url, "select count(*) as n, sum(score) as s from raw.survey_responses")
     themes_before = _query(url, "select response_id, theme_id from nlp.comment_themes order by 1")
+    sentiment_before = _query(url, "select * from nlp.comment_sentiment order by 1")  # scored_at, run_id too
     last_quarter = list(orchestrate.quarter_windows(date.fromisoformat(manifest["start"]),
                                                     date.fromisoformat(manifest["end"])))[-1]
     orchestrate.run_window(*last_quarter)
@@ -155,6 +194,7 @@ def test_rerunning_a_quarter_changes_nothing(pipeline):
         compare_frames(_mart(url, name), before[name], keys)
     assert _query(url, "select count(*) as n, sum(score) as s from raw.survey_responses").equals(raw_before)
     assert _query(url, "select response_id, theme_id from nlp.comment_themes order by 1").equals(themes_before)
+    assert _query(url, "select * from nlp.comment_sentiment order by 1").equals(sentiment_before)
 
 
 def test_a_failing_stage_fails_the_run_with_a_clear_message(pipeline, tmp_path, monkeypatch, caplog):
@@ -164,3 +204,26 @@ def test_a_failing_stage_fails_the_run_with_a_clear_message(pipeline, tmp_path, 
     assert any(t.startswith("extract_") for t in outcome.failed_tasks)
     with pytest.raises(orchestrate.PipelineRunFailed, match="failed tasks"):
         orchestrate.run_window(date(2025, 1, 1), date(2025, 1, 2))
+
+
+def test_summary_shows_the_themes_at_stake_and_todays_promoter_asks(pipeline):
+    from nps import warehouse
+    from nps.summary import render_summary
+
+    url = pipeline[0]
+    conn = warehouse.connect(url)
+    try:
+        out = render_summary(conn)
+    finally:
+        conn.close()
+    impact = _mart(url, "theme_impact")
+    latest = impact[(impact["quarter_start"] == impact["quarter_start"].max()) & (impact["segment_type"] == "overall")
+                    & (impact["theme_level"] == "theme") & ~impact["is_no_feedback"]]
+    top = latest.sort_values(["nps_points_at_stake", "theme_id"], ascending=[False, True]).iloc[0]
+    section = out.split("Themes by NPS at stake", 1)[1].split("\n\n", 1)[0]
+    first = section.splitlines()[2]
+    assert first.strip().startswith(top["theme_label"][:40].strip()) and f"{top['nps_points_at_stake']:.2f}" in first
+    queue = _mart(url, "promoter_queue").sort_values("queue_position")
+    asks = out.split("Promoters to ask", 1)[1].split("\n\n", 1)[0]
+    assert f"): {len(queue)}, first" in asks
+    assert str(queue.iloc[0]["account_name"])[:28] in asks.splitlines()[1]

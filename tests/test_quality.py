@@ -107,14 +107,32 @@ create table {s}.survey_eligibility (
     is_transactional_fatigued boolean, is_account_churned boolean, is_eligible boolean,
     eligible_from timestamptz, as_of timestamptz
 );
-alter table {s}.theme_recurrence add column theme_level text, add column is_no_feedback boolean;
+create table {s}.theme_impact (
+    theme_id integer, theme_level text, quarter_start date, segment_type text, segment_value text,
+    mentioners bigint, nps_points_at_stake double precision
+);
+create table {s}.passive_movement (
+    period_grain text, period_start date, segment_type text, segment_value text, passives bigint,
+    converted bigint, slipped bigint
+);
+create table {s}.promoter_queue (
+    response_id text, account_id text, queue_position bigint, score integer, comment text, as_of timestamptz
+);
+alter table {s}.theme_recurrence add column theme_level text, add column is_no_feedback boolean,
+    add column negative_share double precision, add column positive_share double precision;
 alter table {s}.theme_alerts add column theme_level text;
+alter table {s}.nps_by_segment add column change_p_value double precision, add column change_is_significant boolean,
+    add column representative_nps double precision, add column representative_margin_of_error double precision,
+    add column representative_design_effect double precision, add column representative_responses bigint,
+    add column population_accounts bigint, add column representative_population text,
+    add column representative_weighting text, add column sends bigint, add column responses_to_sends bigint,
+    add column response_rate double precision;
 """
 
 CLEAN_DATA = """
 truncate {r}.survey_responses, {m}.nps_by_segment, {m}.detractor_recovery, {m}.theme_recurrence,
     {m}.detractor_queue, {m}.theme_alerts, {m}.account_nps_trajectory, {m}.nps_outcomes,
-    {m}.survey_eligibility;
+    {m}.survey_eligibility, {m}.theme_impact, {m}.passive_movement, {m}.promoter_queue;
 insert into {r}.survey_responses
     (response_id, survey_id, survey_type, trigger_event, account_id, contact_id, channel,
      sent_at, responded_at, score, comment, language)
@@ -186,6 +204,15 @@ insert into {m}.account_nps_trajectory values
 insert into {m}.nps_outcomes values
     (90, 'overall', 'all', 'detractor', 40, 30, 4, 0.1, 5, 0.125, 2, 0.05, 400000, 380000, 0.95, false),
     (90, 'plan', 'pro', 'promoter', 10, 8, 0, 0, 3, 0.3, 0, 0, 100000, 130000, 1.3, true);
+
+insert into {m}.theme_impact values
+    (7, 'subtheme', '2025-01-01', 'overall', 'all', 12, 3.5), (7, 'subtheme', '2025-01-01', 'plan', 'pro', 5, 4.0);
+
+insert into {m}.passive_movement values ('quarter', '2025-01-01', 'overall', 'all', 9, 3, 2);
+
+insert into {m}.promoter_queue values
+    ('p1', 'a1', 1, 10, 'Love it, tell [email] we said so', '2025-01-04 00:00+00'),
+    ('p2', 'a2', 2, 9, null, '2025-01-04 00:00+00');
 
 insert into {m}.survey_eligibility values
     ('c1', 'a1', 'Admin', 'Acme', 'pro', 'maya', '2024-12-01 10:00+00', null, true, false, false, false,
@@ -511,6 +538,8 @@ def test_rules_dbt_owns_fail_the_marts_dbt_tests(clean: tuple[str, str], project
     _exec(
         f"update {marts}.nps_by_segment set nps = 150, passives = passives + 1 where segment_value = 'emea';"
         f"update {marts}.nps_by_segment set margin_of_error = -1 where segment_value = 'enterprise';"
+        f"update {marts}.nps_by_segment set change_p_value = 0.2, change_is_significant = true, "
+        "representative_responses = 41 where segment_value = 'enterprise';"
         f"update {marts}.detractor_recovery set awaiting_next = -2, detractors = 0 "
         "where period_grain = 'quarter' and follow_up_bucket = 'within_48h';"
         f"update {marts}.detractor_recovery set recovered = 5, recovery_rate = 1.25 "
@@ -537,6 +566,8 @@ def test_rules_dbt_owns_fail_the_marts_dbt_tests(clean: tuple[str, str], project
         "counts_add_up_nps_by_segment_promoters__passives__detractors__responses",
         "nps_by_segment_nps_follows_the_counts",
         "within_range_nps_by_segment_margin_of_error",
+        "nps_by_segment_significant_changes_pass_the_fdr",  # BH never flags a p-value above the FDR
+        "not_greater_than_nps_by_segment_representative_responses__responses",
         "within_range_detractor_recovery_awaiting_next",  # a negative count
         "not_greater_than_detractor_recovery_recovered",  # recovered <= with_next_response
         "within_range_detractor_recovery_recovery_rate",

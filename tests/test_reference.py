@@ -18,12 +18,16 @@ import pytest
 
 from tests.reference import (
     Params,
+    collapse_strata,
     compare_frames,
     detractor_outcomes,
     detractor_recovery,
     enrich_responses,
     load_sources,
     nps_by_segment,
+    passive_movement,
+    promoter_queue,
+    theme_impact,
     theme_recurrence,
 )
 
@@ -142,8 +146,9 @@ def test_load_sources_parses_quotes_rejects_bad_rows_and_filters_window(tmp_path
     # accounts were updated before the window: filtered out by their own interval column
     assert src.accounts.empty
     assert load_sources(tmp_path).accounts["arr"].iloc[0] == pytest.approx(1234.57)
-    assert list(src.keys()) == ["responses", "accounts", "contacts", "activities", "usage"]
+    assert list(src.keys()) == ["responses", "accounts", "contacts", "activities", "usage", "sends"]
     assert src["survey_responses"] is src.responses
+    assert src.sends is None  # no survey_sends folder: the optional source is not available
 
 
 def test_load_sources_rejects_future_timestamps(tmp_path):
@@ -200,8 +205,12 @@ def test_nps_categories_moe_and_revenue_weighting(nps_sources):
         "period_grain", "period_start", "segment_type", "segment_value", "responses", "promoters",
         "passives", "detractors", "nps", "margin_of_error", "revenue_weighted_nps", "below_min_n",
         "previous_period_start", "previous_responses", "previous_nps", "nps_change",
-        "change_margin_of_error", "change_exceeds_margin_of_error",
+        "change_margin_of_error", "change_exceeds_margin_of_error", "change_p_value", "change_is_significant",
+        "representative_nps", "representative_margin_of_error", "representative_design_effect",
+        "representative_responses", "population_accounts", "representative_population", "representative_weighting",
+        "sends", "responses_to_sends", "response_rate",
     ]  # fmt: skip
+    assert out["sends"].isna().all()  # no survey_sends folder: the rate is not known
     jan = row(out, period_grain="month", period_start=D(2025, 1, 1), segment_type="overall")
     assert jan["segment_value"] == "all"
     assert (jan["responses"], jan["promoters"], jan["passives"], jan["detractors"]) == (10, 5, 3, 2)
@@ -334,6 +343,173 @@ def test_as_of_segmentation_and_bands(tmp_path):
     assert row(out, period_grain="month", period_start=D(2025, 2, 1), segment_type="overall")[
         "revenue_weighted_nps"
     ] == pytest.approx(100.0)
+
+
+# --------------------------------------------------------------------------------------------
+# nps_by_segment: representative (post-stratified) NPS and the significance of changes
+# --------------------------------------------------------------------------------------------
+
+
+def test_collapse_strata_merges_small_strata_level_by_level():
+    # plan x region x size, at least 5 respondents
+    respondents = {
+        ("pro", "emea", "s"): 7,  # kept
+        ("pro", "emea", "m"): 3,  # small: with pro/emea/l (2) -> pro x emea x * has 5: kept there
+        ("pro", "emea", "l"): 2,
+        ("pro", "apac", "s"): 1,  # small, pro x apac x * has 1 + 0: still small; pro x * x * has 1 + 3 ...
+        ("pro", "apac", "m"): 0,  # (an empty stratum with population merges the same way)
+        ("pro", "amer", "s"): 3,  # ... + 3 = 4: still small -> other
+        ("basic", "emea", "s"): 4,  # basic x emea x * has 4: small; basic x * x * 4 + 2 = 6: kept there
+        ("basic", "apac", "s"): 2,
+        ("free", "emea", "s"): 1,  # free: 1 -> other
+    }
+    into = collapse_strata(respondents, 5)
+    assert into == {
+        ("pro", "emea", "s"): ("pro", "emea", "s"),
+        ("pro", "emea", "m"): ("pro", "emea"),
+        ("pro", "emea", "l"): ("pro", "emea"),
+        ("pro", "apac", "s"): (),
+        ("pro", "apac", "m"): (),
+        ("pro", "amer", "s"): (),
+        ("basic", "emea", "s"): ("basic",),
+        ("basic", "apac", "s"): ("basic",),
+        ("free", "emea", "s"): (),
+    }
+    assert collapse_strata({("pro",): 1, ("basic",): 9}, 5) == {("pro",): (), ("basic",): ("basic",)}
+
+
+@pytest.fixture
+def representative_sources(tmp_path):
+    """Q1 (all answers in January) and Q2 (May). Accounts at the end of Q1: A1, A2 pro/emea, A3
+    pro/apac, A4 basic/emea, A7 enterprise/emea (it becomes pro exactly at 2025-04-01 00:00, which
+    belongs to Q2); A5 (basic/emea) churned on 2025-02-15; A6 (basic/apac) is a customer from
+    2025-04-10. GHOST is unknown to the CRM."""
+    def acc(account, plan, region, arr, **kw):
+        return acct(account, "2025-01-01T00:00:00Z", plan=plan, region=region, arr=arr, **kw)
+
+    return write_sources(
+        tmp_path,
+        survey_responses=[
+            resp("a1", "A1", "2025-01-10T10:00:00Z", 10),
+            resp("a2", "A1", "2025-01-11T10:00:00Z", 9),
+            resp("a3", "A2", "2025-01-12T10:00:00Z", 3),
+            resp("a4", "A3", "2025-01-13T10:00:00Z", 9),
+            resp("a5", "A4", "2025-01-14T10:00:00Z", 6),
+            resp("a6", "A5", "2025-01-15T10:00:00Z", 10),
+            resp("a7", "GHOST", "2025-01-16T10:00:00Z", 0),
+            resp("b1", "A1", "2025-05-05T10:00:00Z", 9),
+            resp("b2", "A2", "2025-05-06T10:00:00Z", 9),
+            resp("b3", "A3", "2025-05-07T10:00:00Z", 9),
+            resp("b4", "A4", "2025-05-08T10:00:00Z", 9),
+        ],
+        accounts=[
+            acc("A1", "pro", "emea", "100"),
+            acc("A2", "pro", "emea", "300"),
+            acc("A3", "pro", "apac", "200"),
+            acc("A4", "basic", "emea", "400"),
+            acc("A5", "basic", "emea", "500"),
+            acct("A5", "2025-02-15T00:00:00Z", plan="basic", region="emea", arr="500",
+                 churned_at="2025-02-15T00:00:00Z"),
+            acc("A6", "basic", "apac", "600", customer_since="2025-04-10"),
+            acc("A7", "enterprise", "emea", "1000"),
+            acct("A7", "2025-04-01T00:00:00Z", plan="pro", region="emea", arr="1000"),
+        ],
+    )  # fmt: skip
+
+
+def test_representative_nps_post_stratified_to_active_accounts(representative_sources):
+    out = nps_by_segment(load_sources(representative_sources), Params(representative_min_stratum_responses=2))
+    q1 = row(out, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="overall")
+    # raw: P = a1 a2 a4 a6, D = a3 a5 a7 -> 100 x 1/7
+    assert (q1["responses"], q1["nps"]) == (7, pytest.approx(100 / 7))
+    # strata (>= 2 respondents), GHOST left out: pro/emea n=3 (P2 D1), 2 accounts; basic/emea n=2
+    # (P1 D1), 1 account (A5 churned); pro/apac n=1 and enterprise/emea n=0 (1 account, A7 as of
+    # the end) are small, so are their plans' leftovers -> other: n=1 (P1), 2 accounts. A6 is not
+    # a customer yet. W = 2/5, 1/5, 2/5
+    assert q1["population_accounts"] == 5 and q1["representative_responses"] == 6
+    assert q1["representative_nps"] == pytest.approx(100 * (2 / 5 * 1 / 3 + 1 / 5 * 0 + 2 / 5 * 1))  # 53.3
+    # var = sum W^2 (p + d - (p - d)^2) / n: pro/emea (1 - 1/9) / 3, basic/emea (1 - 0) / 2, other 0
+    var = (2 / 5) ** 2 * (8 / 9) / 3 + (1 / 5) ** 2 * 1 / 2 + (2 / 5) ** 2 * 0
+    assert q1["representative_margin_of_error"] == pytest.approx(1.96 * math.sqrt(var) * 100)
+    # simple random sample of the 6 represented: P4 D2: (1 - 1/9) / 6
+    assert q1["representative_design_effect"] == pytest.approx(var / ((8 / 9) / 6))
+    assert (q1["representative_population"], q1["representative_weighting"]) == ("all_accounts", "accounts")
+
+    # plan = pro: weighted to the pro accounts at the end of Q1 (A1, A2, A3; A7 is still enterprise):
+    # pro/emea n=3 (2 accounts) kept, pro/apac n=1 (1 account) -> other
+    pro = row(out, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="plan", segment_value="pro")
+    assert (pro["population_accounts"], pro["representative_population"]) == (3, "segment_accounts")
+    assert pro["representative_nps"] == pytest.approx(100 * (2 / 3 * 1 / 3 + 1 / 3 * 1))
+    # survey_type is not an account attribute: all accounts (every answer here is relational)
+    rel = row(out, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="survey_type")
+    assert rel["representative_nps"] == pytest.approx(q1["representative_nps"])
+    assert (rel["population_accounts"], rel["representative_population"]) == (5, "all_accounts")
+    # the GHOST segment values have no represented response and, for account attributes, no population
+    ghost = row(out, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="plan", segment_value="unknown")
+    assert (ghost["responses"], ghost["representative_responses"], ghost["population_accounts"]) == (1, 0, 0)
+    assert np.isnan(ghost["representative_nps"]) and np.isnan(ghost["representative_margin_of_error"])
+
+    # Q2 ends at as_of (2025-05-09): A6 is a customer, A7 pro, A5 gone -> 6 accounts, 4 of them pro
+    q2 = row(out, period_grain="quarter", period_start=D(2025, 4, 1), segment_type="overall")
+    assert q2["population_accounts"] == 6
+    assert row(out, period_grain="quarter", period_start=D(2025, 4, 1), segment_type="plan",
+               segment_value="pro")["population_accounts"] == 4  # fmt: skip
+    # all four answers are promoters: 100 whatever the weights, variance 0 -> design effect null
+    assert (q2["representative_nps"], q2["representative_margin_of_error"]) == (pytest.approx(100), 0)
+    assert np.isnan(q2["representative_design_effect"])
+
+
+def test_representative_nps_weighted_by_arr(representative_sources):
+    out = nps_by_segment(
+        load_sources(representative_sources),
+        Params(representative_min_stratum_responses=2, representative_weighting="arr"),
+    )
+    q1 = row(out, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="overall")
+    # pro/emea A1 + A2 = 400, basic/emea A4 = 400, other A3 + A7 = 1200 (of 2000)
+    assert q1["representative_nps"] == pytest.approx(100 * (0.2 * 1 / 3 + 0.2 * 0 + 0.6 * 1))
+    var = 0.2**2 * (8 / 9) / 3 + 0.2**2 * 1 / 2
+    assert q1["representative_margin_of_error"] == pytest.approx(1.96 * math.sqrt(var) * 100)
+    assert (q1["population_accounts"], q1["representative_weighting"]) == (5, "arr")
+
+
+def test_change_p_value_and_benjamini_hochberg(representative_sources):
+    src = load_sources(representative_sources)
+    out = nps_by_segment(src, Params(representative_min_stratum_responses=2))
+    q2 = out[(out.period_grain == "quarter") & (out.period_start == D(2025, 4, 1))].set_index(
+        ["segment_type", "segment_value"]
+    )
+    # Q2: A1..A4 all promoters (nps 100, variance 0). Q1 (var = (p + d - (p - d)^2) / n):
+    # overall P4 D3 n7: z = (1 - 1/7) / sqrt((1 - 1/49) / 7) = 2.2913 -> p = 0.021947
+    # known accounts only (industry, arr / tenure / employee band, owner) P4 D2 n6: z = sqrt(3) -> 0.08326
+    # region emea P3 D2 n5: z = 0.8 / sqrt(0.96 / 5) = 1.8257 -> 0.06789
+    # plan pro P3 D1 n4: z = 0.5 / sqrt(0.75 / 4) = 1.1547 -> 0.24821; basic P1 D1: z = sqrt(2) -> 0.15730
+    expected = {
+        ("overall", "all"): 0.021947, ("usage_band", "none"): 0.021947, ("survey_type", "relational"): 0.021947,
+        ("trigger_event", "quarterly"): 0.021947, ("industry", "software"): 0.083265,
+        ("arr_band", "under_10k"): 0.083265, ("tenure_band", "2y_plus"): 0.083265,
+        ("employee_band", "51-200"): 0.083265, ("account_owner", "o1"): 0.083265,
+        ("region", "emea"): 0.067889, ("plan", "pro"): 0.248213, ("plan", "basic"): 0.157299,
+    }  # fmt: skip
+    tested = q2[q2["change_p_value"].notna()]
+    assert dict(tested["change_p_value"]) == pytest.approx(expected, abs=1e-6)
+    # region apac: one promoter in both quarters, both variances 0: no test
+    apac = q2.loc[("region", "apac")]
+    assert np.isnan(apac["change_p_value"]) and apac["change_is_significant"] is None
+    # BH at 5 %, m = 12: the smallest p (0.02195, ranks 1-4) is above 4/12 x 0.05 = 0.0167 and no
+    # larger rank passes either: nothing is significant, though 4 rows have p < 0.05 and the margin
+    # of error flag calls the overall move (100 - 14.3 > 1.96 x 37.4) real
+    assert not tested["change_is_significant"].any()
+    assert q2.loc[("overall", "all"), "change_exceeds_margin_of_error"] is True
+    # at 10 %: rank 4 passes (0.02195 <= 0.0333), rank 5 (0.0679) fails its own 0.0417, rank 10
+    # (0.08326 <= 10/12 x 0.1 = 0.08333) passes -> the 10 smallest are significant (step-up)
+    out10 = nps_by_segment(src, Params(representative_min_stratum_responses=2, nps_change_fdr=0.1))
+    q2_10 = out10[(out10.period_grain == "quarter") & (out10.period_start == D(2025, 4, 1))].set_index(
+        ["segment_type", "segment_value"]
+    )
+    significant = q2_10[q2_10["change_is_significant"].astype(object).eq(True)].index
+    assert set(significant) == set(expected) - {("plan", "pro"), ("plan", "basic")}
+    # months: every January / May row lacks a previous month
+    assert out.loc[out.period_grain == "month", "change_p_value"].isna().all()
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,10 +693,11 @@ def test_theme_recurrence_statuses_and_arr_at_risk(tmp_path):
         "theme_id", "theme_level", "parent_theme_id", "parent_theme_label", "is_no_feedback", "theme_label",
         "keywords", "is_actionable", "actionability_source", "quarter_start",
         "mentions", "promoter_mentions", "passive_mentions", "detractor_mentions", "detractor_share",
-        "promoter_mention_share", "detractor_mention_share", "arr_at_risk", "quarters_present",
-        "current_streak", "first_seen_quarter", "last_seen_quarter", "status",
+        "promoter_mention_share", "detractor_mention_share", "negative_share", "positive_share", "arr_at_risk",
+        "quarters_present", "current_streak", "first_seen_quarter", "last_seen_quarter", "status",
     ]  # fmt: skip
     assert set(out["theme_id"]) == {7, 9}
+    assert out["negative_share"].isna().all() and out["positive_share"].isna().all()  # no sentiment given
 
     q1, q2, q3 = D(2025, 1, 1), D(2025, 4, 1), D(2025, 7, 1)
     q4, q5, q6 = D(2025, 10, 1), D(2026, 1, 1), D(2026, 4, 1)
@@ -570,6 +747,41 @@ def test_theme_recurrence_statuses_and_arr_at_risk(tmp_path):
     assert t9["first_seen_quarter"].isna().all() and t9["last_seen_quarter"].isna().all()
     assert t9["keywords"].iloc[0] == "invoice, billing"
     assert t9["arr_at_risk"].iloc[0] == 5_000.0  # detractor mention, even though absent
+
+
+def test_theme_recurrence_sentiment_shares(tmp_path):
+    """negative_share / positive_share over the theme's mentions with a sentiment in the quarter; a
+    mention without one counts in neither; null without any; a parent theme counts its sub-themes'."""
+    rows = [  # response, responded_at, score, sub-theme, sentiment
+        ("r1", "2025-02-01T00:00:00Z", 2, 1, "negative"),
+        ("r2", "2025-02-02T00:00:00Z", 3, 1, "negative"),
+        ("r3", "2025-02-03T00:00:00Z", 9, 1, "positive"),
+        ("r4", "2025-02-04T00:00:00Z", 7, 1, None),  # themed, not scored
+        ("r5", "2025-02-05T00:00:00Z", 8, 2, "neutral"),
+        ("r6", "2025-05-01T00:00:00Z", 10, 1, None),
+        ("r7", "2025-08-01T00:00:00Z", 10, 2, "positive"),
+    ]
+    write_sources(tmp_path, survey_responses=[resp(r, "A", at, score) for r, at, score, _, _ in rows],
+                  accounts=[acct("A", "2025-01-01T00:00:00Z", arr="1000")])
+    comment_themes = pd.DataFrame([(r, t, sent) for r, _, _, t, sent in rows],
+                                  columns=["response_id", "theme_id", "sentiment"])
+    themes = pd.DataFrame({
+        "theme_id": [1, 2, 10], "label": ["slow", "reports", "product"], "keywords": [["a"], ["b"], ["c"]],
+        "status": ["active"] * 3, "level": ["subtheme", "subtheme", "theme"], "parent_theme_id": [10, 10, None],
+    })
+    out = theme_recurrence(load_sources(tmp_path), comment_themes, themes)
+    q1, q2, q3 = D(2025, 1, 1), D(2025, 4, 1), D(2025, 7, 1)
+
+    def shares(theme_id, quarter):
+        r = row(out, theme_id=theme_id, quarter_start=quarter)
+        return r["negative_share"], r["positive_share"]
+
+    assert shares(1, q1) == (pytest.approx(2 / 3), pytest.approx(1 / 3))  # r4 has no sentiment
+    assert shares(2, q1) == (0.0, 0.0)  # neutral only
+    assert shares(10, q1) == (0.5, 0.25)  # the parent: r1-r3 and r5 scored
+    assert all(np.isnan(v) for v in shares(1, q2))  # one mention, not scored
+    assert all(np.isnan(v) for v in shares(1, q3))  # no mention
+    assert shares(2, q3) == (0.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,3 +844,303 @@ def test_compare_frames_reports_columns_and_null_vs_value():
         compare_frames(actual, _expected_frame(), keys=["period_start", "segment"])
     msg = str(err.value)
     assert "missing in actual ['label']" in msg and "'nps'" in msg
+
+
+# --------------------------------------------------------------------------------------------
+# theme_impact, passive_movement, promoter_queue
+# --------------------------------------------------------------------------------------------
+
+
+def test_theme_impact_by_hand(tmp_path):
+    """One quarter, 10 respondents on two plans; NPS 0 overall (4 promoters, 4 detractors)."""
+    rows = [  # response, account, score, sub-theme
+        ("r1", "A", 2, 1), ("r2", "A", 3, 1), ("r3", "B", 5, 1), ("r4", "B", 0, 9),
+        ("r5", "C", 10, 1), ("r6", "C", 9, 2), ("r7", "C", 9, None), ("r8", "C", 10, None),
+        ("r9", "C", 7, None), ("r10", "C", 8, None),
+    ]
+    write_sources(
+        tmp_path,
+        survey_responses=[resp(r, a, f"2025-02-{i + 1:02d}T00:00:00Z", s) for i, (r, a, s, _) in enumerate(rows)],
+        accounts=[acct("A", "2025-01-01T00:00:00Z", arr="100", plan="pro"),
+                  acct("A", "2025-02-01T12:00:00Z", arr="300", plan="pro"),  # r2 sees 300, r1 100
+                  acct("B", "2025-01-01T00:00:00Z", arr="50", plan="pro"),
+                  acct("C", "2025-01-01T00:00:00Z", arr="999", plan="team")],
+    )
+    sentiment = {"r1": "negative", "r2": "negative", "r5": "positive", "r6": "neutral"}  # r3: not scored
+    comment_themes = pd.DataFrame([(r, t, sentiment.get(r)) for r, _, _, t in rows],
+                                  columns=["response_id", "theme_id", "sentiment"])
+    themes = pd.DataFrame({
+        "theme_id": [1, 2, 9, 10], "label": ["billing", "support", "nothing", "money"],
+        "keywords": [["a"], ["b"], ["c"], ["d"]], "status": ["active"] * 4,
+        "level": ["subtheme", "subtheme", "subtheme", "theme"], "parent_theme_id": [10, 10, None, None],
+        "kind": ["discovered", "discovered", "no_feedback", "discovered"],
+    })
+    out = theme_impact(load_sources(tmp_path), comment_themes, themes)
+    q = D(2025, 1, 1)
+    t1 = row(out, theme_id=1, quarter_start=q, segment_type="overall")
+    # mentioners r1 r2 r3 (detractors) r5 (promoter): NPS -50; others 3 P, 2 passives, 1 D: 33.3
+    assert (t1["respondents"], t1["mentioners"], t1["detractor_mentioners"]) == (10, 4, 3)
+    assert t1["nps_mentioners"] == pytest.approx(-50) and t1["nps_non_mentioners"] == pytest.approx(100 / 3)
+    assert t1["nps_difference"] == pytest.approx(-50 - 100 / 3)
+    assert t1["nps_points_at_stake"] == pytest.approx(30)  # 100 x 3 / 10: NPS 0 -> 30 with them passive
+    assert t1["mentioners_margin_of_error"] == pytest.approx(1.96 * 100 * math.sqrt((0.25 + 0.75 - 0.25) / 4))
+    assert t1["detractor_arr"] == pytest.approx(300 + 50)  # A once, at its latest detractor mention
+    assert t1["priority_quadrant"] == "high_frequency_high_impact" and t1["priority_rank"] == 1
+    assert t1["negative_share"] == pytest.approx(2 / 3) and t1["positive_share"] == pytest.approx(1 / 3)
+    t2 = row(out, theme_id=2, quarter_start=q, segment_type="overall")
+    assert t2["nps_points_at_stake"] == 0 and t2["priority_quadrant"] == "low_frequency_low_impact"
+    nothing = row(out, theme_id=9, quarter_start=q, segment_type="overall")
+    assert nothing["priority_quadrant"] is None and pd.isna(nothing["priority_rank"])
+    parent = row(out, theme_id=10, quarter_start=q, segment_type="overall")
+    assert parent["theme_level"] == "theme" and parent["mentioners"] == 5  # r1 r2 r3 r5 r6
+    # plan pro: r1-r4, all detractors; theme 1 mentioned by r1-r3: NPS -100 both sides
+    pro = row(out, theme_id=1, quarter_start=q, segment_type="plan", segment_value="pro")
+    assert (pro["respondents"], pro["mentioners"]) == (4, 3)
+    assert pro["nps_difference"] == 0 and pro["nps_points_at_stake"] == pytest.approx(75)
+    assert pro["difference_exceeds_margin_of_error"] is False
+    # theme 2 has no mention on plan pro: no row
+    assert not ((out["theme_id"] == 2) & (out["segment_value"] == "pro")).any()
+
+
+def test_passive_movement_by_hand(tmp_path):
+    write_sources(
+        tmp_path,
+        survey_responses=[
+            resp("p1", "A", "2025-01-10T00:00:00Z", 7, contact="c1"),
+            resp("n1", "A", "2025-04-10T00:00:00Z", 9, contact="c1"),
+            resp("p2", "A", "2025-01-11T00:00:00Z", 8, contact="c2"),
+            resp("n2", "A", "2025-02-11T00:00:00Z", 3, contact="c2"),
+            resp("p3", "A", "2025-01-12T00:00:00Z", 8, contact="c3"),  # 201 days later: not "next"
+            resp("n3", "A", "2025-08-01T00:00:00Z", 2, contact="c3"),
+            resp("p4", "B", "2025-02-12T00:00:00Z", 7, contact="c4"),  # B churned after: lost
+        ],
+        accounts=[acct("A", "2025-01-01T00:00:00Z"), acct("B", "2025-01-01T00:00:00Z"),
+                  acct("B", "2025-03-01T00:00:00Z", churned_at="2025-03-01T00:00:00Z")],
+    )
+    out = passive_movement(load_sources(tmp_path))
+    q1 = row(out, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="overall")
+    assert (q1["passives"], q1["with_next_response"], q1["converted"], q1["slipped"]) == (4, 2, 1, 1)
+    assert (q1["awaiting_next"], q1["lost_to_churn"]) == (1, 1)
+    assert q1["conversion_rate"] == 0.5 and q1["slip_rate"] == 0.5
+    feb = row(out, period_grain="month", period_start=D(2025, 2, 1), segment_type="overall")
+    assert (feb["passives"], feb["with_next_response"], feb["lost_to_churn"]) == (1, 0, 1)
+    assert pd.isna(feb["conversion_rate"])
+
+
+def test_promoter_queue_by_hand(tmp_path):
+    """as_of 2025-04-01: window from 2025-03-02, cooldown from 2025-01-01."""
+    write_sources(
+        tmp_path,
+        survey_responses=[
+            resp("big", "A", "2025-03-10T00:00:00Z", 10, contact="ca"),
+            resp("new", "B", "2025-03-20T00:00:00Z", 9, contact="cb"),
+            resp("old", "B", "2025-03-02T00:00:00Z", 9, contact="cb2"),
+            resp("x_window", "B", "2025-03-01T23:00:00Z", 9, contact="cb3"),
+            resp("x_asked", "A", "2025-03-15T00:00:00Z", 10, contact="ca2"),
+            resp("x_account_ask", "C", "2025-03-15T00:00:00Z", 10, contact="cc"),
+            resp("x_again", "B", "2025-03-05T00:00:00Z", 10, contact="cb4"),
+            resp("again", "B", "2025-03-25T00:00:00Z", 4, contact="cb4"),
+            resp("last", "B", "2025-03-31T12:00:00Z", 5, contact="cb5"),  # as_of = next midnight
+        ],
+        accounts=[acct("A", "2025-01-01T00:00:00Z", arr="90000", owner="o1"),
+                  acct("B", "2025-01-01T00:00:00Z", arr="10000", owner="o2"),
+                  acct("C", "2025-01-01T00:00:00Z", arr="500000", owner="o3")],
+        activities=[
+            {"activity_id": "a1", "account_id": "A", "contact_id": "ca", "created_at": "2024-12-31T23:00:00Z",
+             "outcome": "referral_requested", "activity_type": "email"},  # before the cooldown
+            {"activity_id": "a2", "account_id": "A", "contact_id": "ca2", "created_at": "2025-03-16T00:00:00Z",
+             "outcome": "review_requested", "activity_type": "email"},
+            {"activity_id": "a3", "account_id": "C", "created_at": "2025-02-01T00:00:00Z",
+             "outcome": "case_study_requested", "activity_type": "meeting"},
+            {"activity_id": "a4", "account_id": "B", "contact_id": "cb", "created_at": "2025-03-21T00:00:00Z",
+             "outcome": "reached", "activity_type": "call"},  # not an ask
+        ],
+    )
+    src = load_sources(tmp_path)
+    out = promoter_queue(src, pd.DataFrame(columns=["response_id", "theme_id"]),
+                         pd.DataFrame(columns=["theme_id", "label", "keywords", "status"]))
+    assert out["response_id"].tolist() == ["big", "new", "old"]
+    assert out["queue_position"].tolist() == [1, 2, 3]
+    assert out.loc[0, "last_asked_at"] == pd.Timestamp("2024-12-31T23:00:00Z")
+    assert out.loc[0, "account_owner"] == "o1" and out.loc[1, "days_since_response"] == pytest.approx(12)
+    only_calls = promoter_queue(src, pd.DataFrame(columns=["response_id", "theme_id"]),
+                                pd.DataFrame(columns=["theme_id", "label", "keywords", "status"]),
+                                Params(promoter_ask_activity_types=("call",)))
+    # only calls count as asks: the e-mail and meeting asks no longer do; a call that "reached" is no ask
+    assert set(only_calls["response_id"]) == {"big", "new", "old", "x_asked", "x_account_ask"}
+
+
+# --------------------------------------------------------------------------------------------
+# survey sends: response rates and fatigue
+# --------------------------------------------------------------------------------------------
+
+SEND_COLUMNS = ["send_id", "survey_id", "survey_type", "trigger_event", "account_id", "contact_id", "channel",
+                "sent_at", "response_id"]
+
+
+def write_sends(root: Path, rows: list[dict]) -> None:
+    """survey_sends drops (<root>/survey_sends/survey_sends_<date of sent_at>.csv); an empty list
+    writes a header-only file: the source is configured, with no sends."""
+    folder = root / "survey_sends"
+    folder.mkdir(parents=True, exist_ok=True)
+    by_day: dict[str, list[dict]] = {}
+    for r in rows:
+        by_day.setdefault(str(r["sent_at"])[:10] or "0000-00-00", []).append(r)
+    for day, day_rows in (by_day or {"2025-01-01": []}).items():
+        with open(folder / f"survey_sends_{day}.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=SEND_COLUMNS)
+            writer.writeheader()
+            for r in day_rows:
+                full = {"survey_type": "relational", "trigger_event": "quarterly", "channel": "email", **r}
+                writer.writerow({c: "" if full.get(c) is None else full[c] for c in SEND_COLUMNS})
+
+
+def send(sid, account, contact, survey, at, response_id=None, **kw) -> dict:
+    return {"send_id": sid, "account_id": account, "contact_id": contact, "survey_id": survey, "sent_at": at,
+            "response_id": response_id, **kw}
+
+
+def test_load_sources_reads_and_validates_survey_sends(tmp_path):
+    write_sources(tmp_path, survey_responses=[resp("r1", "A", "2025-01-05T10:00:00Z", 9)])
+    write_sends(tmp_path, [
+        send("s1", "A", "c1", "S", "2025-01-05T09:00:00Z", "r1"),
+        send("s2", "A", "c2", "S", "2025-01-05T09:00:00Z", survey_type=""),  # no type: kept
+        send("s3", "A", "c3", "S", "2025-01-05T09:00:00Z", survey_type="nps"),
+        send("s4", "", "c4", "S", "2025-01-05T09:00:00Z"),
+        send("s5", "A", "c5", "S", "2025-01-05Tlater"),
+    ])
+    src = load_sources(tmp_path)
+    assert sorted(src.sends["send_id"]) == ["s1", "s2"]
+    assert src.sends.set_index("send_id").at["s1", "response_id"] == "r1"
+    rejected = src.rejected[src.rejected["entity"] == "survey_sends"]
+    assert sorted(zip(rejected["key"], rejected["reason"], strict=True)) == [
+        ("s3", "invalid_survey_type"), ("s4", "missing_account_id"), ("s5", "unparseable_sent_at")]
+
+
+@pytest.fixture
+def sends_sources(tmp_path):
+    """as_of 2025-04-01 (responses up to 2025-03-31). A is pro until 2025-02-01 and basic after; B is
+    enterprise. s1 links r1 (linked); s2 is unlinked and r2 answers the same survey and contact 10
+    days later (matched); s3 gets no answer; s4's response r4 comes 33 days after it (outside the
+    30-day window); s5 links r5, which is answered after as_of (not known: unanswered); s6 is sent
+    at as_of (not known)."""
+    write_sources(
+        tmp_path,
+        survey_responses=[
+            resp("r1", "A", "2025-01-11T00:00:00Z", 10, contact="c1", survey_id="S1"),
+            resp("r2", "A", "2025-01-20T00:00:00Z", 6, contact="c2", survey_id="S1"),
+            resp("r4", "B", "2025-03-20T00:00:00Z", 9, contact="c4", survey_id="S2", survey_type="transactional",
+                 trigger_event="onboarding"),
+            resp("r_last", "B", "2025-03-31T12:00:00Z", 8, contact="c9", survey_id="S9"),
+            resp("r5", "A", "2025-04-02T00:00:00Z", 9, contact="c1", survey_id="S3"),
+        ],
+        accounts=[acct("A", "2025-01-01T00:00:00Z", plan="pro"), acct("A", "2025-02-01T00:00:00Z", plan="basic"),
+                  acct("B", "2025-01-01T00:00:00Z", plan="enterprise")],
+    )
+    write_sends(tmp_path, [
+        send("s1", "A", "c1", "S1", "2025-01-10T00:00:00Z", "r1"),
+        send("s2", "A", "c2", "S1", "2025-01-10T00:00:00Z"),
+        send("s3", "A", "c3", "S1", "2025-01-10T00:00:00Z"),
+        send("s4", "B", "c4", "S2", "2025-02-15T00:00:00Z", survey_type="transactional", trigger_event="onboarding"),
+        send("s5", "A", "c1", "S3", "2025-03-05T00:00:00Z", "r5", survey_type="transactional", trigger_event=""),
+        send("s6", "B", "c5", "S2", "2025-04-01T00:00:00Z", survey_type="transactional"),
+    ])
+    return tmp_path
+
+
+def test_survey_sends_answered_links_matches_and_segments_as_of_the_send(sends_sources):
+    from tests.reference import survey_sends_answered
+
+    out = survey_sends_answered(load_sources(sends_sources), as_of="2025-04-01").set_index("send_id")
+    assert list(out.index) == ["s1", "s2", "s3", "s4", "s5"]
+    assert out["answered_by"].tolist() == ["r1", "r2", None, None, None]
+    assert out["answer_source"].tolist() == ["linked", "matched", None, None, None]
+    assert out["plan"].tolist() == ["pro", "pro", "pro", "enterprise", "basic"]
+    assert out.at["s5", "trigger_event"] == "unknown"
+    # a 40-day window lets r4 answer s4
+    wide = survey_sends_answered(load_sources(sends_sources), Params(send_response_window_days=40), "2025-04-01")
+    assert wide.set_index("send_id").at["s4", "answered_by"] == "r4"
+
+
+def test_response_rate_per_period_and_segment_by_hand(sends_sources):
+    from tests.reference import survey_sends_rated
+
+    rated = survey_sends_rated(load_sources(sends_sources), as_of="2025-04-01")
+    jan = row(rated, period_grain="month", period_start=D(2025, 1, 1), segment_type="overall", segment_value="all")
+    assert (jan["sends"], jan["responses_to_sends"], jan["response_rate"]) == (3, 2, pytest.approx(2 / 3))
+    q1 = row(rated, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="overall", segment_value="all")
+    assert (q1["sends"], q1["responses_to_sends"], q1["response_rate"]) == (5, 2, pytest.approx(0.4))
+    pro = row(rated, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="plan", segment_value="pro")
+    basic = row(rated, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="plan", segment_value="basic")
+    assert (pro["sends"], pro["responses_to_sends"], basic["sends"], basic["response_rate"]) == (3, 2, 1, 0)
+    unknown = row(rated, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="trigger_event",
+                  segment_value="unknown")
+    assert (unknown["sends"], unknown["responses_to_sends"]) == (1, 0)
+
+    seg = nps_by_segment(load_sources(sends_sources), as_of="2025-04-01")
+    jan = row(seg, period_grain="month", period_start=D(2025, 1, 1), segment_type="overall", segment_value="all")
+    assert (jan["responses"], jan["sends"], jan["responses_to_sends"]) == (2, 3, 2)
+    assert jan["response_rate"] == pytest.approx(2 / 3)
+    march = row(seg, period_grain="month", period_start=D(2025, 3, 1), segment_type="overall", segment_value="all")
+    assert (march["responses"], march["sends"], march["responses_to_sends"], march["response_rate"]) == (2, 1, 0, 0)
+    # February had a send (s4) but no response: no row, the grain is the responses'
+    assert not ((seg["period_grain"] == "month") & (seg["period_start"] == D(2025, 2, 1))).any()
+    enterprise = row(seg, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="plan",
+                     segment_value="enterprise")
+    assert (enterprise["responses"], enterprise["sends"], enterprise["responses_to_sends"]) == (2, 1, 0)
+    quarterly = row(seg, period_grain="quarter", period_start=D(2025, 1, 1), segment_type="trigger_event",
+                    segment_value="quarterly")
+    assert (quarterly["responses"], quarterly["sends"], quarterly["responses_to_sends"]) == (3, 3, 2)
+    # a segment with a response and no send of its own that month (s4 was in February): 0 sends, no rate
+    onboarding = row(seg, period_grain="month", period_start=D(2025, 3, 1), segment_type="trigger_event",
+                     segment_value="onboarding")
+    assert (onboarding["responses"], onboarding["sends"], onboarding["responses_to_sends"]) == (1, 0, 0)
+    assert pd.isna(onboarding["response_rate"])
+
+
+def test_without_sends_the_rate_is_null_and_with_an_empty_source_zero(sends_sources, tmp_path_factory):
+    import shutil
+
+    shutil.rmtree(sends_sources / "survey_sends")
+    seg = nps_by_segment(load_sources(sends_sources), as_of="2025-04-01")
+    assert seg["sends"].isna().all() and seg["responses_to_sends"].isna().all() and seg["response_rate"].isna().all()
+    write_sends(sends_sources, [])  # configured, no sends yet
+    seg = nps_by_segment(load_sources(sends_sources), as_of="2025-04-01")
+    assert (seg["sends"] == 0).all() and (seg["responses_to_sends"] == 0).all() and seg["response_rate"].isna().all()
+
+
+def test_unanswered_sends_count_towards_fatigue_by_hand(tmp_path):
+    """as_of 2025-07-01. c1 ignored a relational invitation on 2025-06-01: fatigued until
+    2025-08-30 with sends, eligible without them. c2 answered a relational survey on 2025-01-10
+    (sent the same day) and ignored a transactional one on 2025-06-21: transactional fatigue until
+    2025-08-20. c3's only send is 100 days old; a send without a contact counts for nobody."""
+    from tests.reference import survey_eligibility
+
+    write_sources(
+        tmp_path,
+        survey_responses=[resp("r1", "A", "2025-01-10T01:00:00Z", 9, contact="c2", sent_at="2025-01-10T00:00:00Z"),
+                          resp("r2", "A", "2025-06-30T12:00:00Z", 9)],
+        accounts=[acct("A", "2025-01-01T00:00:00Z")],
+        contacts=[{"contact_id": c, "account_id": "A", "updated_at": "2025-01-01T00:00:00Z"}
+                  for c in ("c1", "c2", "c3")],
+    )
+    write_sends(tmp_path, [
+        send("s1", "A", "c1", "S", "2025-06-01T00:00:00Z"),
+        send("s2", "A", "c2", "S", "2025-01-10T00:00:00Z", "r1"),
+        send("s3", "A", "c2", "T", "2025-06-21T00:00:00Z", survey_type="transactional"),
+        send("s4", "A", "c3", "S", "2025-03-23T00:00:00Z"),
+        send("s5", "A", None, "T", "2025-06-30T00:00:00Z", survey_type="transactional"),
+    ])
+    out = survey_eligibility(load_sources(tmp_path), as_of="2025-07-01").set_index("contact_id")
+    assert out["is_eligible"].to_dict() == {"c1": False, "c2": False, "c3": True}
+    assert out.at["c1", "eligible_from"] == pd.Timestamp("2025-08-30", tz="UTC")
+    assert out.at["c2", "eligible_from"] == pd.Timestamp("2025-08-20", tz="UTC")
+    assert out.at["c2", "last_relational_survey_at"] == pd.Timestamp("2025-01-10", tz="UTC")
+    assert out.at["c3", "last_relational_survey_at"] == pd.Timestamp("2025-03-23", tz="UTC")
+    import shutil
+
+    shutil.rmtree(tmp_path / "survey_sends")  # without sends: only c2's answer counts, as before
+    before = survey_eligibility(load_sources(tmp_path), as_of="2025-07-01").set_index("contact_id")
+    assert before["is_eligible"].to_dict() == {"c1": True, "c2": True, "c3": True}
+    assert before["last_transactional_survey_at"].isna().all()
+

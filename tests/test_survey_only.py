@@ -1,7 +1,7 @@
 """A survey-only team: just a Qualtrics CSV export, no CRM, no product usage. It once could not start
 (`no source configured for entity 'accounts'`; the workaround was header-only CSVs). Following the
 README's "Survey-only teams" steps (its sources file, `nps sources check`, `nps run`), the run
-records the four entities as not configured, builds and publishes every mart, and the marts say what
+records the five optional entities as not configured, builds and publishes every mart, and the marts say what
 is missing: segments 'unknown', recovery 'no_follow_up_data', nps_outcomes empty, with the reasons
 in marts.source_coverage and the summary. NPS is checked against pandas over the export itself."""
 
@@ -118,7 +118,7 @@ def test_the_load_audit_records_the_entities_as_not_configured(survey_only) -> N
     assert set(not_configured["connector"]) == {"none"} and not_configured["rows_read"].sum() == 0
     survey = audit[audit["entity"] == "survey_responses"].iloc[0]
     assert (survey.rows_loaded, survey.rows_excluded) == (len(answers), 2)
-    for table in ("accounts", "contacts", "activities", "usage_daily"):
+    for table in ("accounts", "contacts", "activities", "usage_daily", "survey_sends"):
         assert query(url, f"select count(*) as n from raw.{table}").n[0] == 0
 
 
@@ -137,6 +137,9 @@ def test_nps_matches_the_export_and_account_segments_are_unknown(survey_only) ->
                           " 'tenure_band', 'usage_band', 'account_owner') group by 1")
     assert len(segments) == 8 and all(v == ["unknown"] for v in segments["values_"]), segments
     assert query(url, "select count(*) as n from marts.nps_by_segment where revenue_weighted_nps is not null").n[0] == 0
+    # no survey sends: the response rate is unknown, not 0
+    assert query(url, "select count(*) as n from marts.nps_by_segment where sends is not null"
+                      " or responses_to_sends is not null or response_rate is not null").n[0] == 0
 
 
 def test_recovery_says_no_follow_up_data_and_outcomes_are_empty_with_a_reason(survey_only) -> None:
@@ -154,7 +157,7 @@ def test_recovery_says_no_follow_up_data_and_outcomes_are_empty_with_a_reason(su
 
 def test_the_summary_says_what_is_missing_once(survey_only) -> None:
     _, _, _, out = survey_only
-    assert out.count("Not configured: accounts, activities, contacts, usage_daily") == 1, out
+    assert out.count("Not configured: accounts, activities, contacts, survey_sends, usage_daily") == 1, out
     assert re.search(r"accounts\s+nps_outcomes\s+empty: churn and expansion", out)
     assert "no_follow_up_data" in out
 

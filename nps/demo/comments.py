@@ -23,6 +23,8 @@ import numpy as np
 DETRACTOR = "detractor"
 PASSIVE = "passive"
 PROMOTER = "promoter"
+#: the sentiment truth of a theme's comments from its lean (the generator's `_truth` sentiment column)
+LEAN_SENTIMENT = {DETRACTOR: "negative", PASSIVE: "neutral", PROMOTER: "positive"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,12 @@ class Theme:
     templates: tuple[str, ...]
     slots: dict[str, tuple[str, ...]] = field(default_factory=dict)
     mentions: tuple[str, ...] = ()  # short clauses used when another theme mentions this one
+    #: sentiment each template is written with (a ``mixed`` theme's); empty = every template has the lean's
+    polarity: tuple[str, ...] = ()
+
+    def sentiment_of(self, template: int) -> str:
+        """The sentiment (negative / neutral / positive) template ``template`` is written with."""
+        return self.polarity[template] if self.polarity else LEAN_SENTIMENT[self.lean]
 
 
 # Theme that is fixed after the first quarter / theme that only appears from the third quarter.
@@ -386,6 +394,10 @@ THEMES: tuple[Theme, ...] = (
         },
         mentions=("and the new AI assistant is nice", "also the AI assistant is hit or miss",
                   "plus the AI copilot helps"),
+        # one per template above: praise, complaints, and "great but makes things up" / "only once
+        # it respects our privacy settings" as neutral
+        polarity=("positive", "positive", "negative", "positive", "neutral", "negative",
+                  "positive", "negative", "positive", "positive", "neutral", "positive"),
     ),
 )
 
@@ -471,7 +483,7 @@ def active_quarters(key: str, n_quarters: int) -> list[int]:
 
 
 class CommentModel:
-    """Draws (comment, theme_key, has_pii) for one response at a time."""
+    """Draws (comment, theme_key, has_pii, sentiment) for one response at a time."""
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
@@ -604,8 +616,11 @@ class CommentModel:
         return self._pick(pool).format(v=value)
 
     # -- public --------------------------------------------------------------------------------
-    def make(self, category: str, quarter_index: int, ctx: dict[str, object]) -> tuple[str, str, bool]:  # noqa: C901, PLR0912 - one seeded simulation step: it draws from its stream in a fixed order, splitting it is a determinism refactor of its own
-        """Return (comment, theme_key, has_pii); theme_key is '' for empty/content-free comments."""
+    def make(self, category: str, quarter_index: int, ctx: dict[str, object]) -> tuple[str, str, bool, str]:  # noqa: C901, PLR0912 - one seeded simulation step: it draws from its stream in a fixed order, splitting it is a determinism refactor of its own
+        """Return (comment, theme_key, has_pii, sentiment); theme_key is '' for empty/content-free
+        comments. ``sentiment`` is what the theme's text was written with (the lean's, a mixed theme's
+        template's; '' for empty / content-free comments and for two sentences of a mixed theme that
+        disagree); openers, closers and secondary clauses follow the score category and are not in it."""
         r = self.rng
         channel = ctx.get("channel")
         p_empty = {"in_app": 0.24, "web": 0.14, "email": 0.11}.get(str(channel), 0.15)
@@ -613,9 +628,9 @@ class CommentModel:
             p_empty += 0.03
         u = r.random()
         if u < p_empty:
-            return "", "", False
+            return "", "", False, ""
         if u < p_empty + 0.03:
-            return self._pick(CONTENT_FREE), "", False
+            return self._pick(CONTENT_FREE), "", False, ""
 
         weights = self.theme_weights(category, quarter_index, ctx)
         theme = THEMES[int(r.choice(len(THEMES), p=weights))]
@@ -626,15 +641,18 @@ class CommentModel:
                 keys = sorted(table)
                 kw = np.array([weights[THEME_KEYS.index(k)] for k in keys]) + 1e-9
                 theme = THEME_BY_KEY[keys[int(r.choice(len(keys), p=kw / kw.sum()))]]
-            return self._pick(table[theme.key]), theme.key, False
+            return self._pick(table[theme.key]), theme.key, False, LEAN_SENTIMENT.get(theme.lean, "")
 
         first = int(r.integers(len(theme.templates)))
         text = self._fill(theme.templates[first], theme)
+        sentiment = theme.sentiment_of(first)
         # Second sentence: another template of the same theme or a closer.
         if r.random() < 0.25:
             if r.random() < 0.5:
                 other_t = (first + 1 + int(r.integers(len(theme.templates) - 1))) % len(theme.templates)
                 second = self._fill(theme.templates[other_t], theme)
+                if theme.sentiment_of(other_t) != sentiment:
+                    sentiment = ""
             else:
                 second = self._pick(_CLOSERS[category])
             sep = "\n" if r.random() < 0.2 else " "
@@ -671,4 +689,4 @@ class CommentModel:
             if not text.endswith((".", "!", "?")):
                 text += "."
             text = f"{text} {pii}"
-        return text, theme.key, has_pii
+        return text, theme.key, has_pii, sentiment

@@ -3,11 +3,13 @@
 Writes the daily CSV drops of docs/contracts.md section 1::
 
     <out_dir>/<entity>/<entity>_<YYYY-MM-DD>.csv   (one file per entity per day, header always)
-    <out_dir>/_truth/comment_themes.csv             (response_id, theme_key, has_pii)
+    <out_dir>/_truth/comment_themes.csv             (response_id, theme_key, has_pii, sentiment)
+    <out_dir>/_truth/survey_sends.csv               (send_id, response_id: the answer each send got)
     <out_dir>/_truth/manifest.json
 
 The data is a simulation of a B2B SaaS vendor: accounts with plans/ARR/owners that change over
-time and churn, contacts, relational and transactional NPS surveys, CSM follow-up activities with
+time and churn, contacts, relational and transactional NPS surveys (every send, answered or not,
+in survey_sends), CSM follow-up activities with
 realistic delays (which drive whether a detractor recovers in the next cycle), daily product
 usage, and free-text comments about latent themes (one fixed after the first quarter, one emerging
 from the third). Same config => byte-identical files: all randomness comes from
@@ -82,6 +84,8 @@ class _Sim(CrmSteps, SurveySteps):
         root = np.random.default_rng(cfg.seed)
         (self.r_acc, self.r_con, self.r_use, self.r_srv, self.r_score, self.r_cmt, self.r_act,
          self.r_misc) = root.spawn(8)
+        # spawned after the others, so adding the survey sends changed none of their streams
+        (self.r_send,) = root.spawn(1)
         self.start_ts = _epoch(cfg.start)
         self.end_ts = _epoch(cfg.end)
         self.n_days = (cfg.end - cfg.start).days
@@ -159,6 +163,9 @@ class _Sim(CrmSteps, SurveySteps):
         ids = np.array([f"C{x + 1:06d}" for x in range(self.nc)] + [""], dtype=object)
         return ids[np.where(c >= 0, c, self.nc)]
 
+    def _send_ids(self) -> np.ndarray:
+        return np.array([f"SND{i + 1:07d}" for i in range(len(self.sends))], dtype=object)
+
     def frames(self) -> dict[str, pd.DataFrame]:
         out: dict[str, pd.DataFrame] = {}
         df = self.resp
@@ -201,6 +208,14 @@ class _Sim(CrmSteps, SurveySteps):
             "account_id": self._aid(a_idx), "usage_date": day_str[d_idx], "active_users": users,
             "sessions": sessions, "core_events": events, "_day": day_str[d_idx],
         })
+        snd = self.sends
+        out["survey_sends"] = pd.DataFrame({
+            "send_id": self._send_ids(), "survey_id": snd["survey_id"], "survey_type": snd["type"],
+            "trigger_event": snd["trigger"], "account_id": self._aid(snd["a"].to_numpy()),
+            "contact_id": self._cid(snd["c"].to_numpy()), "channel": snd["channel"],
+            "sent_at": fmt_ts(snd["sent"].to_numpy()), "response_id": snd["response_id"],
+            "_day": fmt_date(snd["sent"].to_numpy()),
+        })
         for name, frame in out.items():
             out[name] = frame.reset_index(drop=True)
             assert list(frame.columns[:-1]) == ENTITY_COLUMNS[name], name
@@ -230,7 +245,7 @@ def generate(out_dir: Path, cfg: GeneratorConfig, progress: bool = True) -> dict
     sim = _Sim(cfg)
     steps = [("accounts", sim.accounts), ("contacts", sim.contacts), ("usage", sim.usage),
              ("surveys", sim.surveys), ("scores", sim.scores), ("comments", sim.comments),
-             ("activities", sim.activities)]
+             ("activities", sim.activities), ("survey sends", sim.survey_sends)]
     days = [(cfg.start + timedelta(days=d)).isoformat() for d in range(sim.n_days)]
     bar = tqdm(total=len(steps) + len(days), desc="nps demo", unit="step", disable=not progress)
     for name, step in steps:
@@ -264,8 +279,11 @@ def generate(out_dir: Path, cfg: GeneratorConfig, progress: bool = True) -> dict
     truth_dir = out_dir / "_truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
     truth = pd.DataFrame({"response_id": df["response_id"], "theme_key": df["theme_key"],
-                          "has_pii": np.where(df["has_pii"], "true", "false")})
+                          "has_pii": np.where(df["has_pii"], "true", "false"), "sentiment": df["sentiment"]})
     _write_csv(truth, truth_dir / "comment_themes.csv")
+    # which response each send really got (web links included, which the drops leave unlinked)
+    _write_csv(pd.DataFrame({"send_id": sim._send_ids(), "response_id": sim.sends["true_response_id"]}),
+               truth_dir / "survey_sends.csv")
 
     manifest = _manifest(sim, frames)
     (truth_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n",
@@ -313,6 +331,9 @@ def _manifest(sim: _Sim, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
             "comments_themed": int((df["theme_key"] != "").sum()),
             "comments_with_pii": int(df["has_pii"].sum()),
             "responses_without_contact": int((df["c"] < 0).sum()),
+            "survey_sends": int(len(sim.sends)),
+            "survey_sends_answered": int((sim.sends["true_response_id"] != "").sum()),
+            "survey_sends_linked": int((sim.sends["response_id"] != "").sum()),
             "accounts_total": sim.n,
             "accounts_created_in_range": int(sim.is_new.sum()),
             "accounts_churned": int(sim.churned.sum()),

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from nps.demo.generator import GeneratorConfig
 
 RELATIONAL, TRANSACTIONAL = SURVEY_TYPES
+#: the share of the contacts who do not answer a relational wave that were invited at all (a wave
+#: goes to a sample; so some contacts are eligible again at the end of a quarter)
+WAVE_SAMPLE_SHARE = 0.5
 
 
 @dataclass
@@ -43,15 +46,29 @@ class _SurveySends:
             self.cols[k].append(v)
 
 
+@dataclass
+class _Unanswered:
+    """Survey sends nobody answered, as the steps meet them: contact, account, survey, type,
+    trigger, send time and channel ("" when the step draws none for an unanswered send). Recording
+    them draws nothing from the survey stream, so the answers come out as before."""
+
+    rows: list[tuple[int, int, str, str, str, int, str]] = field(default_factory=list)
+
+    def add(self, c: int, a: int, sid: str, typ: str, trig: str, sent: int, ch: str = "") -> None:
+        self.rows.append((c, a, sid, typ, trig, sent, ch))
+
+
 class SurveySteps:
-    """The surveys, scores and comments steps; they set resp (one row per answered send), fu_ts and
-    fu_bucket (each response's CSM follow-up)."""
+    """The surveys, scores, comments and survey-sends steps; they set resp (one row per answered
+    send), fu_ts and fu_bucket (each response's CSM follow-up), and sends (one row per send,
+    answered or not)."""
 
     # set by _Sim.__init__
     cfg: GeneratorConfig
     r_srv: np.random.Generator
     r_score: np.random.Generator
     r_cmt: np.random.Generator
+    r_send: np.random.Generator
     start_ts: int
     end_ts: int
     n_days: int
@@ -86,6 +103,7 @@ class SurveySteps:
         (onboarding, feature releases, support tickets) up to the responses target. Each kind draws
         from the one survey stream in this order."""
         sends = _SurveySends()
+        self.unanswered = _Unanswered()
         self._relational_waves(sends)
         self._renewals(sends)
         self._onboarding(sends)
@@ -93,7 +111,10 @@ class SurveySteps:
         n_fr = round(0.35 * remaining)
         self._feature_releases(sends, n_fr)
         self._support_tickets(sends, remaining - n_fr)
-        self.resp = self._answered(pd.DataFrame(sends.cols))
+        frame = pd.DataFrame(sends.cols)
+        frame["send_no"] = np.arange(len(frame))  # which send a response answers (survey_sends)
+        self.answered_sends = frame.copy()  # before anonymous web answers lose their contact
+        self.resp = self._answered(frame)
 
     def _delay(self, ch: str) -> int:
         """Seconds from send to answer on a channel."""
@@ -118,7 +139,10 @@ class SurveySteps:
                 a = int(self.c_acc[c])
                 sent = wave_day_ts + int(r.integers(0, 3)) * DAY + int(r.integers(13 * HOUR, 16 * HOUR))
                 p = min(0.97, self.c_engage[c] * rel_scale * (0.6 if self.usage_level[a] < 0.5 else 1.0))
-                if not self._exists(c, sent) or r.random() >= p:
+                if not self._exists(c, sent):
+                    continue
+                if r.random() >= p:
+                    self.unanswered.add(c, a, f"NPS-REL-{label}", RELATIONAL, "quarterly", sent)
                     continue
                 ch = str(r.choice(["email", "in_app", "web"], p=[0.75, 0.15, 0.10]))
                 sends.add(c, a, f"NPS-REL-{label}", RELATIONAL, "quarterly", ch, sent, sent + self._delay(ch))
@@ -134,10 +158,14 @@ class SurveySteps:
                 if not self.start_ts <= sent < self.end_ts:
                     continue
                 c = cs[0]
-                if self._exists(c, sent) and r.random() < 0.5:
-                    sd = datetime.fromtimestamp(sent, UTC)
+                if not self._exists(c, sent):
+                    continue
+                sd = datetime.fromtimestamp(sent, UTC)
+                if r.random() < 0.5:
                     sends.add(c, a, f"NPS-REN-{sd:%Y-%m}", RELATIONAL, "renewal", "email", sent,
                               sent + self._delay("email"))
+                else:
+                    self.unanswered.add(c, a, f"NPS-REN-{sd:%Y-%m}", RELATIONAL, "renewal", sent, "email")
 
     def _onboarding(self, sends: _SurveySends) -> None:
         """Onboarding: contacts created during the range, ~3-5 weeks after creation."""
@@ -145,11 +173,15 @@ class SurveySteps:
         for created in np.flatnonzero(self.c_created >= self.start_ts):
             c = int(created)
             sent = int(self.c_created[c]) + int(r.integers(21 * DAY, 35 * DAY))
-            if self._exists(c, sent) and r.random() < 0.6:
+            if not self._exists(c, sent):
+                continue
+            sd = datetime.fromtimestamp(sent, UTC)
+            if r.random() < 0.6:
                 ch = "email" if r.random() < 0.6 else "in_app"
-                sd = datetime.fromtimestamp(sent, UTC)
                 sends.add(c, int(self.c_acc[c]), f"NPS-ONB-{sd:%Y-%m}", TRANSACTIONAL, "onboarding", ch, sent,
                           sent + self._delay(ch))
+            else:
+                self.unanswered.add(c, int(self.c_acc[c]), f"NPS-ONB-{sd:%Y-%m}", TRANSACTIONAL, "onboarding", sent)
 
     def _feature_releases(self, sends: _SurveySends, n_fr: int) -> None:
         """Feature releases every six weeks: in-app survey to active users (n_fr in all)."""
@@ -200,6 +232,79 @@ class SurveySteps:
         keep = (df["resp"].to_numpy() < self.end_ts) & (df["resp"].to_numpy() < self.churn_ts[a]) \
             & (df["sent"].to_numpy() >= self.active_from[a])
         return df[keep].sort_values(["resp", "a", "c", "survey_id"], kind="mergesort").reset_index(drop=True)
+
+    # -- survey sends (their own random stream: the other entities come out as before) -------------
+    def survey_sends(self) -> None:
+        """One row per survey send, answered or not (after scores: answers have their response_id).
+        The answered sends link their response, except web links (a generic link: the export cannot
+        tell which answer it got, docs/contracts.md matches them); a send answered after the range
+        or after its account churned is unanswered; the sends the steps saw go unanswered (for a
+        relational wave, the invited half of those contacts); and the unanswered sends of the
+        sampled surveys (feature releases, support tickets), drawn here.
+        Sets sends (c, a, survey_id, type, trigger, channel, sent, response_id, true_response_id)."""
+        r = self.r_send
+        log = self.answered_sends
+        answer = log["send_no"].map(self.resp.set_index("send_no")["response_id"]).fillna("").to_numpy()
+        rows = [(int(c), int(a), sid, typ, trig, ch, int(sent), rid if ch != "web" else "", rid)
+                for c, a, sid, typ, trig, ch, sent, rid in zip(
+                    log["c"], log["a"], log["survey_id"], log["type"], log["trigger"], log["channel"], log["sent"],
+                    answer, strict=True)]
+        for c, a, sid, typ, trig, sent, ch in self.unanswered.rows:
+            if trig == "quarterly" and r.random() >= WAVE_SAMPLE_SHARE:
+                continue  # a wave is sent to a sample: this contact was not invited this quarter
+            if not ch:
+                ch = (str(r.choice(["email", "in_app", "web"], p=[0.75, 0.15, 0.10])) if trig == "quarterly"
+                      else "email" if r.random() < 0.6 else "in_app")
+            rows.append((c, a, sid, typ, trig, ch, sent, "", ""))
+        rows += self._unanswered_feature_releases(log)
+        rows += self._unanswered_support_tickets(int((log["trigger"] == "support_ticket_closed").sum()))
+        df = pd.DataFrame(rows, columns=["c", "a", "survey_id", "type", "trigger", "channel", "sent",
+                                         "response_id", "true_response_id"])
+        a = df["a"].to_numpy()
+        sent = df["sent"].to_numpy()
+        sent_to_customer = (sent >= self.start_ts) & (sent < self.end_ts) & (sent >= self.active_from[a]) \
+            & (sent < self.churn_ts[a])
+        self.sends = df[sent_to_customer].sort_values(["sent", "a", "c", "survey_id"], kind="mergesort") \
+            .reset_index(drop=True)
+
+    def _unanswered_feature_releases(self, log: pd.DataFrame) -> list[tuple]:
+        """The in-app release surveys shown to other active users, who did not answer: about 1.5
+        per answer, among the eligible contacts not already asked in that release."""
+        r = self.r_send
+        rows: list[tuple] = []
+        for rel in [self.start_ts + d * DAY + 16 * HOUR for d in range(20, self.n_days - 7, 42)]:
+            sid = f"NPS-FR-{datetime.fromtimestamp(rel, UTC):%Y-%m-%d}"
+            asked = set(log.loc[log["survey_id"] == sid, "c"].tolist())
+            pool = np.array([c for c in range(self.nc) if c not in asked and self._exists(c, rel)
+                             and self.usage_level[self.c_acc[c]] > 0.5], dtype=np.int64)
+            n_un = min(len(pool), round(1.5 * len(asked)))
+            for pick in np.sort(r.choice(pool, size=n_un, replace=False)) if n_un else []:
+                c = int(pick)
+                sent = rel + int(r.integers(HOUR, 7 * DAY))
+                ch = "in_app" if r.random() < 0.85 else "email"
+                rows.append((c, int(self.c_acc[c]), sid, TRANSACTIONAL, "feature_release", ch, sent, "", ""))
+        return rows
+
+    def _unanswered_support_tickets(self, n_answered: int) -> list[tuple]:
+        """Surveys after other closed tickets, which nobody answered: about 1.2 per answer, drawn
+        like the answered ones (bigger and unhappier accounts open more tickets)."""
+        r = self.r_send
+        span = np.maximum(0, self.active_to - self.active_from - 2 * DAY).astype(float)
+        wt = np.array([0.5, 0.8, 1.2, 1.8, 2.5])[self.band] * (1 + 0.6 * (self.health < -0.5)) * span
+        n_un = round(1.2 * n_answered)
+        if n_un <= 0 or wt.sum() <= 0:
+            return []
+        rows: list[tuple] = []
+        for pick in np.sort(r.choice(self.n, size=n_un, p=wt / wt.sum())):
+            a = int(pick)
+            closed = int(r.integers(self.active_from[a], self.active_from[a] + max(1, int(span[a]))))
+            cs = [c for c in self.contacts_by_account[a] if self.c_created[c] <= closed]
+            sent = closed + int(r.integers(HOUR, 6 * HOUR))
+            ch = "email" if r.random() < 0.65 else "web"
+            c = cs[int(r.integers(len(cs)))] if cs else -1
+            sid = f"NPS-TKT-{datetime.fromtimestamp(sent, UTC):%Y-%m}"
+            rows.append((c, a, sid, TRANSACTIONAL, "support_ticket_closed", ch, sent, "", ""))
+        return rows
 
     # -- scores (sequential per respondent: follow-ups change the next answer) ----------------------
     def scores(self) -> None:  # noqa: PLR0915 - one seeded simulation step: it draws from its stream in a fixed order, splitting it is a determinism refactor of its own
@@ -285,7 +390,7 @@ class SurveySteps:
     def comments(self) -> None:
         df = self.resp
         model = CommentModel(self.r_cmt)
-        texts, keys, pii = [], [], []
+        texts, keys, pii, sentiments = [], [], [], []
         langs = []
         for row in df.itertuples(index=False):
             lang = str(self.c_lang[row.c]) if row.c >= 0 else "en"
@@ -294,12 +399,14 @@ class SurveySteps:
             ctx = {"plan": PLANS[row.plan], "trigger_event": row.trigger, "channel": row.channel,
                    "employee_band": EMPLOYEE_BANDS[self.band[row.a]], "tenure_days": row.tenure,
                    "language": lang}
-            t, k, p = model.make(cat, int(row.q), ctx)
+            t, k, p, s = model.make(cat, int(row.q), ctx)
             texts.append(t)
             keys.append(k)
             pii.append(p)
+            sentiments.append(s)
             langs.append(lang)
         df["comment"] = texts
         df["theme_key"] = keys
         df["has_pii"] = pii
+        df["sentiment"] = sentiments
         df["language"] = langs

@@ -244,3 +244,37 @@ begin
             check (method in ('empty', 'no_feedback', 'noise', 'assigned', 'discovered', 'pinned'));
     end if;
 end $$;
+
+-- sentiment per comment (nlp/sentiment.py), written by the theme step's sentiment step after
+-- nlp.comment_themes: one row per response with a non-empty comment (no-feedback answers neutral)
+create table if not exists nlp.comment_sentiment (
+    response_id     text             not null primary key,
+    text_hash       text             not null,
+    sentiment       text             not null check (sentiment in ('negative', 'neutral', 'positive')),
+    sentiment_score double precision not null check (sentiment_score between -1 and 1),
+    method          text             not null check (method in ('score_classifier', 'anchors', 'no_feedback')),
+    model           text             not null,
+    run_id          text,
+    scored_at       timestamptz      not null default now()
+);
+
+-- survey sends (optional entity): one row per invitation sent, answered or not; response rates and
+-- survey fatigue count them (docs/contracts.md sections 1, 2 and 4)
+create table if not exists raw.survey_sends (
+    send_id       text        not null primary key,
+    survey_id     text,
+    survey_type   text,
+    trigger_event text,
+    account_id    text        not null,
+    contact_id    text,
+    channel       text,
+    sent_at       timestamptz not null,
+    response_id   text,
+    extras        jsonb,
+    _run_id       text,
+    _source_file  text,
+    _loaded_at    timestamptz not null default now()
+);
+create index if not exists survey_sends_sent_at_idx on raw.survey_sends (sent_at);
+create index if not exists survey_sends_source_file_idx on raw.survey_sends (_source_file);
+create index if not exists survey_sends_contact_idx on raw.survey_sends (contact_id, sent_at);

@@ -156,6 +156,12 @@ def validate(frame: pd.DataFrame, spec: EntitySpec, settings: config.LoadSetting
         flag(frame[REJECT] != "", frame[REJECT], frame[REJECT_DETAIL])
     for column in sorted(spec.required):
         flag(frame[column].str.strip() == "", f"missing_{column}", f"{column} is empty")
+    for column in sorted(spec.enforced_enums):
+        allowed = spec.enums[column]
+        value = frame[column].str.strip()
+        flag((value != "") & ~value.isin(allowed), f"invalid_{column}",
+             f"not one of {', '.join(allowed)}: " + frame[column])
+        good[column] = value  # stored as the documented value (" relational" -> "relational")
 
     future_limit = pd.Timestamp(now) + pd.Timedelta(hours=settings.future_tolerance_hours)
     # the interval column first, so a row with a broken timestamp is reported for that column

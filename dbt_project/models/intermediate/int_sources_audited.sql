@@ -1,6 +1,6 @@
 -- One row per source entity: whether its latest load had a configured source, whether the warehouse
 -- holds any of its rows, and so whether the marts can use it (is_available). An optional entity (CRM,
--- product usage) that sources.yml leaves out and that was never loaded is not available: the marts
+-- product usage, survey sends) that sources.yml leaves out and that was never loaded is not available: the marts
 -- that need it degrade as seeds/source_needs.csv says. With no load recorded at all (dbt run by
 -- hand on loaded tables), an entity counts as configured.
 with
@@ -41,6 +41,12 @@ usage_daily as (
 
 ),
 
+survey_sends as (
+
+    select * from {{ ref('stg_survey__sends') }}
+
+),
+
 entity_rows as (
 
     select
@@ -70,6 +76,12 @@ entity_rows as (
     select
         'usage_daily' as entity,
         exists(select 1 from usage_daily) as has_rows
+
+    union all
+
+    select
+        'survey_sends' as entity,
+        exists(select 1 from survey_sends) as has_rows
 
 ),
 

@@ -1,7 +1,7 @@
 -- One row per active theme and UTC quarter, from the quarter of the theme's first mention to the latest
 -- quarter with any response (quarters without mentions included, with 0): mentions by NPS category, ARR
--- behind the detractor mentions, and the quarter's responses per category (the denominators of "share of
--- promoters / detractors mentioning the theme").
+-- behind the detractor mentions, mentions by sentiment, and the quarter's responses per category (the
+-- denominators of "share of promoters / detractors mentioning the theme").
 with
 
 theme_mentions as (
@@ -24,7 +24,10 @@ mention_counts as (
         count(*) as mentions,
         count(*) filter (where is_promoter) as promoter_mentions,
         count(*) filter (where is_passive) as passive_mentions,
-        count(*) filter (where is_detractor) as detractor_mentions
+        count(*) filter (where is_detractor) as detractor_mentions,
+        count(sentiment) as scored_mentions,
+        count(*) filter (where sentiment = 'negative') as negative_mentions,
+        count(*) filter (where sentiment = 'positive') as positive_mentions
     from theme_mentions
     group by theme_id, response_quarter
 
@@ -106,6 +109,9 @@ final as (
         coalesce(mention_counts.promoter_mentions, 0) as promoter_mentions,
         coalesce(mention_counts.passive_mentions, 0) as passive_mentions,
         coalesce(mention_counts.detractor_mentions, 0) as detractor_mentions,
+        coalesce(mention_counts.scored_mentions, 0) as scored_mentions,
+        coalesce(mention_counts.negative_mentions, 0) as negative_mentions,
+        coalesce(mention_counts.positive_mentions, 0) as positive_mentions,
         coalesce(arr_at_risk.arr_at_risk, 0) as arr_at_risk,
         coalesce(quarter_responses.quarter_promoters, 0) as quarter_promoters,
         coalesce(quarter_responses.quarter_detractors, 0) as quarter_detractors

@@ -3,7 +3,8 @@
 -- 'theme' row for its parent theme (when it has an active one). With var theme_resolve_merges (default
 -- true) a comment of a merged theme counts for the active theme it was (transitively) merged into, and a
 -- sub-theme under a merged parent counts for the parent that was merged into; otherwise they are dropped
--- with the merged theme.
+-- with the merged theme. Each row carries the comment's sentiment (nlp.comment_sentiment; null when the
+-- comment has not been scored).
 with
 
 themes as (
@@ -21,6 +22,12 @@ assignments as (
 responses as (
 
     select * from {{ ref('int_responses_enriched') }}
+
+),
+
+comment_sentiment as (
+
+    select * from {{ ref('stg_nlp__comment_sentiment') }}
 
 ),
 
@@ -144,6 +151,10 @@ final as (
         mentions_by_level.assignment_method,
         mentions_by_level.confidence,
 
+        -- the comment's sentiment
+        comment_sentiment.sentiment,
+        comment_sentiment.sentiment_score,
+
         -- the response
         responses.score,
         responses.nps_category,
@@ -159,6 +170,8 @@ final as (
     from mentions_by_level
     inner join responses
         on mentions_by_level.response_id = responses.response_id
+    left join comment_sentiment
+        on mentions_by_level.response_id = comment_sentiment.response_id
 
 )
 

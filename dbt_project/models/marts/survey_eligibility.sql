@@ -10,8 +10,9 @@
 
 -- Every contact known at as_of, and whether it may get the next survey under the fatigue rules: no
 -- relational survey within var fatigue_relational_days, no transactional survey within var
--- fatigue_transactional_days (a survey counts from its sent_at, else its responded_at), account not
--- churned.
+-- fatigue_transactional_days, account not churned. A survey counts from a response's sent_at, else
+-- its responded_at, and, with the survey sends source, from every send's sent_at, answered or not
+-- (without it only answered surveys can be seen).
 
 with
 
@@ -30,6 +31,12 @@ account_versions as (
 responses as (
 
     select * from {{ ref('int_responses_enriched') }}
+
+),
+
+sends as (
+
+    select * from {{ ref('int_survey_sends_answered') }}
 
 ),
 
@@ -58,14 +65,34 @@ current_accounts as (
 
 ),
 
+surveys as (
+
+    -- the surveys a contact got: its answers, and its sends known at as_of, answered or not
+    select
+        contact_id,
+        survey_type,
+        surveyed_at
+    from responses
+    where contact_id is not null
+
+    union all
+
+    select
+        contact_id,
+        survey_type,
+        sent_at as surveyed_at
+    from sends
+    where contact_id is not null
+
+),
+
 last_surveys as (
 
     select
         contact_id,
         max(surveyed_at) filter (where survey_type = 'relational') as last_relational_survey_at,
         max(surveyed_at) filter (where survey_type = 'transactional') as last_transactional_survey_at
-    from responses
-    where contact_id is not null
+    from surveys
     group by contact_id
 
 ),

@@ -1,0 +1,231 @@
+-- One row per survey send known at as_of (sent_at < as_of): whether it was answered and by which
+-- response, and what segment it falls in as of the send (the account version valid at sent_at, the
+-- ARR / tenure / usage bands then, the send's own survey_type and trigger_event). A send is answered
+-- when the response its response_id links is known at as_of; a send the export does not link is
+-- answered by a known response of the same survey_id and contact_id that came within var
+-- send_response_window_days after it and that no send links, each such response answering the
+-- latest of those sends (docs/contracts.md section 4). Empty when survey sends are not available.
+with
+
+sends as (
+
+    select * from {{ ref('stg_survey__sends') }}
+
+),
+
+responses as (
+
+    select * from {{ ref('int_responses_enriched') }}
+
+),
+
+account_versions as (
+
+    select * from {{ ref('int_account_versions_windowed') }}
+
+),
+
+usage_daily as (
+
+    select * from {{ ref('stg_product__usage_daily') }}
+
+),
+
+as_of as (
+
+    select * from {{ ref('int_as_of_resolved') }}
+
+),
+
+sources_audited as (
+
+    select * from {{ ref('int_sources_audited') }}
+
+),
+
+usage_source as (
+
+    select is_available as is_usage_available
+    from sources_audited
+    where entity = 'usage_daily'
+
+),
+
+known_sends as (
+
+    select
+        sends.*,
+        (sends.sent_at at time zone 'UTC')::date as send_date
+    from sends
+    cross join as_of
+    where sends.sent_at < as_of.as_of
+
+),
+
+linked_answers as (
+
+    -- the export links the response: the send is answered once that response is known
+    select
+        known_sends.send_id,
+        responses.response_id
+    from known_sends
+    inner join responses
+        on known_sends.response_id = responses.response_id
+
+),
+
+linked_responses as (
+
+    select distinct response_id
+    from known_sends
+    where response_id is not null
+
+),
+
+matched_candidates as (
+
+    -- unlinked sends: a response of the same survey and contact within the window after the send,
+    -- which no send links
+    select
+        responses.response_id,
+        responses.responded_at,
+        known_sends.send_id,
+        known_sends.sent_at
+    from responses
+    inner join known_sends
+        on
+            responses.survey_id = known_sends.survey_id
+            and responses.contact_id = known_sends.contact_id
+            and responses.responded_at >= known_sends.sent_at
+            and responses.responded_at
+            <= known_sends.sent_at + interval '{{ var("send_response_window_days") }} days'
+    left join linked_responses
+        on responses.response_id = linked_responses.response_id
+    where
+        known_sends.response_id is null
+        and linked_responses.response_id is null
+
+),
+
+latest_candidates as (
+
+    -- a response answers the latest of its candidate sends (ties: the greatest send_id)
+    select distinct on (response_id)
+        response_id,
+        responded_at,
+        send_id
+    from matched_candidates
+    order by response_id asc, sent_at desc, send_id collate "C" desc
+
+),
+
+matched_answers as (
+
+    -- a send several responses pick is answered once: by the earliest of them
+    select distinct on (send_id)
+        send_id,
+        response_id
+    from latest_candidates
+    order by send_id asc, responded_at asc, response_id collate "C" asc
+
+),
+
+usage_before_send as (
+
+    -- sessions per day over [send_date - lookback, send_date - 1], as for a response; null when
+    -- product usage is not available at all
+    select
+        known_sends.send_id,
+        case
+            when usage_source.is_usage_available
+                then coalesce(sum(usage_daily.sessions), 0)::double precision / {{ var('usage_lookback_days') }}
+        end as sessions_per_day
+    from known_sends
+    cross join usage_source
+    left join usage_daily
+        on
+            known_sends.account_id = usage_daily.account_id
+            and usage_daily.usage_date >= known_sends.send_date - {{ var('usage_lookback_days') }}
+            and usage_daily.usage_date <= known_sends.send_date - 1
+    group by known_sends.send_id, usage_source.is_usage_available
+
+),
+
+joined as (
+
+    select
+        known_sends.*,
+        coalesce(linked_answers.response_id, matched_answers.response_id) as answered_by_response_id,
+        case
+            when linked_answers.response_id is not null then 'linked'
+            when matched_answers.response_id is not null then 'matched'
+        end as answer_source,
+        account_versions.plan,
+        account_versions.industry,
+        account_versions.region,
+        account_versions.employee_band,
+        account_versions.arr,
+        account_versions.account_owner,
+        known_sends.send_date - account_versions.customer_since as tenure_days,
+        usage_before_send.sessions_per_day
+    from known_sends
+    left join linked_answers
+        on known_sends.send_id = linked_answers.send_id
+    left join matched_answers
+        on known_sends.send_id = matched_answers.send_id
+    left join account_versions
+        on
+            known_sends.account_id = account_versions.account_id
+            and known_sends.sent_at >= account_versions.valid_from
+            and known_sends.sent_at < account_versions.valid_to
+    left join usage_before_send
+        on known_sends.send_id = usage_before_send.send_id
+
+),
+
+final as (
+
+    select
+        -- ids
+        send_id,
+        survey_id,
+        account_id,
+        contact_id,
+        response_id,
+
+        -- the answer
+        answered_by_response_id,
+        answered_by_response_id is not null as is_answered,
+        answer_source,
+
+        -- survey context
+        survey_type,
+        trigger_event,
+        channel,
+
+        -- time
+        sent_at,
+        send_date,
+        {{ utc_period_start('month', 'sent_at') }} as send_month,
+        {{ utc_period_start('quarter', 'sent_at') }} as send_quarter,
+
+        -- account as of the send
+        plan,
+        industry,
+        region,
+        employee_band,
+        arr,
+        account_owner,
+        tenure_days,
+        sessions_per_day,
+
+        -- bands
+        {{ arr_band('arr') }} as arr_band,
+        {{ tenure_band('tenure_days') }} as tenure_band,
+        {{ usage_band('sessions_per_day') }} as usage_band
+
+    from joined
+
+)
+
+select * from final
