@@ -20,7 +20,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from nps import config, orchestrate, warehouse
+from nps import config, contracts, orchestrate, warehouse
 from tests.checksums import differences, table_checksums
 from tests.conftest import query
 from tests.stack_helpers import MartReader, clone_database, drop_database, running_stack
@@ -187,7 +187,7 @@ def test_an_airflow_backfill_equals_the_nightly_runs_and_reruns_change_nothing(
         assert "done" in again
         _assert_same(url, nightly_reference, ignore=("raw.load_audit",))  # which logs every load
         audit = query(url, "select count(*) as n from raw.load_audit where interval_start >= '2025-03-10'")
-        assert audit["n"][0] == 2 * 5 * len(NIGHTS)  # the loads of both backfills
+        assert audit["n"][0] == 2 * len(contracts.ENTITIES) * len(NIGHTS)  # the loads of both backfills
         assert query(url, "select count(*) as n from ops.published_builds")["n"][0] == 3  # prefix + 2 backfills
 
         # two backfills of one DAG at once: Airflow refuses the second, which names the first
@@ -222,7 +222,8 @@ def test_a_backfill_without_a_stack_equals_the_nightly_runs(clone, nightly_refer
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     _assert_same(url, nightly_reference, ignore=("raw.load_audit",))
     audit = query(url, "select count(*) as n from raw.load_audit where interval_start = '2025-03-11'")
-    assert audit["n"][0] == 2 * 5  # the backfill's loads of that day and the rerun's, every entity
+    # the backfill's loads of that day and the rerun's, every entity
+    assert audit["n"][0] == 2 * len(contracts.ENTITIES)
 
 
 def test_a_backfill_and_the_nightly_schedule_at_once(clone, nightly_reference, small_sources, tmp_path,
@@ -252,7 +253,8 @@ def test_a_backfill_and_the_nightly_schedule_at_once(clone, nightly_reference, s
         assert "done" in backfill.stdout and [r["state"] for r in runs] == ["success"] * len(NIGHTS)
         _assert_same(url, nightly_reference, ignore=("raw.load_audit",))
         audit = query(url, "select count(*) as n from raw.load_audit where interval_start >= '2025-03-10'")
-        assert audit["n"][0] == (1 + backfills) * 5 * len(NIGHTS)  # every load of the nightly runs and backfills
+        # every load of the nightly runs and backfills
+        assert audit["n"][0] == (1 + backfills) * len(contracts.ENTITIES) * len(NIGHTS)
 
 
 def test_without_a_configured_warehouse_the_metadata_lives_in_the_stack_s_own_server(tmp_path):
