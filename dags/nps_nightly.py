@@ -19,6 +19,10 @@ as conf `{"interval_start": "2025-01-01", "interval_end": "2025-04-01"}`.
 5. **publish**: the validated candidate replaces the rows of `marts.*` in one transaction (tables
    keep their identity, so BI views on them survive).
 6. **report**: writes the headline summary to the task log.
+7. **report_html**: renders the HTML morning report of the published marts next to the run's
+   validation results (`gx/uncommitted/runs/<run_id>/report.html`) and at the stable path
+   `data/reports/latest.html`. Like `report`, it runs after publish: if it fails, the task fails
+   and the marts stay published.
 
 dbt_build, validate and publish hold one lock and check that the candidate is this run's own
 build; a run whose candidate another run rebuilt later is skipped (that build holds its data).
@@ -144,10 +148,17 @@ def pipeline() -> None:
         logging.getLogger("nps_nightly.report").info("summary of the published marts:\n%s", text)
         return text
 
+    @task
+    def report_html() -> dict:
+        from nps_airflow import stages
+
+        return _run(lambda: stages.report_html(_run_id()))
+
     ready = prepare_warehouse()
     loads = [extract.override(task_id=f"extract_{entity}")(entity) for entity in contracts.ENTITIES]
     ready >> loads
-    loads >> themes() >> dbt_build() >> validate() >> publish() >> report()
+    published = loads >> themes() >> dbt_build() >> validate() >> publish()
+    published >> [report(), report_html()]
 
 
 @dag(

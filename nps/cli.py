@@ -1,4 +1,4 @@
-"""`nps` command line: demo, run a window, summary, warehouse, theme fitting on a CSV."""
+"""`nps` command line: demo, run a window, summary, the HTML report, warehouse, theme fitting on a CSV."""
 
 from __future__ import annotations
 
@@ -139,6 +139,24 @@ def cmd_summary(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     print(f"Marts are in schema 'marts' of {warehouse.redact(url)}\n  connect: {warehouse.psql_hint(url)}")
+    from nps.report import latest_path
+
+    if latest_path().exists():  # written by each published run's report_html task
+        print(f"Morning report (HTML): {latest_path()}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from nps.report import ReportError, publish_report
+
+    as_of = _parse_day(args.as_of, "--as-of") if args.as_of else None
+    try:
+        report, written = publish_report(out=Path(args.out) if args.out else None, as_of=as_of)
+    except ReportError as exc:
+        raise ValueError(str(exc)) from None
+    print(f"NPS report as of {report.report_date.isoformat()}:")
+    for path in written:
+        print(f"  {path}")
     return 0
 
 
@@ -260,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="print the summary of the current marts")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("report", help="write the HTML morning report of the current marts")
+    p.add_argument("--out", help="the file (default: data/reports/latest.html, or only the dated copy for "
+                                 "--as-of an earlier day); a dated copy data/reports/report-<date>.html is "
+                                 "always written")
+    p.add_argument("--as-of", dest="as_of", help="an earlier day, YYYY-MM-DD: the periods that start on or "
+                                                 "before it (default: the day the marts cover up to)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("warehouse", help="show (starting if needed) or stop the embedded warehouse")
     p.add_argument("action", choices=["url", "stop"])

@@ -346,5 +346,19 @@ def publish(run_id: str | None = None, end: datetime | None = None) -> list[dict
     return [t.__dict__ for t in tables]
 
 
+def report_html(run_id: str) -> dict:
+    """The HTML morning report of the published marts (nps.report), written next to the run's
+    validation results (`gx/uncommitted/runs/<run_id>/report.html`, beside its `report.json`), at
+    the stable path `data/reports/latest.html` and as the dated copy `report-<date>.html`."""
+    from nps import report
+    from nps_airflow.quality.report import result_dir
+
+    run_file = result_dir(run_id, config.gx_project_root()) / "report.html"
+    rendered, written = report.publish_report(extra=[run_file])
+    log.info("report_html: the report as of %s written to %s", rendered.report_date,
+             ", ".join(str(p) for p in written))
+    return {"report_date": rendered.report_date.isoformat(), "paths": [str(p) for p in written]}
+
+
 def entities() -> list[str]:
     return list(contracts.ENTITIES)
