@@ -758,3 +758,41 @@ def test_labels_of_comments_in_another_language_are_not_stop_words() -> None:
         assert label_words and not label_words & french_stop, (tid, labeler.label(words))
     assert "prix" in labeler.label(keywords[1]) and "personnel" in labeler.label(keywords[3])
     assert any(w.startswith(("attente", "caisse")) for w in labeler.label(keywords[2]).split())
+
+
+def test_weighted_hdbscan_is_hdbscan_on_the_repeated_rows() -> None:
+    """Each distinct point once with its count gives hdbscan's clusters of the repeated rows (the
+    nightly pool's collapsed near-duplicates), up to the order of equal edges: as close to the
+    library as the library is to itself on the same rows shuffled."""
+    import hdbscan
+    import numpy as np
+    from sklearn.metrics import adjusted_rand_score
+
+    from nlp.cluster import HDBSCANClusterer
+
+    rng = np.random.default_rng(3)
+    centers = rng.normal(size=(12, 10)) * 4
+    X = np.vstack([c + rng.normal(size=(int(rng.integers(20, 120)), 10)) for c in centers]
+                  + [rng.uniform(-12, 12, size=(60, 10))])  # and some scatter
+    weights = np.minimum(rng.geometric(0.5, size=X.shape[0]), 8)
+    repeated = np.repeat(X, weights, axis=0)
+    first = np.concatenate([[0], np.cumsum(weights)[:-1]])
+    clusterer = HDBSCANClusterer()
+    library = clusterer.fit_predict(repeated)[first]
+    mcs = clusterer.min_cluster_size_
+    weighted = clusterer.fit_predict(X, weights=weights)
+    assert clusterer.min_cluster_size_ == mcs  # sized by the comments, not the distinct points
+    perm = rng.permutation(repeated.shape[0])
+    shuffled = np.empty(repeated.shape[0], dtype=np.int64)
+    shuffled[perm] = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=3, cluster_selection_method="leaf",
+                                     algorithm="prims_kdtree").fit_predict(repeated[perm])
+    own_noise = adjusted_rand_score(library, shuffled[first])
+    assert adjusted_rand_score(library, weighted) >= min(0.98, own_noise - 0.01)
+    assert weighted.max() + 1 >= 10 and (weighted < 0).mean() == pytest.approx((library < 0).mean(), abs=0.02)
+    # without weights above 1 it is the library itself
+    assert np.array_equal(clusterer.fit_predict(X, weights=np.ones(X.shape[0], dtype=np.int64)),
+                          clusterer.fit_predict(X))
+    # a point standing for many comments forms a cluster on its own, as its copies would
+    lone = np.vstack([X, np.full((1, 10), 40.0)])
+    labels = clusterer.fit_predict(lone, weights=np.append(weights, 30))
+    assert labels[-1] >= 0 and (labels == labels[-1]).sum() == 1
