@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -104,6 +105,11 @@ PROMOTER_ASKS = """
 """
 
 
+def _quarter(start: date) -> str:
+    """2025-Q3: how the summary names the quarter a date falls in."""
+    return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
+
+
 def _fetch(conn: PgConnection, sql: str, params: tuple = ()) -> list[tuple]:
     with conn.cursor() as cur:
         cur.execute(sql, params)
@@ -163,7 +169,7 @@ def _themes_at_stake(conn: PgConnection, top: int) -> list[str]:
     if not rows:
         return []
     quarter = rows[0][0]
-    lines = ["", f"Themes by NPS at stake {quarter.year}-Q{(quarter.month - 1) // 3 + 1} (marts.theme_impact): "
+    lines = ["", f"Themes by NPS at stake {_quarter(quarter)} (marts.theme_impact): "
                  "points NPS would gain if their detractors were passives"]
     lines.append(f"  {'theme':<40} {'at stake':>8} {'mentions':>8} {'NPS them':>8} {'others':>7}  "
                  f"{'detractor ARR':>13}  quadrant")
@@ -196,24 +202,21 @@ def _promoter_asks(conn: PgConnection, top: int) -> list[str]:
 def _resolved_line(rows: list[tuple]) -> str:
     """Themes gone after a quarter, each with how many of its sub-themes went with it; sub-themes
     gone from a theme that is still there only counted (marts.theme_recurrence has them all)."""
-    def quarter(q) -> str:
-        return f"{q.year}-Q{(q.month - 1) // 3 + 1}"
-
     themes = [(label, q) for level, label, q, _ in rows if level == "theme"]
-    gone_with = {(label, quarter(q)) for label, q in themes}
+    gone_with = {(label, _quarter(q)) for label, q in themes}
     kids: dict[tuple[str, str], int] = {}
     others = 0
     for level, _label, q, parent in rows:
         if level != "theme":
-            key = (parent, quarter(q))
+            key = (parent, _quarter(q))
             if key in gone_with:
                 kids[key] = kids.get(key, 0) + 1
             else:
                 others += 1
     parts = []
     for label, q in themes:
-        n = kids.get((label, quarter(q)), 0)
-        parts.append(f"{label} (gone in {quarter(q)}" + (f", with {n} sub-theme{'s' * (n != 1)})" if n else ")"))
+        n = kids.get((label, _quarter(q)), 0)
+        parts.append(f"{label} (gone in {_quarter(q)}" + (f", with {n} sub-theme{'s' * (n != 1)})" if n else ")"))
     if others:
         parts.append(f"{others} sub-theme{'s' * (others != 1)} of themes still present")
     return ("  resolved: " + "; ".join(parts) + " (marts.theme_recurrence, status 'resolved')") if parts else ""
@@ -224,7 +227,7 @@ def render_summary(conn: PgConnection, *, top_themes: int = 8) -> str:
     lines += ["", "NPS per quarter (95% margin of error)"]
     lines.append(f"  {'quarter':<10} {'responses':>9} {'NPS':>7} {'+/-':>6} {'ARR-weighted':>13}")
     for start, n, nps, moe, rw, small in _fetch(conn, NPS_BY_QUARTER):
-        q = f"{start.year}-Q{(start.month - 1) // 3 + 1}"
+        q = _quarter(start)
         flag = "  (below min n)" if small else ""
         rw_text = f"{rw:13.1f}" if rw is not None else f"{'n/a':>13}"
         lines.append(f"  {q:<10} {n:>9} {nps:7.1f} {moe:6.1f} {rw_text}{flag}")

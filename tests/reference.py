@@ -767,6 +767,12 @@ def enrich_responses(src: Sources, params: Params = Params(), as_of: object = No
     return r
 
 
+def _nps_variance(p: object, d: object, n: object) -> object:
+    """Variance of the NPS estimate in proportions (of the +1 / 0 / -1 score's mean): the one formula
+    behind every margin of error, z-test and design effect here."""
+    return np.maximum(p + d - (p - d) ** 2, 0.0) / n  # type: ignore[operator]
+
+
 def _segment_rows(r: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """One row per response and segment type (segment_type, segment_value) with ``columns``."""
     return r.melt(id_vars=columns, value_vars=SEGMENT_TYPES, var_name="segment_type", value_name="segment_value")
@@ -822,8 +828,8 @@ def nps_by_segment(src: Sources, params: Params = Params(), as_of: object = None
     p = out["promoters"] / n
     d = out["detractors"] / n
     out["nps"] = 100.0 * (out["promoters"] - out["detractors"]) / n
-    out["margin_of_error"] = 1.96 * np.sqrt(np.maximum(p + d - (p - d) ** 2, 0.0) / n) * 100.0
-    out["nps_var"] = np.maximum(p + d - (p - d) ** 2, 0.0) / n  # of the mean score, in proportions
+    out["nps_var"] = _nps_variance(p, d, n)  # of the mean score, in proportions
+    out["margin_of_error"] = 1.96 * np.sqrt(out["nps_var"]) * 100.0
     out["revenue_weighted_nps"] = np.where(
         out["w"] != 0, 100.0 * out["w_net"] / out["w"].where(out["w"] != 0), np.nan
     )
@@ -967,7 +973,7 @@ def _post_stratified(resp: pd.DataFrame, pop: pd.DataFrame, params: Params) -> d
         result["representative_nps"] = float(100.0 * (share * (pn - dn)).sum())
         result["representative_margin_of_error"] = 1.96 * np.sqrt(var) * 100.0
         p, d = rep_p / rep_n, rep_d / rep_n
-        srs_var = max(p + d - (p - d) ** 2, 0.0) / rep_n
+        srs_var = _nps_variance(p, d, rep_n)
         if srs_var > 0:
             result["representative_design_effect"] = var / srs_var
     return result
@@ -1369,7 +1375,7 @@ def _nps_and_margin(promoters: pd.Series, detractors: pd.Series, n: pd.Series) -
     """NPS and its 95 % margin of error (nan where n is 0)."""
     n = n.astype("float64").where(n > 0)
     p, d = promoters / n, detractors / n
-    return 100.0 * (p - d), 1.96 * np.sqrt(np.maximum(p + d - (p - d) ** 2, 0.0) / n) * 100.0
+    return 100.0 * (p - d), 1.96 * np.sqrt(_nps_variance(p, d, n)) * 100.0
 
 
 def theme_impact(
