@@ -32,7 +32,8 @@ lint: install
 
 # two workers: most of a test's time is dbt, Airflow and PostgreSQL round trips, not Python
 test: install lint
-	$(BIN)/python -m pytest -q -m "not ops" -n 2 --dist loadgroup
+	@sh deploy/ensure-chromium.sh
+	NPS_BROWSER_REQUIRED=$$(command -v chromium >/dev/null && echo 1 || echo 0) $(BIN)/python -m pytest -q -m "not ops" -n 2 --dist loadgroup
 
 # the production-shaped stack: real scheduler, Celery workers on Redis, Airflow backfills, killed
 # workers, concurrent runs, SIGKILLed loads, builds and publishes (about 20 minutes; needs Redis

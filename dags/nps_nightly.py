@@ -23,6 +23,12 @@ as conf `{"interval_start": "2025-01-01", "interval_end": "2025-04-01"}`.
    validation results (`gx/uncommitted/runs/<run_id>/report.html`) and at the stable path
    `data/reports/latest.html`. Like `report`, it runs after publish: if it fails, the task fails
    and the marts stay published.
+8. **deliver**: after the report, sends what the published marts ask people to act on, once each
+   (`ops.delivery_log`): the report by e-mail / Slack-compatible webhook, a ticket per new theme
+   alert (JSON webhook), each detractor past its follow-up SLA to its owner. Channels are Airflow
+   connections `nps_smtp`, `nps_slack_webhook`, `nps_ticket_webhook` (none: nothing sent); marts
+   older than NPS_DELIVERY_MAX_AGE_DAYS (a backfill of history) deliver nothing. A message that
+   still fails after its retries fails this task, never the published marts (docs/delivery.md).
 
 dbt_build, validate and publish hold one lock and check that the candidate is this run's own
 build; a run whose candidate another run rebuilt later is skipped (that build holds its data).
@@ -154,11 +160,19 @@ def pipeline() -> None:
 
         return _run(lambda: stages.report_html(_run_id()))
 
+    @task
+    def deliver(rendered: dict) -> dict:
+        from nps_airflow import stages
+
+        return _run(lambda: stages.deliver(_run_id(), rendered, _interval()[0]))
+
     ready = prepare_warehouse()
     loads = [extract.override(task_id=f"extract_{entity}")(entity) for entity in contracts.ENTITIES]
     ready >> loads
     published = loads >> themes() >> dbt_build() >> validate() >> publish()
-    published >> [report(), report_html()]
+    rendered = report_html()
+    published >> [report(), rendered]
+    deliver(rendered)
 
 
 @dag(

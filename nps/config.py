@@ -202,6 +202,34 @@ def themes_queue() -> str:
     return os.environ.get("NPS_THEMES_QUEUE", "default")
 
 
+# ---------------------------------------------------------------- delivery (nps.delivery)
+
+
+def report_base_url() -> str | None:
+    """NPS_REPORT_BASE_URL: where `data/reports/` is served (e.g. https://bi.example.com/nps); set,
+    the delivered report is a link to it instead of an e-mail attachment."""
+    return os.environ.get("NPS_REPORT_BASE_URL") or None
+
+
+def delivery_attempts() -> int:
+    """NPS_DELIVERY_ATTEMPTS: tries per message within one delivery, with backoff (default 3)."""
+    value = os.environ.get("NPS_DELIVERY_ATTEMPTS", "3")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"NPS_DELIVERY_ATTEMPTS must be a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
+def delivery_retry_seconds() -> float:
+    """NPS_DELIVERY_RETRY_SECONDS: wait before a message's second try, doubling after (default 2)."""
+    return _float_env("NPS_DELIVERY_RETRY_SECONDS", 2.0)
+
+
+def delivery_max_age_days() -> float:
+    """NPS_DELIVERY_MAX_AGE_DAYS: marts published as of longer ago than this deliver nothing (a
+    backfill of history pages nobody; default 3; 0 = no limit)."""
+    return _float_env("NPS_DELIVERY_MAX_AGE_DAYS", 3.0)
+
+
 # ---------------------------------------------------------------- the local stack (nps stack)
 
 STACK_PORT_ENV = "NPS_STACK_PORT"

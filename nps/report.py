@@ -38,6 +38,7 @@ from nps.report_parts import (
     heatmap_figure,
     html_table,
     impact_figure,
+    nowrap,
     pct,
     quarter_label,
     recovery_figure,
@@ -167,6 +168,58 @@ IMPACT = """
       and quarter_start = %(quarter)s
     order by nps_points_at_stake desc, theme_id
     limit %(top)s
+"""
+
+
+QUEUE_STATE = """
+    select 'detractor' as queue, response_id, is_sla_breached from marts.detractor_queue
+    union all
+    select 'promoter', response_id, false from marts.promoter_queue
+"""
+
+PREVIOUS_SNAPSHOT = """
+    select report_date, marts_as_of, facts
+    from ops.report_snapshots
+    where marts_as_of < %(as_of)s
+    order by marts_as_of desc
+    limit 1
+"""
+
+SAVE_SNAPSHOT = """
+    insert into ops.report_snapshots (marts_as_of, report_date, facts)
+    values (%(as_of)s, %(day)s, %(facts)s)
+    on conflict (marts_as_of) do update set report_date = excluded.report_date, facts = excluded.facts,
+        rendered_at = now()
+"""
+
+# the detractors delivered to their owners past the SLA, and their first follow-up by the marts' own
+# rule (int_detractors_followed_up: a CRM activity linked to the response or on its account), read
+# only when that build is the published one
+FOLLOWED_UP = """
+    select d.payload ->> 'response_id' as response_id, d.payload ->> 'account_name' as account_name,
+           d.payload ->> 'account_owner' as account_owner, (d.payload ->> 'responded_at')::timestamptz as responded_at,
+           d.channel, d.target, d.sent_at, f.first_follow_up_at
+    from ops.delivery_log as d
+    left join intermediate.int_detractors_followed_up as f
+        on f.response_id = d.payload ->> 'response_id'
+    where d.kind = 'sla_breach' and d.status = 'sent'
+      and (d.payload ->> 'responded_at')::timestamptz >= %(since)s
+    order by f.first_follow_up_at is not null, (d.payload ->> 'responded_at')::timestamptz desc
+"""
+
+FOLLOW_UPS_ARE_PUBLISHED = """
+    select to_regclass('intermediate.int_detractors_followed_up') is not null
+       and to_regclass('ops.delivery_log') is not null
+       and exists (select 1 from ops.candidate_build c
+                   where c.as_of = %(as_of)s and c.validated_at is not null and c.finished_at is not null)
+"""
+
+TICKETS = """
+    select delivery_key, payload ->> 'theme_label' as theme_label, (payload ->> 'month_start')::date as month_start,
+           (payload ->> 'detractor_mentions')::integer as detractor_mentions, status, attempts, response, sent_at
+    from ops.delivery_log
+    where kind = 'theme_alert' and (payload ->> 'month_start')::date >= %(since)s
+    order by (payload ->> 'month_start')::date desc, delivery_key
 """
 
 
@@ -328,17 +381,17 @@ def _queue_table(kind: str, rows: list[dict[str, Any]]) -> str:
     if kind == "detractor":
         return html_table(
             ["#", "account", "plan", "ARR", "owner", "score", "theme", "priority", "hours open", "comment"],
-            ([esc(r["queue_position"]), esc(r["account_name"]), esc(r["plan"]), fmt(r["account_arr"], 0),
-              esc(r["account_owner"]), esc(r["score"]), esc(r["theme_label"]),
+            ([esc(r["queue_position"]), esc(r["account_name"]), esc(r["plan"]), nowrap(fmt(r["account_arr"], 0)),
+              nowrap(esc(r["account_owner"])), esc(r["score"]), esc(r["theme_label"]),
               html.escape(r["priority_quadrant"]) + (" · <b>SLA breached</b>" if r["is_sla_breached"] else ""),
               fmt(r["hours_open"], 0), f'<span class="comment">{esc(r["comment"] or "")}</span>'] for r in rows),
             ["exceeds" if r["is_sla_breached"] else "" for r in rows],
         )
     return html_table(
         ["#", "account", "plan", "ARR", "owner", "score", "theme", "days since", "last asked", "comment"],
-        ([esc(r["queue_position"]), esc(r["account_name"]), esc(r["plan"]), fmt(r["account_arr"], 0),
-          esc(r["account_owner"]), esc(r["score"]), esc(r["theme_label"]), fmt(r["days_since_response"], 0),
-          esc(r["last_asked_at"].date() if r["last_asked_at"] else None),
+        ([esc(r["queue_position"]), esc(r["account_name"]), esc(r["plan"]), nowrap(fmt(r["account_arr"], 0)),
+          nowrap(esc(r["account_owner"])), esc(r["score"]), esc(r["theme_label"]), fmt(r["days_since_response"], 0),
+          nowrap(esc(r["last_asked_at"].date() if r["last_asked_at"] else None)),
           f'<span class="comment">{esc(r["comment"] or "")}</span>'] for r in rows),
     )
 
@@ -372,6 +425,114 @@ def _impact_section(ctx: _Context, quarter: date | None) -> str:
                     f"(top {IMPACT_TOP}, all respondents).")
 
 
+def _facts(ctx: _Context, quarter: date) -> dict[str, Any]:
+    """What the next report compares with: the headline numbers, this month's alerts, the queues."""
+    overall = {(r["period_grain"], r["period_start"]): r for r in ctx.data.get("nps_trend") or []
+               if r["segment_type"] == "overall"}
+    month = ctx.day.replace(day=1)
+    queues = _rows(ctx.conn, QUEUE_STATE)
+    return {
+        "quarter": overall.get(("quarter", quarter.isoformat())),
+        "month": overall.get(("month", month.isoformat())),
+        "alerts": {f"{a['month_start']}:{a['theme_level']}:{a['theme_id']}": a["theme_label"]
+                   for a in ctx.data.get("theme_alerts") or []},
+        "detractor_queue": sorted(r["response_id"] for r in queues if r["queue"] == "detractor"),
+        "sla_breached": sorted(r["response_id"] for r in queues if r["queue"] == "detractor" and r["is_sla_breached"]),
+        "promoter_queue": sorted(r["response_id"] for r in queues if r["queue"] == "promoter"),
+    }
+
+
+def _nps_of(point: dict[str, Any] | None) -> float | None:
+    return None if not point else point.get("nps")
+
+
+def _changes_section(ctx: _Context, quarter: date) -> str:
+    if not ctx.is_current or ctx.marts_as_of is None:
+        ctx.data["changes"] = None
+        return _section("changes", "What changed since the previous report", "",
+                        "Shown on the current report only: it compares the published marts with the report "
+                        "of the previous publish.")
+    now = _facts(ctx, quarter)
+    ctx.data["facts"] = now
+    prev_row = _rows(ctx.conn, PREVIOUS_SNAPSHOT, {"as_of": ctx.marts_as_of})
+    if not prev_row:
+        ctx.data["changes"] = None
+        return _section("changes", "What changed since the previous report",
+                        '<p class="empty">This is the first report of these marts: nothing to compare with yet.</p>')
+    before, prev_day = prev_row[0]["facts"], prev_row[0]["report_date"]
+    rows = []
+    for label, key in ((f"NPS {quarter_label(quarter)}", "quarter"), (f"NPS {ctx.day:%B %Y}", "month")):
+        a, b = _nps_of(before.get(key)), _nps_of(now.get(key))
+        same_period = (before.get(key) or {}).get("period_start") == (now.get(key) or {}).get("period_start")
+        rows.append([label, fmt(a) if same_period else "– (new period)", fmt(b),
+                     signed(b - a) if same_period and a is not None and b is not None else "–"])
+    for label, key in (("Detractors to call", "detractor_queue"), ("… past the follow-up SLA", "sla_breached"),
+                       ("Promoters to ask", "promoter_queue"), ("Theme alerts this month", "alerts")):
+        a, b = len(before.get(key) or []), len(now.get(key) or [])
+        rows.append([html.escape(label), fmt(a), fmt(b), signed(b - a)])
+    new_alerts = [label for k, label in now["alerts"].items() if k not in (before.get("alerts") or {})]
+    entered = sorted(set(now["detractor_queue"]) - set(before.get("detractor_queue") or []))
+    left = sorted(set(before.get("detractor_queue") or []) - set(now["detractor_queue"]))
+    ctx.data["changes"] = {"previous_report_date": prev_day.isoformat(), "new_alerts": new_alerts,
+                           "detractors_entered": entered, "detractors_left": left}
+    table = html_table(["", f"previous report ({prev_day.isoformat()})", "now", "change"], rows)
+    lists = (f"<p><b>New theme alerts:</b> {html.escape(', '.join(new_alerts)) if new_alerts else 'none'}. "
+             f"<b>Detractors</b> that entered the queue: {len(entered)}; left it (followed up, answered again, "
+             f"churned or older than the queue's window): {len(left)}.</p>")
+    return _section("changes", "What changed since the previous report", table + lists,
+                    f"Compared with the report of the previous publish, as of {prev_day.isoformat()}.")
+
+
+def _follow_up_section(ctx: _Context) -> str:
+    title = "The loop: delivered, and followed up"
+    if not ctx.is_current or ctx.marts_as_of is None:
+        ctx.data["followed_up"] = ctx.data["tickets"] = None
+        return _section("loop", title, "", "Shown on the current report only.")
+    if not _scalar(ctx.conn, FOLLOW_UPS_ARE_PUBLISHED, {"as_of": ctx.marts_as_of}):
+        ctx.data["followed_up"] = ctx.data["tickets"] = None
+        return _section("loop", title, '<p class="empty">The follow-ups of these marts are not available (the '
+                        "latest build is not the published one).</p>")
+    since = ctx.marts_as_of - timedelta(days=30)
+    rows = _rows(ctx.conn, FOLLOWED_UP, {"since": since})
+    tickets = _rows(ctx.conn, TICKETS, {"since": (ctx.day - timedelta(days=62)).replace(day=1)})
+    ctx.data["followed_up"] = _plain_rows(rows)
+    ctx.data["tickets"] = _plain_rows(tickets)
+    done = sum(r["first_follow_up_at"] is not None for r in rows)
+    head = (f'<p class="headline">Detractors sent to their owners past the SLA (answered in the last 30 days): '
+            f"<b>{len(rows)}</b>, followed up since: <b>{done}</b>, still open: <b>{len(rows) - done}</b></p>")
+    table = html_table(
+        ["account", "owner", "answered", "sent via", "followed up (CRM activity)"],
+        ([esc(r["account_name"]), nowrap(esc(r["account_owner"])), nowrap(esc(str(r["responded_at"])[:16])),
+          html.escape(f"{r['channel']} → {r['target']}"),
+          nowrap(esc(str(r["first_follow_up_at"])[:16])) if r["first_follow_up_at"] else "<b>not yet</b>"]
+         for r in rows),
+        ["" if r["first_follow_up_at"] else "exceeds" for r in rows],
+        empty="Nothing was delivered to owners (no delivery channel configured, or no SLA breach).",
+    )
+    ticket_table = html_table(
+        ["month", "theme", "detractor mentions", "ticket", "attempts", "receiver's answer"],
+        ([f"{r['month_start']:%b %Y}", esc(r["theme_label"]), esc(r["detractor_mentions"]), esc(r["status"]),
+          esc(r["attempts"]), esc((r["response"] or "")[:120])] for r in tickets),
+        ["" if r["status"] == "sent" else "significant" for r in tickets],
+        empty="No theme-alert ticket in the last three months.",
+    )
+    return _section("loop", title, head + table + "<h3>Theme-alert tickets</h3>" + ticket_table,
+                    "What the delivery sent (ops.delivery_log) and whether the CRM has logged a follow-up since "
+                    "(a call, e-mail, meeting or ticket activity linked to the response or on its account, the "
+                    "rule of detractor_recovery).")
+
+
+def save_snapshot(conn: PgConnection, report: Report) -> None:
+    """Keep the facts a current report showed, for the next report's "what changed"."""
+    facts = report.data.get("facts")
+    if not report.is_current or report.marts_as_of is None or facts is None:
+        return
+    with conn.cursor() as cur:
+        cur.execute(SAVE_SNAPSHOT, {"as_of": report.marts_as_of, "day": report.report_date,
+                                    "facts": json.dumps(facts, default=str)})
+    conn.commit()
+
+
 # ------------------------------------------------------------------------------------------ page
 
 
@@ -391,8 +552,8 @@ def _page(ctx: _Context, sections: list[str], marts_day: date) -> str:
             "this month are the ones that hold that day")
     data = json.dumps(ctx.data, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (
-        ("trend", "Trend"), ("segments", "Segments"), ("recovery", "Recovery"), ("themes", "Themes"),
-        ("alerts", "Alerts"), ("queues", "Queues"), ("impact", "At stake")))
+        ("changes", "Changes"), ("trend", "Trend"), ("segments", "Segments"), ("recovery", "Recovery"),
+        ("themes", "Themes"), ("alerts", "Alerts"), ("queues", "Queues"), ("loop", "Loop"), ("impact", "At stake")))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -421,8 +582,11 @@ def render_report(conn: PgConnection, as_of: date | None = None) -> Report:
         _recurrence_section(ctx),
         _alerts_section(ctx),
         _queues_section(ctx),
+        _follow_up_section(ctx),
         _impact_section(ctx, quarter),
     ]
+    # first on the page, built last: it compares what the other sections read with the previous report
+    sections.insert(0, _changes_section(ctx, quarter))
     return Report(html=_page(ctx, sections, marts_day), marts_as_of=marts_as_of, report_date=day,
                   is_current=ctx.is_current, data=ctx.data)
 
@@ -468,6 +632,7 @@ def publish_report(out: Path | None = None, as_of: date | None = None, extra: Se
     conn = warehouse.connect(url)
     try:
         report = render_report(conn, as_of)
+        save_snapshot(conn, report)
     finally:
         conn.close()
     return report, write_report(report, out, extra)

@@ -29,7 +29,8 @@ section { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; paddi
 .empty { color: #777; font-style: italic; }
 table { border-collapse: collapse; width: 100%; font-size: 12.5px; }
 th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid #e3e6ea; vertical-align: top; }
-th { background: #f0f2f5; }
+th { background: #f0f2f5; white-space: nowrap; }
+.nw { white-space: nowrap; }
 tr.significant td { background: #fbe3e0; }
 tr.exceeds td { background: #fdf1d8; }
 span.significant { color: #c0392b; font-weight: 600; }
@@ -67,7 +68,15 @@ def pct(value: Any) -> str:
 
 
 def signed(value: Any) -> str:
-    return "–" if value is None else f"{float(value):+.1f}"
+    if value is None:
+        return "–"
+    return f"{value:+,d}" if isinstance(value, int) else f"{float(value):+.1f}"
+
+
+def nowrap(text: str) -> str:
+    """Already-escaped text that must not wrap (a date, an amount, a name)."""
+    return f'<span class="nw">{text}</span>'
+
 
 
 def esc(value: Any) -> str:
@@ -95,7 +104,7 @@ class Figures:
         import plotly.io as pio
 
         self.count += 1
-        fig.update_layout(height=height, margin={"l": 60, "r": 20, "t": 40, "b": 50},
+        fig.update_layout(height=height, margin={"l": 60, "r": 20, "t": 10, "b": 50},
                           font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
                           plot_bgcolor="#ffffff", paper_bgcolor="#ffffff",
                           legend={"orientation": "h", "y": -0.18})
@@ -134,6 +143,8 @@ def trend_figure(rows: list[dict[str, Any]], grain: str) -> Any:
             meta={"role": "nps", "segment_type": stype, "segment_value": value, "period_grain": grain},
         ))
     fig.update_yaxes(title_text="NPS (band: ± margin of error, 95 %)")
+    if grain == "quarter":
+        fig.update_xaxes(dtick="M3", tickformat="%Y Q%q")
     return fig
 
 
@@ -159,8 +170,8 @@ def segments_figure(rows: list[dict[str, Any]]) -> Any:
                       "(± %{customdata[2]:.1f})<extra></extra>",
         meta={"role": "segments"}, showlegend=False,
     ))
-    fig.update_yaxes(autorange="reversed", automargin=True)
-    fig.update_xaxes(title_text="NPS this quarter (bar: ± margin of error)")
+    fig.update_yaxes(range=[len(rows) - 0.5, -0.5], automargin=True)
+    fig.update_xaxes(title_text="NPS this quarter (bar: ± margin of error)", side="top")
     return fig
 
 
@@ -188,7 +199,8 @@ def sla_figure(rows: list[dict[str, Any]]) -> Any:
         fig.add_trace(go.Scatter(x=x, y=[quarters[q][column] for q in x], name=name, mode="lines+markers",
                                  line={"color": COLOURS[i]}, meta={"role": "sla", "column": column},
                                  hovertemplate=f"{name} %{{x}}: %{{y:.1%}}<extra></extra>"))
-    fig.update_yaxes(title_text="attainment", tickformat=".0%", rangemode="tozero")
+    fig.update_yaxes(title_text="attainment", tickformat=".0%", range=[0, 1.02])
+    fig.update_xaxes(dtick="M3", tickformat="%Y Q%q")
     return fig
 
 
@@ -216,7 +228,8 @@ def heatmap_figure(rows: list[dict[str, Any]]) -> tuple[Any, int]:
         hovertemplate="%{y}<br>%{x}: %{z} mentions %{text}<extra></extra>",
         meta={"role": "recurrence", "theme_ids": order, "quarter_starts": [q.isoformat() for q in quarters]},
     ))
-    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_yaxes(autorange="reversed", automargin=True, showgrid=False)
+    fig.update_xaxes(side="top", showgrid=False)
     return fig, 120 + 34 * len(order)
 
 

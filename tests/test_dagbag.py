@@ -34,6 +34,7 @@ def test_every_task_has_explicit_retries_and_stage_order():
     assert dag.get_task("publish").upstream_task_ids == {"validate"}
     assert dag.get_task("report").upstream_task_ids == {"publish"}
     assert dag.get_task("report_html").upstream_task_ids == {"publish"}
+    assert dag.get_task("deliver").upstream_task_ids == {"report_html"}
 
 
 def test_the_plugin_loader_does_not_import_our_modules_as_top_level_modules():

@@ -35,6 +35,33 @@ create table if not exists ops.published_builds (
     published_at   timestamptz not null default now()
 );
 
+-- What delivery sent where (nps.delivery): one row per (delivery_key, channel). A key not `sent`
+-- is sent by the next delivery; `sent` is never sent again (a rerun or a backfill sends nothing new).
+create table if not exists ops.delivery_log (
+    delivery_key     text        not null,
+    channel          text        not null,
+    kind             text        not null,
+    target           text        not null,
+    status           text        not null check (status in ('sending', 'sent', 'failed')),
+    attempts         integer     not null default 0,
+    response         text,
+    run_id           text        not null,
+    message_id       text,
+    payload          jsonb,
+    first_attempt_at timestamptz not null default now(),
+    last_attempt_at  timestamptz not null default now(),
+    sent_at          timestamptz,
+    primary key (delivery_key, channel)
+);
+-- The facts each published report showed (nps.report): the next report's "what changed" compares with
+-- the newest one of earlier marts.
+create table if not exists ops.report_snapshots (
+    marts_as_of  timestamptz not null primary key,
+    report_date  date        not null,
+    facts        jsonb       not null,
+    rendered_at  timestamptz not null default now()
+);
+
 create table if not exists raw.survey_responses (
     response_id   text        not null primary key,
     survey_id     text,

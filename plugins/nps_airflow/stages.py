@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from nps import config, contracts, warehouse
@@ -358,6 +359,16 @@ def report_html(run_id: str) -> dict:
     log.info("report_html: the report as of %s written to %s", rendered.report_date,
              ", ".join(str(p) for p in written))
     return {"report_date": rendered.report_date.isoformat(), "paths": [str(p) for p in written]}
+
+
+def deliver(run_id: str, rendered: dict | None, interval_start: datetime | None = None) -> dict:
+    """Deliver the report, the tickets of the interval's new theme alerts and the SLA breaches
+    (nps_airflow.deliver), once each."""
+    from nps_airflow import deliver as delivery_channels
+
+    dated = [Path(p) for p in (rendered or {}).get("paths", []) if Path(p).name.startswith("report-")]
+    since = interval_start.astimezone(UTC).date() if interval_start else None
+    return delivery_channels.deliver(run_id, report_file=dated[0] if dated else None, since=since)
 
 
 def entities() -> list[str]:
