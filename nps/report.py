@@ -434,7 +434,8 @@ def _facts(ctx: _Context, quarter: date) -> dict[str, Any]:
     return {
         "quarter": overall.get(("quarter", quarter.isoformat())),
         "month": overall.get(("month", month.isoformat())),
-        "alerts": {f"{a['month_start']}:{a['theme_level']}:{a['theme_id']}": a["theme_label"]
+        "alerts": {f"{a['month_start']}:{a['theme_level']}:{a['theme_id']}":
+                   a["theme_label"] + (" (sub-theme)" if a["theme_level"] == "subtheme" else "")
                    for a in ctx.data.get("theme_alerts") or []},
         "detractor_queue": sorted(r["response_id"] for r in queues if r["queue"] == "detractor"),
         "sla_breached": sorted(r["response_id"] for r in queues if r["queue"] == "detractor" and r["is_sla_breached"]),
@@ -444,6 +445,13 @@ def _facts(ctx: _Context, quarter: date) -> dict[str, Any]:
 
 def _nps_of(point: dict[str, Any] | None) -> float | None:
     return None if not point else point.get("nps")
+
+
+def _period_name(point: dict[str, Any] | None, grain: str) -> str:
+    if not point:
+        return "none"
+    start = date.fromisoformat(point["period_start"])
+    return quarter_label(start) if grain == "quarter" else f"{start:%B %Y}"
 
 
 def _changes_section(ctx: _Context, quarter: date) -> str:
@@ -464,8 +472,8 @@ def _changes_section(ctx: _Context, quarter: date) -> str:
     for label, key in ((f"NPS {quarter_label(quarter)}", "quarter"), (f"NPS {ctx.day:%B %Y}", "month")):
         a, b = _nps_of(before.get(key)), _nps_of(now.get(key))
         same_period = (before.get(key) or {}).get("period_start") == (now.get(key) or {}).get("period_start")
-        rows.append([label, fmt(a) if same_period else "– (new period)", fmt(b),
-                     signed(b - a) if same_period and a is not None and b is not None else "–"])
+        then = fmt(a) if same_period else f"{fmt(a)} ({_period_name(before.get(key), key)}, the period before)"
+        rows.append([label, then, fmt(b), signed(b - a) if same_period and a is not None and b is not None else "–"])
     for label, key in (("Detractors to call", "detractor_queue"), ("… past the follow-up SLA", "sla_breached"),
                        ("Promoters to ask", "promoter_queue"), ("Theme alerts this month", "alerts")):
         a, b = len(before.get(key) or []), len(now.get(key) or [])

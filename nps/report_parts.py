@@ -12,6 +12,8 @@ from typing import Any
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["sendDataToCloud"]}
 COLOURS = ["#1f5f8b", "#c0504d", "#4f8a3a", "#8064a2", "#d08a1e", "#2a9d8f", "#7f7f7f", "#b5651d"]
+BUCKET_LABELS = {"within_24h": "≤ 24 h", "within_48h": "≤ 48 h", "later": "later", "never": "never",
+                 "no_follow_up_data": "no data"}
 STATUS_MARKS = {"new": "★ new", "resolved": "✓ resolved", "re-emerged": "↺ re-emerged"}
 
 CSS = """
@@ -142,7 +144,7 @@ def trend_figure(rows: list[dict[str, Any]], grain: str) -> Any:
                           "<br>%{customdata[0]} responses<extra></extra>",
             meta={"role": "nps", "segment_type": stype, "segment_value": value, "period_grain": grain},
         ))
-    fig.update_yaxes(title_text="NPS (band: ± margin of error, 95 %)")
+    fig.update_yaxes(title_text="NPS (± 95 % margin of error)")
     if grain == "quarter":
         fig.update_xaxes(dtick="M3", tickformat="%Y Q%q")
     return fig
@@ -178,12 +180,14 @@ def segments_figure(rows: list[dict[str, Any]]) -> Any:
 def recovery_figure(rows: list[dict[str, Any]]) -> Any:
     import plotly.graph_objects as go
 
-    x = [[quarter_label(r["period_start"]) for r in rows], [r["follow_up_bucket"] for r in rows]]
+    x = [[quarter_label(r["period_start"]) for r in rows], [BUCKET_LABELS.get(r["follow_up_bucket"],
+                                                                               r["follow_up_bucket"]) for r in rows]]
     fig = go.Figure()
     for i, (column, name) in enumerate((("detractors", "detractors"), ("with_next_response", "answered again"),
                                         ("recovered", "recovered (≥ 7)"), ("fully_recovered", "fully (≥ 9)"))):
         fig.add_trace(go.Bar(x=x, y=[r[column] for r in rows], name=name, marker_color=COLOURS[i],
-                             meta={"role": "funnel", "column": column}))
+                             meta={"role": "funnel", "column": column,
+                                   "buckets": [r["follow_up_bucket"] for r in rows]}))
     fig.update_layout(barmode="group")
     fig.update_yaxes(title_text="detractors")
     return fig
