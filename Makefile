@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: install demo test test-ops lint bench bench-load bench-backfill bench-themes bench-themes-scale bench-sentiment clean stop-warehouse
+.PHONY: install demo test test-ops lint bench bench-load bench-backfill bench-themes bench-themes-scale bench-scale bench-sentiment clean stop-warehouse
 
 install: $(VENV)/.installed
 
@@ -63,6 +63,13 @@ bench-backfill: install
 # the nightly theme step for 10,000 new comments over a 1,000,000-comment history vs a bare encode
 bench-themes-scale: install
 	$(BIN)/python bench/bench_themes.py --skip-quality --skip-stability --scale
+
+# the whole night at scale, stage by stage, each stage next to its limit: 10,000 new responses over
+# 1,000,000 and over 100,000 responses of history (the first run builds the cached base in
+# .bench/scale/, about 10 minutes; figures in BENCHMARKS.md)
+bench-scale: install
+	$(BIN)/python bench/bench_scale.py --history 1000000 --night 10000 --json .bench/scale/results-1000000-10000.json
+	$(BIN)/python bench/bench_scale.py --history 100000 --night 10000 --json .bench/scale/results-100000-10000.json
 
 # sentiment per comment: the classifier and the anchors vs majority class and VADER, on the airline
 # tweets' human labels and the demo generator's truth (a few minutes; NPS_BENCH_AIRLINE_CSV)

@@ -42,6 +42,36 @@ def test_first_publish_creates_tables_with_indexes(db_conn):
     assert _rows(db_conn, indexes) == [(1,)]
 
 
+def test_publish_moves_only_the_rows_that_changed(db_conn):
+    _exec(db_conn, """
+        create schema marts_candidate;
+        create table marts_candidate.scores (k text not null, v double precision, tags text[]);
+        create unique index on marts_candidate.scores (k);
+        insert into marts_candidate.scores
+        select 'k' || i, i / 3.0, array['t' || (i % 7)] from generate_series(1, 1000) as i;
+        insert into marts_candidate.scores values ('null-v', null, null);
+    """)
+    [first] = publish(db_conn)
+    assert (first.rows, first.created, first.inserted) == (1001, True, 1001)
+    before = dict(_rows(db_conn, "select k, ctid::text from marts.scores"))
+    # tomorrow's build: one row changed, one gone, one new; the rest (nulls and floats included) equal
+    _exec(db_conn, """
+        update marts_candidate.scores set v = -1 where k = 'k10';
+        delete from marts_candidate.scores where k = 'k20';
+        insert into marts_candidate.scores values ('k1001', 1, null);
+    """)
+    [second] = publish(db_conn)
+    assert (second.rows, second.deleted, second.inserted, second.created) == (1001, 2, 2, False)
+    after = dict(_rows(db_conn, "select k, ctid::text from marts.scores"))
+    moved = {k for k in before.keys() & after.keys() if before[k] != after[k]}
+    assert moved == {"k10"} and "k20" not in after and "k1001" in after
+    assert _rows(db_conn, "select v from marts.scores where k = 'k10'") == [(-1.0,)]
+    assert _rows(db_conn, "select count(*) from (select * from marts.scores except "
+                          "select * from marts_candidate.scores) as d") == [(0,)]
+    [third] = publish(db_conn)
+    assert (third.deleted, third.inserted) == (0, 0)
+
+
 def test_publish_replaces_rows_keeps_table_identity_and_views(db_conn):
     _exec(db_conn, """
         create schema marts_candidate;

@@ -7,6 +7,10 @@ that candidate, and only then does `publish` copy it into `marts` in ONE transac
   never dropped or renamed), so views BI users built on `marts.*` keep working, and a reader
   sees either yesterday's complete set or today's complete set, never a mix (MVCC; DELETE does
   not block readers the way TRUNCATE or DROP would);
+- only what changed moves: a table with a unique index (every mart: dbt's index config) loses the
+  rows the candidate no longer has and gains the rows it did not have yet, compared whole-row
+  (an md5 of the row's text, set-based); a night that changes one period's rows rewrites those,
+  not the mart. A table without a unique index (no key tells its rows apart) is replaced whole;
 - a mart that is new is created with the candidate's columns, indexes, constraints and comments;
 - a new column is added in place; a removed or retyped column needs the table rebuilt, which is
   done only when no view depends on it — otherwise publish stops and names the views, leaving
@@ -47,6 +51,30 @@ class PublishedTable:
     created: bool
     added_columns: tuple[str, ...]
     rebuilt: bool
+    deleted: int = 0
+    inserted: int = 0
+
+
+def _has_unique_index(cur, schema: str, table: str) -> bool:
+    cur.execute(
+        "select exists (select 1 from pg_index x join pg_class t on t.oid = x.indrelid "
+        "join pg_namespace n on n.oid = t.relnamespace where n.nspname = %s and t.relname = %s "
+        "and x.indisunique)",
+        (schema, table),
+    )
+    return bool(cur.fetchone()[0])
+
+
+def _copy_changes(cur, src: str, dst: str, column_list: str) -> tuple[int, int]:
+    """Make `dst` hold the rows of `src` by deleting and inserting only the rows that differ (rows
+    are unique: both tables have the same unique index). Returns (deleted, inserted)."""
+    digest = f"md5(row({column_list})::text)"
+    cur.execute(f"delete from {dst} where {digest} in "
+                f"(select {digest} from {dst} except select {digest} from {src})")
+    deleted = cur.rowcount
+    cur.execute(f"insert into {dst} ({column_list}) select {column_list} from {src} where {digest} in "
+                f"(select {digest} from {src} except select {digest} from {dst})")
+    return deleted, cur.rowcount
 
 
 def _tables(cur, schema: str) -> list[str]:
@@ -169,15 +197,23 @@ def publish(conn: PgConnection, *, candidate: str = CANDIDATE_SCHEMA, target: st
                             added.append(column)
                     new_indexes = _sync_indexes_before_copy(cur, candidate, target, table)
             column_list = ", ".join(_ident(c) for c in cand_cols)
-            cur.execute(f"delete from {dst}")
-            cur.execute(f"insert into {dst} ({column_list}) select {column_list} from {src}")
-            rows = cur.rowcount
+            keyed = _has_unique_index(cur, candidate, table) and _has_unique_index(cur, target, table)
+            if not created and not rebuilt and keyed:
+                deleted, inserted = _copy_changes(cur, src, dst, column_list)
+            else:
+                cur.execute(f"delete from {dst}")
+                deleted = cur.rowcount
+                cur.execute(f"insert into {dst} ({column_list}) select {column_list} from {src}")
+                inserted = cur.rowcount
+            cur.execute(f"select count(*) from {dst}")
+            rows = cur.fetchone()[0]
             _create_indexes(cur, target, table, new_indexes)
-            cur.execute(f"analyze {dst}")
-            results.append(PublishedTable(table, rows, created, tuple(added), rebuilt))
+            if deleted or inserted:
+                cur.execute(f"analyze {dst}")
+            results.append(PublishedTable(table, rows, created, tuple(added), rebuilt, deleted, inserted))
     if commit:
         conn.commit()
     for r in results:
-        log.info("published %s.%s: %s rows%s", target, r.table, r.rows,
-                 " (new table)" if r.created else " (rebuilt)" if r.rebuilt else "")
+        log.info("published %s.%s: %s rows (%s deleted, %s inserted)%s", target, r.table, r.rows, r.deleted,
+                 r.inserted, " (new table)" if r.created else " (rebuilt)" if r.rebuilt else "")
     return results
