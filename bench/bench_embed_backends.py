@@ -18,8 +18,7 @@ in one process:
    round, so a neighbour's load on a shared machine hits them alike; the median per backend counts.
    The same vectors give the cosine of each backend's embedding with torch's, text by text.
 2. **Quality**: the sets bench_themes uses (bench/themes_data.py: banking77, airline, clinc150, demo,
-   demo-small; airline from ``NPS_BENCH_AIRLINE_CSV``, defaulting to ../shared/data/themes/
-   twitter_airline_sentiment/Tweets.csv when that exists), each on its held-out half B
+   demo-small; airline from ``NPS_BENCH_AIRLINE_CSV``, skipped when unset), each on its held-out half B
    (``themes_quality.halves``: the split of the BENCHMARKS.md table), optionally subsampled with
    ``--limit`` (seeded, the same rows for every backend). Each backend embeds those texts (cached
    under .bench/themes/ by content and model key, which differs per backend) and
@@ -49,9 +48,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins"), str(ROOT / "bench")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-_SHARED_AIRLINE = ROOT.parent / "shared" / "data" / "themes" / "twitter_airline_sentiment" / "Tweets.csv"
-if not os.environ.get("NPS_BENCH_AIRLINE_CSV") and _SHARED_AIRLINE.is_file():
-    os.environ["NPS_BENCH_AIRLINE_CSV"] = str(_SHARED_AIRLINE)
 
 import themes_data as td  # noqa: E402
 import themes_quality as tq  # noqa: E402
