@@ -78,7 +78,7 @@ for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DBT_SEND_ANO
 
 import scale_data as sd  # noqa: E402
 
-from nps import contracts, warehouse  # noqa: E402
+from nps import config, contracts, warehouse  # noqa: E402
 from nps.contracts import SPECS  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -465,16 +465,10 @@ def workspace(keep: bool) -> Iterator[Path]:
     shutil.copytree(ROOT / "expectations", work / "expectations", ignore=shutil.ignore_patterns("uncommitted"))
     env = {"NPS_DATA_DIR": str(work / "data"), "NPS_SOURCES_DIR": str(work / "sources"),
            "NPS_GX_PROJECT_ROOT": str(work / "expectations"), "AIRFLOW_HOME": str(work / "airflow")}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        yield work
+        with config.environment(env):
+            yield work
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         if keep:
             print(f"work dir kept: {work}")
         else:
