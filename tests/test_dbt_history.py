@@ -171,3 +171,151 @@ def test_crm_history_is_the_same_nightly_or_backfilled(make_database) -> None:
     current = query(nightly, "select count(*) as n from snapshots.snap_crm__account_versions "
                              "where dbt_valid_to is null")
     assert int(current["n"][0]) == int(query(nightly, "select count(*) as n from raw.accounts")["n"][0])
+
+
+# ------------------------------------------------------------------ enriched responses: incremental == full refresh
+
+ENRICHED = ["int_responses_enriched", "int_responses_segmented", "int_survey_sends_answered"]
+ENRICHED_UPSTREAM = ["+int_responses_segmented", "+int_survey_sends_answered"]
+# computed by whichever build last touched the row: not part of the comparison
+BOOKKEEPING = {"built_at", "built_as_of", "enriched_at"}
+
+ENRICHED_NIGHT_1 = """
+insert into raw.survey_responses (response_id, survey_id, survey_type, account_id, contact_id, responded_at, score,
+                                  comment, _run_id, _loaded_at)
+values
+    ('R1', 'Q1', 'relational', 'A1', 'C1', '2025-03-01 10:00+00', 9, 'love it', 'load-1', '2025-04-01 00:00+00'),
+    ('R2', 'Q1', 'relational', 'A1', 'C2', '2025-03-20 10:00+00', 4, 'slow', 'load-1', '2025-04-01 00:00+00'),
+    ('R3', 'Q1', 'transactional', 'A2', null, '2025-03-10 10:00+00', 7, 'ok', 'load-1', '2025-04-01 00:00+00'),
+    ('R4', 'Q1', 'relational', 'A2', 'C3', '2025-03-31 23:00+00', 2, 'broken sync', 'load-1', '2025-04-01 00:00+00'),
+    ('R5', 'Q1', 'relational', 'A1', 'C1', '2025-04-02 09:00+00', 8, 'fine', 'load-1', '2025-04-01 00:00+00'),
+    ('R7', 'Q1', 'relational', 'A3', 'C7', '2025-03-15 09:00+00', 10, 'great', 'load-0', '2025-03-16 00:00+00');
+insert into raw.accounts (account_id, name, plan, arr, owner, customer_since, updated_at, _loaded_at) values
+    ('A1', 'Acme', 'starter', 9000, 'maya', '2024-01-01', '2025-01-01 00:00+00', '2025-04-01 00:00+00'),
+    ('A2', 'Beta', 'growth', 20000, 'tom', '2024-06-01', '2025-01-01 00:00+00', '2025-04-01 00:00+00'),
+    ('A2', 'Beta', 'growth', 60000, 'tom', '2024-06-01', '2025-03-15 00:00+00', '2025-04-01 00:00+00'),
+    ('A3', 'Cato', 'business', 300000, 'ann', '2023-01-01', '2025-01-01 00:00+00', '2025-04-01 00:00+00');
+insert into raw.usage_daily (account_id, usage_date, sessions, _loaded_at)
+select account_id, day::date, sessions, '2025-04-01 00:00+00'
+from (values ('A1', 5), ('A2', 20), ('A3', 60)) as accounts (account_id, sessions)
+cross join generate_series('2025-01-01'::date, '2025-04-14'::date, interval '1 day') as day;
+insert into raw.load_audit (entity, interval_start, interval_end, rows_loaded, loaded_at)
+values ('usage_daily', '2025-01-01', '2025-04-15', 315, '2025-04-01 00:00+00');
+insert into raw.survey_sends (send_id, survey_id, survey_type, account_id, contact_id, sent_at, response_id,
+                              _loaded_at)
+values
+    ('S1', 'Q1', 'relational', 'A1', 'C1', '2025-02-28 10:00+00', 'R1', '2025-04-01 00:00+00'),
+    ('S2', 'Q1', 'relational', 'A1', 'C2', '2025-03-15 10:00+00', null, '2025-04-01 00:00+00'),
+    ('S3', 'Q1', 'relational', 'A2', 'C3', '2025-03-25 10:00+00', null, '2025-04-01 00:00+00'),
+    ('S7', 'Q1', 'relational', 'A3', 'C7', '2025-03-10 10:00+00', null, '2025-03-16 00:00+00');
+"""
+
+# A later night: a late January answer, a reload that corrects R2, a deletion (R3), a new answer; a
+# backdated CRM version for A1 (R2 moves to growth) and A1's churn (every A1 row's latest_churned_at);
+# a corrected usage day of A2 inside R4's 30-day window. R5 (answered after the first as_of) comes
+# into view with the new as_of. A later send S4 to C3 takes R4's answer from S3 (a response answers the
+# latest send before it). A3 changes nothing: its R7 and S7 must not be recomputed.
+ENRICHED_NIGHT_2 = """
+insert into raw.survey_responses (response_id, survey_id, survey_type, account_id, contact_id, responded_at, score,
+                                  comment, _run_id, _loaded_at)
+values ('R0', 'Q1', 'relational', 'A2', 'C9', '2025-01-20 10:00+00', 10, 'late but great', 'load-2', now()),
+       ('R6', 'Q1', 'relational', 'A2', 'C3', '2025-04-10 10:00+00', 3, 'still broken', 'load-2', now());
+update raw.survey_responses set score = 6, _run_id = 'load-2', _loaded_at = now() where response_id = 'R2';
+delete from raw.survey_responses where response_id = 'R3';
+insert into raw.accounts (account_id, name, plan, arr, owner, customer_since, churned_at, updated_at, _loaded_at) values
+    ('A1', 'Acme', 'growth', 30000, 'maya', '2024-01-01', null, '2025-03-10 00:00+00', now()),
+    ('A1', 'Acme', 'growth', 30000, 'maya', '2025-01-01', '2025-04-09 00:00+00', '2025-04-09 00:00+00', now());
+update raw.usage_daily set sessions = 900, _loaded_at = now() where account_id = 'A2' and usage_date = '2025-03-05';
+insert into raw.load_audit (entity, interval_start, interval_end, rows_loaded, loaded_at)
+values ('usage_daily', '2025-03-05', '2025-03-06', 1, now());
+insert into raw.survey_sends (send_id, survey_id, survey_type, account_id, contact_id, sent_at, response_id,
+                              _loaded_at)
+values ('S4', 'Q1', 'relational', 'A2', 'C3', '2025-03-28 10:00+00', null, now());
+"""
+
+# R4 is deleted at the source: S4 is answered by R6 instead, S3 still by nothing
+ENRICHED_NIGHT_3 = """
+delete from raw.survey_responses where response_id = 'R4';
+"""
+
+# A source fix that removes usage rows (the loader records rows_lost): every row is recomputed
+ENRICHED_NIGHT_4 = """
+delete from raw.usage_daily where account_id = 'A3' and usage_date between '2025-02-20' and '2025-03-10';
+insert into raw.load_audit (entity, interval_start, interval_end, rows_loaded, rows_lost, loaded_at)
+values ('usage_daily', '2025-02-20', '2025-03-11', 0, 19, now());
+"""
+
+
+def _answers(url: str) -> dict[str, str | None]:
+    rows = query(url, "select send_id, answered_by_response_id from intermediate.int_survey_sends_answered")
+    return {send: response if isinstance(response, str) else None for send, response in rows.itertuples(index=False)}
+
+
+def _comparable(url: str, table: str) -> list[tuple]:
+    columns = [c for c in query(url, f"select * from {table} limit 0").columns if c not in BOOKKEEPING]
+    order = {"int_responses_segmented": "response_id, segment_type",
+             "int_survey_sends_answered": "send_id"}.get(table.split(".")[1], "response_id")
+    return _rows(url, f"(select {', '.join(columns)} from {table}) as t", order)
+
+
+def _assert_incremental_equals_full_refresh(url: str, as_of: str, **vars: str) -> None:
+    _build(url, ENRICHED_UPSTREAM, full_refresh=True, intermediate_schema="intermediate_full_refresh",
+           as_of=as_of, **vars)
+    for model in ENRICHED:
+        incremental = _comparable(url, f"intermediate.{model}")
+        full = _comparable(url, f"intermediate_full_refresh.{model}")
+        assert incremental == full, model
+
+
+def test_enriched_responses_incremental_equals_a_full_refresh(db_url: str) -> None:
+    # no lookback: only the change rules themselves pick what to recompute
+    strict = {"incremental_lookback_days": "0"}
+    _exec(db_url, ENRICHED_NIGHT_1)
+    _build(db_url, ENRICHED_UPSTREAM, as_of="2025-04-01T00:00:00+00", **strict)
+    stamped = dict(query(db_url, "select response_id, built_at from intermediate.int_responses_enriched")
+                   .itertuples(index=False))
+    assert sorted(stamped) == ["R1", "R2", "R3", "R4", "R7"]  # R5 comes after as_of
+    assert _answers(db_url) == {"S1": "R1", "S2": "R2", "S3": "R4", "S7": "R7"}
+    sends_stamped = dict(query(db_url, "select send_id, built_at from intermediate.int_survey_sends_answered")
+                         .itertuples(index=False))
+
+    _exec(db_url, ENRICHED_NIGHT_2)
+    _build(db_url, ENRICHED_UPSTREAM, as_of="2025-04-15T00:00:00+00", **strict)
+    _assert_incremental_equals_full_refresh(db_url, "2025-04-15T00:00:00+00", **strict)
+    rows = query(db_url, "select response_id, plan, score, latest_churned_at is not null as churned, "
+                         "sessions_per_day, built_at from intermediate.int_responses_enriched "
+                         "order by response_id").set_index("response_id")
+    assert list(rows.index) == ["R0", "R1", "R2", "R4", "R5", "R6", "R7"]
+    assert rows.loc["R2", "plan"] == "growth" and rows.loc["R2", "score"] == 6
+    assert rows.loc[["R1", "R2", "R5"], "churned"].all()
+    assert rows.loc["R4", "sessions_per_day"] == (29 * 20 + 900) / 30
+    recomputed = {r for r in rows.index if r not in stamped or rows.loc[r, "built_at"] != stamped[r]}
+    assert recomputed == {"R0", "R1", "R2", "R4", "R5", "R6"}  # not R7: nothing about it changed
+    segments = query(db_url, "select count(*) as n from intermediate.int_responses_segmented")
+    assert int(segments["n"][0]) == 7 * len(query(db_url, "select * from intermediate.int_responses_segmented "
+                                                          "where response_id = 'R7'"))
+    assert _answers(db_url) == {"S1": "R1", "S2": "R2", "S3": None, "S4": "R4", "S7": "R7"}
+    sends = query(db_url, "select send_id, built_at from intermediate.int_survey_sends_answered")
+    assert sends.set_index("send_id").loc["S7", "built_at"] == sends_stamped["S7"]
+
+    _exec(db_url, ENRICHED_NIGHT_3)
+    _build(db_url, ENRICHED_UPSTREAM, as_of="2025-04-15T00:00:00+00", **strict)
+    _assert_incremental_equals_full_refresh(db_url, "2025-04-15T00:00:00+00", **strict)
+    assert _answers(db_url) == {"S1": "R1", "S2": "R2", "S3": None, "S4": "R6", "S7": "R7"}
+
+    _exec(db_url, ENRICHED_NIGHT_4)
+    _build(db_url, ENRICHED_UPSTREAM, as_of="2025-04-15T00:00:00+00", **strict)
+    _assert_incremental_equals_full_refresh(db_url, "2025-04-15T00:00:00+00", **strict)
+    assert query(db_url, "select sessions_per_day from intermediate.int_responses_enriched "
+                         "where response_id = 'R7'")["sessions_per_day"][0] < 60
+
+    # as_of moves back (a rerun of an older interval without the published guard): R5 and R6 go
+    _build(db_url, ENRICHED_UPSTREAM, as_of="2025-04-05T00:00:00+00", **strict)
+    _assert_incremental_equals_full_refresh(db_url, "2025-04-05T00:00:00+00", **strict)
+    assert "R6" not in set(query(db_url, "select response_id from intermediate.int_responses_segmented")
+                           ["response_id"])
+    assert _answers(db_url)["S4"] is None
+
+    # a settings change recomputes everything
+    _build(db_url, ENRICHED_UPSTREAM, as_of="2025-04-15T00:00:00+00", usage_lookback_days="10", **strict)
+    _assert_incremental_equals_full_refresh(db_url, "2025-04-15T00:00:00+00", usage_lookback_days="10", **strict)

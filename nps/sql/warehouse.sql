@@ -305,3 +305,5 @@ create table if not exists raw.survey_sends (
 create index if not exists survey_sends_sent_at_idx on raw.survey_sends (sent_at);
 create index if not exists survey_sends_source_file_idx on raw.survey_sends (_source_file);
 create index if not exists survey_sends_contact_idx on raw.survey_sends (contact_id, sent_at);
+-- incremental dbt models find the usage / sends rows loaded since their previous build
+create index if not exists usage_daily_loaded_at_idx on raw.usage_daily (_loaded_at);

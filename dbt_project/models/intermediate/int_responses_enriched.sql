@@ -2,6 +2,37 @@
 -- attributes as of the response (the version valid at responded_at: the greatest updated_at <=
 -- responded_at, else the earliest), bands, and the account's latest state known at as_of (churned_at,
 -- owner). sessions_per_day (and usage_band) is null when product usage is not available.
+--
+-- Incremental (grain: response_id): a build recomputes only the responses whose row can have changed
+-- since the previous one (docs/incremental.md):
+--   - responses loaded since (within var incremental_lookback_days of the newest load it holds), and
+--     those that as_of has come to include (responded_at in [previous as_of, as_of));
+--   - every response of an account with a CRM version opened or closed since the previous build, or
+--     a version that as_of has come to include (its attributes and latest_churned_at move);
+--   - responses whose usage window holds a usage row loaded since (by account and date).
+-- Everything is recomputed when as_of moved back, the band / usage settings changed, usage became
+-- (un)available, or a usage load since removed rows. Rows whose response left raw or is no longer
+-- before as_of are deleted. A full refresh gives the same table (tests/test_dbt_history.py). The change
+-- rules are the macros in macros/incremental.sql, shared with int_survey_sends_answered.
+{%- set settings = [var('usage_lookback_days'), var('arr_band_boundaries'), var('tenure_band_days'),
+                    var('usage_band_boundaries')] %}
+{{
+    config(
+        materialized='incremental',
+        unique_key='response_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        post_hook=[
+            "{{ delete_rows_missing_from(ref('int_responses_categorised'), 'response_id') }}",
+            "delete from {{ this }} where responded_at >= (select as_of from {{ ref('int_as_of_resolved') }})",
+        ],
+        indexes=[
+            {'columns': ['response_id'], 'unique': true},
+            {'columns': ['account_id']},
+        ],
+    )
+}}
+
 with
 
 responses as (
@@ -34,20 +65,97 @@ sources_audited as (
 
 ),
 
+account_snapshots as (
+
+    -- incremental builds: which accounts changed since the previous build
+    select * from {{ ref('snap_crm__account_versions') }}
+
+),
+
+load_audit as (
+
+    select * from {{ ref('stg_pipeline__load_audit') }}
+
+),
+
 usage_source as (
 
-    select is_available as is_usage_available
+    select
+        is_available as is_usage_available,
+        {{ settings_fingerprint(settings, 'is_available') }} as settings_fingerprint
     from sources_audited
     where entity = 'usage_daily'
 
 ),
+
+{% if is_incremental() %}
+    previous_build as (
+
+        {{ incremental_previous_build('select usage_source.settings_fingerprint from usage_source') }}
+
+    ),
+
+    rebuild as (
+
+        {{ incremental_rebuild_everything('previous_build', 'as_of', 'load_audit') }}
+
+    ),
+
+    changed_accounts as (
+
+        {{ incremental_changed_accounts('account_snapshots', 'previous_build', 'as_of') }}
+
+    ),
+
+    changed_usage as (
+
+        {{ incremental_changed_usage('usage_daily', 'previous_build') }}
+
+    ),
+
+    changed_responses as (
+
+        select responses.response_id
+        from responses
+        cross join previous_build
+        cross join as_of
+        where
+            responses.loaded_at >= previous_build.loaded_after
+            or (responses.responded_at >= previous_build.as_of and responses.responded_at < as_of.as_of)
+
+        union
+
+        select responses.response_id
+        from responses
+        inner join changed_accounts
+            on responses.account_id = changed_accounts.account_id
+
+        union
+
+        select responses.response_id
+        from responses
+        inner join changed_usage
+            on
+                responses.account_id = changed_usage.account_id
+                and responses.response_date > changed_usage.first_usage_date
+                and responses.response_date <= changed_usage.last_usage_date + {{ var('usage_lookback_days') }}
+
+    ),
+{% endif %}
 
 known_responses as (
 
     select responses.*
     from responses
     cross join as_of
-    where responses.responded_at < as_of.as_of
+    where
+        responses.responded_at < as_of.as_of
+        {% if is_incremental() %}
+            and (
+                (select rebuild.is_everything from rebuild)
+                or responses.response_id in (select changed_responses.response_id from changed_responses)
+            )
+        {% endif %}
 
 ),
 
@@ -96,8 +204,12 @@ joined as (
         account_versions.account_owner,
         latest_account_versions.latest_churned_at,
         usage_before_response.sessions_per_day,
-        known_responses.response_date - account_versions.customer_since as tenure_days
+        known_responses.response_date - account_versions.customer_since as tenure_days,
+        as_of.as_of,
+        usage_source.settings_fingerprint
     from known_responses
+    cross join as_of
+    cross join usage_source
     left join account_versions
         on
             known_responses.account_id = account_versions.account_id
@@ -158,7 +270,13 @@ final as (
         -- bands
         {{ arr_band('arr') }} as arr_band,
         {{ tenure_band('tenure_days') }} as tenure_band,
-        {{ usage_band('sessions_per_day') }} as usage_band
+        {{ usage_band('sessions_per_day') }} as usage_band,
+
+        -- incremental bookkeeping: the response's load, and the build that computed the row
+        loaded_at,
+        now() as built_at,
+        as_of as built_as_of,
+        settings_fingerprint as built_settings
 
     from joined
 

@@ -5,6 +5,31 @@
 -- answered by a known response of the same survey_id and contact_id that came within var
 -- send_response_window_days after it and that no send links, each such response answering the
 -- latest of those sends (docs/contracts.md section 4). Empty when survey sends are not available.
+--
+-- Incremental (grain: send_id), by the rules of int_responses_enriched (macros/incremental.sql,
+-- docs/incremental.md): a build recomputes the sends loaded since, those as_of has come to include,
+-- those whose account's CRM history or usage window changed; and, as answering is decided between the
+-- sends and responses of one survey and contact, every send of a survey and contact that has such a
+-- send, a response recomputed since, or a send or answering response that is gone.
+{%- set settings = [var('usage_lookback_days'), var('arr_band_boundaries'), var('tenure_band_days'),
+                    var('usage_band_boundaries'), var('send_response_window_days')] %}
+{{
+    config(
+        materialized='incremental',
+        unique_key='send_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        post_hook=[
+            "{{ delete_rows_missing_from(ref('stg_survey__sends'), 'send_id') }}",
+            "delete from {{ this }} where sent_at >= (select as_of from {{ ref('int_as_of_resolved') }})",
+        ],
+        indexes=[
+            {'columns': ['send_id'], 'unique': true},
+            {'columns': ['answered_by_response_id']},
+        ],
+    )
+}}
+
 with
 
 sends as (
@@ -43,13 +68,199 @@ sources_audited as (
 
 ),
 
+account_snapshots as (
+
+    -- incremental builds: which accounts changed since the previous build
+    select * from {{ ref('snap_crm__account_versions') }}
+
+),
+
+load_audit as (
+
+    select * from {{ ref('stg_pipeline__load_audit') }}
+
+),
+
 usage_source as (
 
-    select is_available as is_usage_available
+    select
+        is_available as is_usage_available,
+        {{ settings_fingerprint(settings, 'is_available') }} as settings_fingerprint
     from sources_audited
     where entity = 'usage_daily'
 
 ),
+
+{% if is_incremental() %}
+    previous_build as (
+
+        {{ incremental_previous_build('select usage_source.settings_fingerprint from usage_source') }}
+
+    ),
+
+    rebuild as (
+
+        {{ incremental_rebuild_everything('previous_build', 'as_of', 'load_audit') }}
+
+    ),
+
+    changed_accounts as (
+
+        {{ incremental_changed_accounts('account_snapshots', 'previous_build', 'as_of') }}
+
+    ),
+
+    changed_usage as (
+
+        {{ incremental_changed_usage('usage_daily', 'previous_build') }}
+
+    ),
+
+    changed_sends as (
+
+        -- sends loaded since, that as_of has come to include, or whose account or usage window changed
+        select
+            sends.send_id,
+            sends.survey_id,
+            sends.contact_id
+        from sends
+        cross join previous_build
+        cross join as_of
+        where
+            sends.loaded_at >= previous_build.loaded_after
+            or (sends.sent_at >= previous_build.as_of and sends.sent_at < as_of.as_of)
+
+        union
+
+        select
+            sends.send_id,
+            sends.survey_id,
+            sends.contact_id
+        from sends
+        inner join changed_accounts
+            on sends.account_id = changed_accounts.account_id
+
+        union
+
+        select
+            sends.send_id,
+            sends.survey_id,
+            sends.contact_id
+        from sends
+        inner join changed_usage
+            on
+                sends.account_id = changed_usage.account_id
+                and (sends.sent_at at time zone 'UTC')::date > changed_usage.first_usage_date
+                and (sends.sent_at at time zone 'UTC')::date
+                <= changed_usage.last_usage_date + {{ var('usage_lookback_days') }}
+
+    ),
+
+    changed_responses as (
+
+        -- responses int_responses_enriched recomputed since the previous build (new, reloaded, in view)
+        select
+            responses.response_id,
+            responses.survey_id,
+            responses.contact_id
+        from responses
+        cross join previous_build
+        where responses.built_at >= previous_build.changed_after
+
+    ),
+
+    dropped_rows as (
+
+        -- rows of the previous build whose send or answering response is gone
+        select
+            previous.send_id,
+            previous.survey_id,
+            previous.contact_id
+        from {{ this }} as previous
+        left join sends
+            on previous.send_id = sends.send_id
+        left join responses
+            on previous.answered_by_response_id = responses.response_id
+        where
+            sends.send_id is null
+            or (previous.answered_by_response_id is not null and responses.response_id is null)
+
+    ),
+
+    relinked_responses as (
+
+        -- responses a changed send links now or linked before: whether they can be matched moved
+        select sends.response_id
+        from sends
+        inner join changed_sends
+            on sends.send_id = changed_sends.send_id
+
+        union
+
+        select previous.response_id
+        from {{ this }} as previous
+        inner join changed_sends
+            on previous.send_id = changed_sends.send_id
+
+    ),
+
+    changed_groups as (
+
+        -- the surveys and contacts within which answering is decided again
+        select
+            changed_sends.survey_id,
+            changed_sends.contact_id
+        from changed_sends
+
+        union
+
+        select
+            changed_responses.survey_id,
+            changed_responses.contact_id
+        from changed_responses
+
+        union
+
+        select
+            dropped_rows.survey_id,
+            dropped_rows.contact_id
+        from dropped_rows
+
+        union
+
+        select
+            responses.survey_id,
+            responses.contact_id
+        from responses
+        inner join relinked_responses
+            on responses.response_id = relinked_responses.response_id
+
+    ),
+
+    recomputed_sends as (
+
+        select changed_sends.send_id
+        from changed_sends
+
+        union
+
+        select sends.send_id
+        from sends
+        inner join changed_groups
+            on
+                sends.survey_id = changed_groups.survey_id
+                and sends.contact_id = changed_groups.contact_id
+
+        union
+
+        -- sends linking a response recomputed since (it may have come into view)
+        select sends.send_id
+        from sends
+        inner join changed_responses
+            on sends.response_id = changed_responses.response_id
+
+    ),
+{% endif %}
 
 known_sends as (
 
@@ -58,7 +269,14 @@ known_sends as (
         (sends.sent_at at time zone 'UTC')::date as send_date
     from sends
     cross join as_of
-    where sends.sent_at < as_of.as_of
+    where
+        sends.sent_at < as_of.as_of
+        {% if is_incremental() %}
+            and (
+                (select rebuild.is_everything from rebuild)
+                or sends.send_id in (select recomputed_sends.send_id from recomputed_sends)
+            )
+        {% endif %}
 
 ),
 
@@ -76,9 +294,13 @@ linked_answers as (
 
 linked_responses as (
 
-    select distinct response_id
-    from known_sends
-    where response_id is not null
+    -- responses any known send links (not only the sends this build recomputes)
+    select distinct sends.response_id
+    from sends
+    cross join as_of
+    where
+        sends.response_id is not null
+        and sends.sent_at < as_of.as_of
 
 ),
 
@@ -167,8 +389,12 @@ joined as (
         account_versions.arr,
         account_versions.account_owner,
         known_sends.send_date - account_versions.customer_since as tenure_days,
-        usage_before_send.sessions_per_day
+        usage_before_send.sessions_per_day,
+        as_of.as_of,
+        usage_source.settings_fingerprint
     from known_sends
+    cross join as_of
+    cross join usage_source
     left join linked_answers
         on known_sends.send_id = linked_answers.send_id
     left join matched_answers
@@ -222,7 +448,13 @@ final as (
         -- bands
         {{ arr_band('arr') }} as arr_band,
         {{ tenure_band('tenure_days') }} as tenure_band,
-        {{ usage_band('sessions_per_day') }} as usage_band
+        {{ usage_band('sessions_per_day') }} as usage_band,
+
+        -- incremental bookkeeping: the send's load, and the build that computed the row
+        loaded_at,
+        now() as built_at,
+        as_of as built_as_of,
+        settings_fingerprint as built_settings
 
     from joined
 

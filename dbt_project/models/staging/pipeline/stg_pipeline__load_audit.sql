@@ -22,6 +22,7 @@ renamed as (
         coalesce(load_mode, '') != 'not_configured' as is_configured,
         source_location,
         rows_loaded,
+        coalesce(rows_lost, 0) as rows_lost,
         loaded_at
 
     from source
