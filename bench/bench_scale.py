@@ -54,8 +54,10 @@ import argparse
 import contextlib
 import gc
 import json
+import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -282,6 +284,61 @@ def sql_without_dbt(conn: Any, manifest: dict[str, Any]) -> dict[str, Any]:
     return {"models_sql_seconds": round(sum(per_node.values()), 2), "models_sql_nodes": len(per_node),
             "tests_sql_seconds": round(tests_s, 2), "tests_sql_nodes": tests,
             "slowest_models": {uid.split(".")[-1]: round(s, 2) for uid, s in top}}
+
+
+class DbtModelTimes(logging.Handler):
+    """Per-node times of the pipeline's own `dbt build`, read from the dbt output that
+    nps_airflow.dbt logs ("OK created sql incremental model intermediate.x ... in 1.23s")."""
+
+    LINE = re.compile(r"OK (?:created sql \w+ model|snapshotted) (\S+) .*? in ([\d.]+)s")
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seconds: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for name, seconds in self.LINE.findall(record.getMessage()):
+            self.seconds[name.split(".")[-1]] = float(seconds)
+
+    def slowest(self, n: int = 8) -> dict[str, float]:
+        return dict(sorted(self.seconds.items(), key=lambda kv: -kv[1])[:n])
+
+
+INCREMENTAL_CHECKED = ["int_responses_enriched", "int_responses_segmented", "int_survey_sends_answered"]
+BOOKKEEPING = {"built_at", "built_as_of", "enriched_at"}
+
+
+def full_refresh_check(url: str, run_id: str, end: Any) -> dict[str, Any]:
+    """The incremental models after the night equal a full refresh of the same data: their
+    upstream rebuilt with --full-refresh into a schema of its own, then rows compared (EXCEPT ALL
+    both ways, bookkeeping columns left out). Returns the differing rows per model and the time."""
+    from nps_airflow.dbt import build_as_of, build_vars, run_dbt
+    from nps_airflow.publish import CANDIDATE_SCHEMA
+
+    schema = "intermediate_bench_full_refresh"
+    conn = warehouse.connect(url)
+    try:
+        as_of = build_as_of(conn, end)
+        select = [f"+{m}" for m in INCREMENTAL_CHECKED]
+        t0 = time.perf_counter()
+        run_dbt(["run", "--select", *select, "--exclude", "resource_type:snapshot", "--full-refresh"], url,
+                vars={**build_vars(run_id, CANDIDATE_SCHEMA, as_of), "intermediate_schema": schema})
+        seconds = time.perf_counter() - t0
+        differing: dict[str, int] = {}
+        with conn.cursor() as cur:
+            for model in INCREMENTAL_CHECKED:
+                cur.execute("select column_name from information_schema.columns where table_schema = 'intermediate'"
+                            " and table_name = %s order by ordinal_position", (model,))
+                cols = ", ".join(c for (c,) in cur.fetchall() if c not in BOOKKEEPING)
+                inc, full = f"intermediate.{model}", f"{schema}.{model}"
+                only_in = "(select count(*) from (select {c} from {a} except all select {c} from {b}) as d)"
+                cur.execute(f"select {only_in.format(c=cols, a=inc, b=full)} + {only_in.format(c=cols, a=full, b=inc)}")
+                differing[model] = int(cur.fetchone()[0])
+            cur.execute(f"drop schema {schema} cascade")
+        conn.commit()
+    finally:
+        conn.close()
+    return {"full_refresh_seconds": round(seconds, 2), "differing_rows": differing}
 
 
 def trivial_project(path: Path, counts: dict[str, int]) -> None:
@@ -546,7 +603,17 @@ def night(run: Run, url: str, work: Path, copies: sd.Copies, m: int) -> dict[str
     del model, embedder
     gc.collect()
 
-    run.stage("dbt_build", lambda: stages.dbt_build(run_id, end, start))
+    model_times = DbtModelTimes()
+    dbt_log = logging.getLogger("nps_airflow.dbt")
+    dbt_log.addHandler(model_times)
+    dbt_log.setLevel(logging.INFO)
+    try:
+        run.stage("dbt_build", lambda: stages.dbt_build(run_id, end, start))
+    finally:
+        dbt_log.removeHandler(model_times)
+    print("  incremental models == a full refresh? ...", flush=True)
+    limits["incremental"] = {"slowest_models": model_times.slowest(), **full_refresh_check(url, run_id, end)}
+    print(f"  {limits['incremental']}", flush=True)
     print("  dbt limits ...", flush=True)
     parse_s, _ = timed(lambda: run_dbt(["parse"], url))
     compile_s, manifest = dbt_manifest(url, run_id, end, work / "dbt_compile")
@@ -675,7 +742,8 @@ def print_table(r: dict[str, Any]) -> None:
         elif name == "dbt_build":
             d = lim["dbt"]
             note = (f"trivial build {d['trivial_build_seconds']:.1f} s, parse {d['parse_seconds']:.1f} s, "
-                    f"SQL models {d['models_sql_seconds']:.1f} s + tests {d['tests_sql_seconds']:.1f} s")
+                    f"SQL models {d['models_sql_seconds']:.1f} s + tests {d['tests_sql_seconds']:.1f} s; "
+                    f"slowest in the build: {lim['incremental']['slowest_models']}")
         elif name == "validate":
             v = lim["validate"]
             note = (f"same {v['checks']} checks in SQL {v['sql_seconds']:.2f} s; counts + not-null "

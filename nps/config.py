@@ -114,6 +114,12 @@ class LoadSettings:
     future_tolerance_hours: float = contracts.FUTURE_TOLERANCE_HOURS
 
 
+def dbt_full_refresh() -> bool:
+    """NPS_DBT_FULL_REFRESH=1: the pipeline's dbt builds rebuild the incremental models from scratch
+    (`--full-refresh`) instead of recomputing what changed (docs/incremental.md)."""
+    return os.environ.get("NPS_DBT_FULL_REFRESH", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def accept_row_loss() -> bool:
     """NPS_ACCEPT_ROW_LOSS=1: loads may remove more of the rows loaded before than their source's
     max_row_loss_share (a source that really deleted rows); the loss is recorded in raw.load_audit."""

@@ -7,10 +7,13 @@
 -#}
 
 
-{#- Fingerprint (md5 text) of a list of settings plus a SQL expression (e.g. whether usage is
-    available); vars given on the command line arrive as strings, so quotes are ignored. -#}
+{#- Fingerprint (md5 text) of a list of settings, the calling model's own SQL (a new version of the
+    model recomputes every row) and a SQL expression (e.g. whether usage is available); vars given
+    on the command line arrive as strings, so quotes are ignored. -#}
 {% macro settings_fingerprint(settings, expression) -%}
-    md5('{{ settings | string | replace("'", "") | replace('"', '') }}' || coalesce(({{ expression }})::text, 'null'))
+    {%- set code = model.raw_code if model is defined and model.raw_code is defined else '' -%}
+    {%- set text = (settings | string | replace("'", "") | replace('"', '')) ~ '|' ~ local_md5(code) -%}
+    md5('{{ text }}' || coalesce(({{ expression }})::text, 'null'))
 {%- endmacro %}
 
 
