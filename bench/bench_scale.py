@@ -607,10 +607,12 @@ def night(run: Run, url: str, work: Path, copies: sd.Copies, m: int) -> dict[str
     dbt_log = logging.getLogger("nps_airflow.dbt")
     dbt_log.addHandler(model_times)
     dbt_log.setLevel(logging.INFO)
+    dbt_log.propagate = False  # the handler reads dbt's output; it is not printed
     try:
         run.stage("dbt_build", lambda: stages.dbt_build(run_id, end, start))
     finally:
         dbt_log.removeHandler(model_times)
+        dbt_log.propagate = True
     print("  incremental models == a full refresh? ...", flush=True)
     limits["incremental"] = {"slowest_models": model_times.slowest(), **full_refresh_check(url, run_id, end)}
     print(f"  {limits['incremental']}", flush=True)

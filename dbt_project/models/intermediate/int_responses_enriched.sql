@@ -35,7 +35,8 @@
 
 with
 
-responses as (
+-- not materialized: read by several CTEs, each filtering it by its indexes
+responses as not materialized (
 
     select * from {{ ref('int_responses_categorised') }}
 
@@ -47,7 +48,7 @@ account_versions as (
 
 ),
 
-usage_daily as (
+usage_daily as not materialized (
 
     select * from {{ ref('stg_product__usage_daily') }}
 
@@ -140,6 +141,13 @@ usage_source as (
                 and responses.response_date > changed_usage.first_usage_date
                 and responses.response_date <= changed_usage.last_usage_date + {{ var('usage_lookback_days') }}
 
+        union
+
+        select responses.response_id
+        from responses
+        cross join rebuild
+        where rebuild.is_everything
+
     ),
 {% endif %}
 
@@ -151,10 +159,8 @@ known_responses as (
     where
         responses.responded_at < as_of.as_of
         {% if is_incremental() %}
-            and (
-                (select rebuild.is_everything from rebuild)
-                or responses.response_id in (select changed_responses.response_id from changed_responses)
-            )
+            -- a semi-join (an "or" here would make PostgreSQL test every row against the list)
+            and responses.response_id in (select changed_responses.response_id from changed_responses)
         {% endif %}
 
 ),

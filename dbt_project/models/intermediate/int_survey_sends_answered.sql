@@ -32,13 +32,14 @@
 
 with
 
-sends as (
+-- not materialized: read by several CTEs, each filtering it by its indexes
+sends as not materialized (
 
     select * from {{ ref('stg_survey__sends') }}
 
 ),
 
-responses as (
+responses as not materialized (
 
     select * from {{ ref('int_responses_enriched') }}
 
@@ -50,7 +51,7 @@ account_versions as (
 
 ),
 
-usage_daily as (
+usage_daily as not materialized (
 
     select * from {{ ref('stg_product__usage_daily') }}
 
@@ -259,6 +260,13 @@ usage_source as (
         inner join changed_responses
             on sends.response_id = changed_responses.response_id
 
+        union
+
+        select sends.send_id
+        from sends
+        cross join rebuild
+        where rebuild.is_everything
+
     ),
 {% endif %}
 
@@ -272,10 +280,8 @@ known_sends as (
     where
         sends.sent_at < as_of.as_of
         {% if is_incremental() %}
-            and (
-                (select rebuild.is_everything from rebuild)
-                or sends.send_id in (select recomputed_sends.send_id from recomputed_sends)
-            )
+            -- a semi-join (an "or" here would make PostgreSQL test every row against the list)
+            and sends.send_id in (select recomputed_sends.send_id from recomputed_sends)
         {% endif %}
 
 ),
