@@ -54,10 +54,8 @@ import argparse
 import contextlib
 import gc
 import json
-import logging
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -286,25 +284,33 @@ def sql_without_dbt(conn: Any, manifest: dict[str, Any]) -> dict[str, Any]:
             "slowest_models": {uid.split(".")[-1]: round(s, 2) for uid, s in top}}
 
 
-class DbtModelTimes(logging.Handler):
-    """Per-node times of the pipeline's own `dbt build`, read from the dbt output that
-    nps_airflow.dbt logs ("OK created sql incremental model intermediate.x ... in 1.23s")."""
+@contextlib.contextmanager
+def kept_dbt_target(target: Path) -> Iterator[Path]:
+    """The pipeline's own dbt calls keep their target folder (run_results.json: per-node times)."""
+    import nps_airflow.dbt as dbt_module
 
-    LINE = re.compile(r"OK (?:created sql \w+ model|snapshotted) (\S+) .*? in ([\d.]+)s")
+    original = dbt_module.run_dbt
 
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.seconds: dict[str, float] = {}
+    def run_dbt(args: list[str], url: str, **kwargs: Any) -> str:
+        return original(args, url, **{**kwargs, "target_dir": kwargs.get("target_dir") or target})
 
-    def emit(self, record: logging.LogRecord) -> None:
-        for name, seconds in self.LINE.findall(record.getMessage()):
-            self.seconds[name.split(".")[-1]] = float(seconds)
-
-    def slowest(self, n: int = 8) -> dict[str, float]:
-        return dict(sorted(self.seconds.items(), key=lambda kv: -kv[1])[:n])
+    dbt_module.run_dbt = run_dbt
+    try:
+        yield target
+    finally:
+        dbt_module.run_dbt = original
 
 
-INCREMENTAL_CHECKED = ["int_responses_enriched", "int_responses_segmented", "int_survey_sends_answered"]
+def slowest_nodes(target: Path, n: int = 8) -> dict[str, float]:
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    times = {r["unique_id"].split(".")[-1]: round(r["execution_time"], 2) for r in results
+             if r["unique_id"].split(".")[0] in ("model", "snapshot", "seed")}
+    tests = sum(r["execution_time"] for r in results if r["unique_id"].startswith("test."))
+    return {**dict(sorted(times.items(), key=lambda kv: -kv[1])[:n]), "all data tests": round(tests, 2)}
+
+
+INCREMENTAL_CHECKED = ["int_responses_enriched", "int_responses_segmented", "int_survey_sends_answered",
+                       "int_segment_strata_collapsed"]
 BOOKKEEPING = {"built_at", "built_as_of", "enriched_at"}
 
 
@@ -603,18 +609,10 @@ def night(run: Run, url: str, work: Path, copies: sd.Copies, m: int) -> dict[str
     del model, embedder
     gc.collect()
 
-    model_times = DbtModelTimes()
-    dbt_log = logging.getLogger("nps_airflow.dbt")
-    dbt_log.addHandler(model_times)
-    dbt_log.setLevel(logging.INFO)
-    dbt_log.propagate = False  # the handler reads dbt's output; it is not printed
-    try:
+    with kept_dbt_target(work / "dbt_night") as target:
         run.stage("dbt_build", lambda: stages.dbt_build(run_id, end, start))
-    finally:
-        dbt_log.removeHandler(model_times)
-        dbt_log.propagate = True
     print("  incremental models == a full refresh? ...", flush=True)
-    limits["incremental"] = {"slowest_models": model_times.slowest(), **full_refresh_check(url, run_id, end)}
+    limits["incremental"] = {"slowest_models": slowest_nodes(target), **full_refresh_check(url, run_id, end)}
     print(f"  {limits['incremental']}", flush=True)
     print("  dbt limits ...", flush=True)
     parse_s, _ = timed(lambda: run_dbt(["parse"], url))

@@ -17,13 +17,17 @@
 {%- endmacro %}
 
 
-{#- One row about the previous build of {{ this }}: its as_of, the time from which changes count
-    (its build time less var incremental_lookback_days, for loads that were still running), the
-    loads it had read (same lookback) and whether any row was computed with other settings. -#}
+{#- One row about the previous build of {{ this }}: its as_of; built_at, its build time (dbt's own
+    writes, snapshots and the upstream models, happen in builds, which are serialised: what they
+    wrote after it is new); loads_after, the time from which loads into raw count as new (built_at
+    less var incremental_lookback_days: a load still running when that build read commits rows
+    stamped earlier); loaded_after, the same for the source rows it holds; and whether any row was
+    computed with other settings. -#}
 {% macro incremental_previous_build(current_settings) -%}
     select
         max(previous.built_as_of) as as_of,
-        max(previous.built_at) - interval '{{ var("incremental_lookback_days") }} days' as changed_after,
+        max(previous.built_at) as built_at,
+        max(previous.built_at) - interval '{{ var("incremental_lookback_days") }} days' as loads_after,
         max(previous.loaded_at) - interval '{{ var("incremental_lookback_days") }} days' as loaded_after,
         bool_or(previous.built_settings is distinct from ({{ current_settings }})) as is_settings_changed
     from {{ this }} as previous
@@ -43,7 +47,7 @@
             from {{ load_audit }}
             where
                 {{ load_audit }}.entity = 'usage_daily'
-                and {{ load_audit }}.loaded_at >= {{ previous_build }}.changed_after
+                and {{ load_audit }}.loaded_at >= {{ previous_build }}.loads_after
                 and {{ load_audit }}.rows_lost > 0
         ) as is_everything
     from {{ previous_build }}
@@ -51,17 +55,17 @@
 {%- endmacro %}
 
 
-{#- Accounts whose CRM history moved since the previous build: a version opened or closed (a new
-    version, a content fix, a deletion; the snapshot's own times are naive timestamps in the session
-    time zone), or one that as_of has come to include. -#}
+{#- Accounts whose CRM history moved since the previous build: a version the snapshot opened or
+    closed after it (a new version, a content fix, a deletion; the snapshot's own times are naive
+    timestamps in the session time zone), or one that as_of has come to include. -#}
 {% macro incremental_changed_accounts(account_snapshots, previous_build, as_of) -%}
     select distinct {{ account_snapshots }}.account_id
     from {{ account_snapshots }}
     cross join {{ previous_build }}
     cross join {{ as_of }}
     where
-        {{ account_snapshots }}.dbt_valid_from::timestamptz >= {{ previous_build }}.changed_after
-        or {{ account_snapshots }}.dbt_valid_to::timestamptz >= {{ previous_build }}.changed_after
+        {{ account_snapshots }}.dbt_valid_from::timestamptz > {{ previous_build }}.built_at
+        or {{ account_snapshots }}.dbt_valid_to::timestamptz > {{ previous_build }}.built_at
         or (
             {{ account_snapshots }}.updated_at >= {{ previous_build }}.as_of
             and {{ account_snapshots }}.updated_at < {{ as_of }}.as_of
@@ -79,6 +83,55 @@
         max({{ usage_daily }}.usage_date) as last_usage_date
     from {{ usage_daily }}
     cross join {{ previous_build }}
-    where {{ usage_daily }}.loaded_at >= {{ previous_build }}.changed_after
+    where {{ usage_daily }}.loaded_at >= {{ previous_build }}.loads_after
     group by {{ usage_daily }}.account_id
+{%- endmacro %}
+
+
+{#- Order-independent fingerprint of a set of rows: the sum of a 64-bit hash of each row's columns
+    (null kept apart from any value). A changed, added or removed row changes the sum. -#}
+{% macro row_fingerprint_sum(columns) -%}
+    {%- set values = [] -%}
+    {%- for column in columns -%}
+        {%- set _ = values.append('coalesce(' ~ column ~ "::text, '\\N')") -%}
+    {%- endfor -%}
+    sum(hashtextextended(concat_ws('|', {{ values | join(', ') }}), 0))
+{%- endmacro %}
+
+
+{#- Post-hook of the period-incremental models: delete the periods (period_grain month / quarter,
+    period_start) that no response of the relation falls in any more. -#}
+{% macro delete_periods_without_responses(responses_relation) -%}
+    delete from {{ this }} as target
+    using (
+        select distinct
+            kept.period_grain,
+            kept.period_start
+        from {{ this }} as kept
+        except
+        select
+            'month' as period_grain,
+            responses.response_month as period_start
+        from {{ responses_relation }} as responses
+        except
+        select
+            'quarter' as period_grain,
+            responses.response_quarter as period_start
+        from {{ responses_relation }} as responses
+    ) as gone
+    where
+        target.period_grain = gone.period_grain
+        and target.period_start = gone.period_start
+{%- endmacro %}
+
+
+{#- is_incremental(), and {{ this }} already has the bookkeeping column the change detection reads:
+    a table built by an older version of the model (before it was incremental, or before that
+    column) is recomputed whole instead of failing. -#}
+{% macro incremental_with(column) -%}
+    {%- if not (execute and is_incremental()) -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set existing = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+    {{ return(column in existing) }}
 {%- endmacro %}

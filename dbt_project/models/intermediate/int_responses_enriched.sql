@@ -32,6 +32,7 @@
         ],
     )
 }}
+{%- set incremental = incremental_with('built_at') %}
 
 with
 
@@ -89,7 +90,7 @@ usage_source as (
 
 ),
 
-{% if is_incremental() %}
+{% if incremental %}
     previous_build as (
 
         {{ incremental_previous_build('select usage_source.settings_fingerprint from usage_source') }}
@@ -158,7 +159,7 @@ known_responses as (
     cross join as_of
     where
         responses.responded_at < as_of.as_of
-        {% if is_incremental() %}
+        {% if incremental %}
             -- a semi-join (an "or" here would make PostgreSQL test every row against the list)
             and responses.response_id in (select changed_responses.response_id from changed_responses)
         {% endif %}

@@ -11,18 +11,19 @@
         on_schema_change='sync_all_columns',
         post_hook=["{{ delete_rows_missing_from(ref('int_responses_enriched'), 'response_id') }}"],
         indexes=[
-            {'columns': ['response_id']},
+            {'columns': ['response_id', 'segment_type'], 'unique': true},
             {'columns': ['enriched_at']},
         ],
     )
 }}
+{%- set incremental = incremental_with('enriched_at') %}
 
 with
 
 responses as (
 
     select * from {{ ref('int_responses_enriched') }}
-    {% if is_incremental() %}
+    {% if incremental %}
         -- rows int_responses_enriched recomputed since this model's previous build
         where built_at > (select coalesce(max(previous.enriched_at), '-infinity') from {{ this }} as previous)
     {% endif %}

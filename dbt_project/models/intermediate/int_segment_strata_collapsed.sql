@@ -9,11 +9,33 @@
 -- with fewer respondents is merged with the other small strata that share all but its last attribute,
 -- then all but its last two, ...; what is still small at the first attribute is merged into one
 -- 'other' stratum, kept whatever its size (docs/contracts.md section 4).
+--
+-- Incremental by period (docs/incremental.md): each period carries a fingerprint of everything its
+-- rows are computed from (its respondents' scores and attributes, its active accounts at the period
+-- end, the settings and this model's SQL); a build recomputes the periods whose fingerprint changed
+-- and deletes those with no response left.
 {%- set strata = representative_strata() %}
 {%- set levels = strata | length %}
 {%- set min_n = var('representative_min_stratum_responses') %}
 {%- set account_attributes = account_attribute_columns() %}
 {%- set segment_keys = 'period_grain, period_start, segment_type, segment_value' %}
+{%- set respondent_columns = (segment_types() | reject('equalto', 'overall') | list) + strata %}
+{%- set population_columns = (segment_types() | select('in', account_attributes) | list) + strata %}
+{{
+    config(
+        materialized='incremental',
+        unique_key=['period_grain', 'period_start'],
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        post_hook=[
+            "{{ delete_periods_without_responses(ref('int_responses_enriched')) }}",
+        ],
+        indexes=[
+            {'columns': ['period_grain', 'period_start']},
+        ],
+    )
+}}
+{%- set incremental = incremental_with('period_fingerprint') %}
 
 with
 
@@ -45,6 +67,103 @@ active_accounts as (
 
 ),
 
+respondent_prints as (
+
+    -- per period: its responses and a fingerprint of what each one brings (score, segments, strata)
+    {% for grain in ['month', 'quarter'] %}
+        select
+            '{{ grain }}' as period_grain,
+            response_{{ grain }} as period_start,
+            count(*) as responses,
+            {{ row_fingerprint_sum(['response_id', 'score', 'account_version_updated_at'] + respondent_columns) }}
+                as respondents_print
+        from enriched_responses
+        group by response_{{ grain }}
+        {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+),
+
+population_prints as (
+
+    -- per period: its active accounts and a fingerprint of their weight, segments and strata
+    select
+        period_grain,
+        period_start,
+        count(*) as active_accounts,
+        {{ row_fingerprint_sum(['account_id', 'arr'] + population_columns) }} as population_print
+    from active_accounts
+    group by period_grain, period_start
+
+),
+
+period_prints as (
+
+    select
+        respondent_prints.period_grain,
+        respondent_prints.period_start,
+        md5(concat_ws(
+            '|',
+            {{ settings_fingerprint([min_n, strata, segment_types()], "''") }},
+            respondent_prints.responses,
+            respondent_prints.respondents_print,
+            population_prints.active_accounts,
+            population_prints.population_print
+        )) as period_fingerprint
+    from respondent_prints
+    left join population_prints
+        on
+            respondent_prints.period_grain = population_prints.period_grain
+            and respondent_prints.period_start = population_prints.period_start
+
+),
+
+previous_periods as (
+
+    -- the fingerprints the periods were built with (none in a full build: every period is computed)
+    {% if incremental %}
+        select distinct
+            period_grain,
+            period_start,
+            period_fingerprint
+        from {{ this }}
+    {% else %}
+        select
+            period_grain,
+            period_start,
+            period_fingerprint
+        from period_prints
+        where false
+    {% endif %}
+
+),
+
+changed_periods as (
+
+    -- the periods this build computes: those whose fingerprint changed
+    select
+        period_prints.period_grain,
+        period_prints.period_start
+    from period_prints
+    left join previous_periods
+        on
+            period_prints.period_grain = previous_periods.period_grain
+            and period_prints.period_start = previous_periods.period_start
+    where previous_periods.period_fingerprint is distinct from period_prints.period_fingerprint
+
+),
+
+changed_active_accounts as (
+
+    select active_accounts.*
+    from active_accounts
+    inner join changed_periods
+        on
+            active_accounts.period_grain = changed_periods.period_grain
+            and active_accounts.period_start = changed_periods.period_start
+
+),
+
 segments as (
 
     -- every segment-period with a response (a row of nps_by_segment) and the population it is weighted
@@ -63,6 +182,10 @@ segments as (
                 when account_attributes.segment_type is not null then segmented_responses.segment_value else 'all'
             end as population_segment_value
         from segmented_responses
+        inner join changed_periods
+            on
+                changed_periods.period_grain = '{{ grain }}'
+                and segmented_responses.response_{{ grain }} = changed_periods.period_start
         left join account_attributes
             on segmented_responses.segment_type = account_attributes.segment_type
         {% if not loop.last %}union all{% endif %}
@@ -86,6 +209,10 @@ respondent_cells as (
             0::bigint as population_accounts,
             0::numeric as population_arr
         from segmented_responses
+        inner join changed_periods
+            on
+                changed_periods.period_grain = '{{ grain }}'
+                and segmented_responses.response_{{ grain }} = changed_periods.period_start
         inner join enriched_responses
             on segmented_responses.response_id = enriched_responses.response_id
         where enriched_responses.account_version_updated_at is not null
@@ -108,10 +235,10 @@ population_cells as (
         period_start,
         'overall' as population_segment_type,
         'all' as population_segment_value,
-        {{ stratum_key('active_accounts') }} as stratum_key,
+        {{ stratum_key('changed_active_accounts') }} as stratum_key,
         count(*) as population_accounts,
         coalesce(sum(arr), 0) as population_arr
-    from active_accounts
+    from changed_active_accounts
     group by period_grain, period_start, stratum_key
 
     {% for segment_type in segment_types() if segment_type in account_attributes %}
@@ -122,10 +249,10 @@ population_cells as (
             period_start,
             '{{ segment_type }}' as population_segment_type,
             coalesce({{ segment_type }}::text, 'unknown') as population_segment_value,
-            {{ stratum_key('active_accounts') }} as stratum_key,
+            {{ stratum_key('changed_active_accounts') }} as stratum_key,
             count(*) as population_accounts,
             coalesce(sum(arr), 0) as population_arr
-        from active_accounts
+        from changed_active_accounts
         group by period_grain, period_start, population_segment_value, stratum_key
     {% endfor %}
 
@@ -258,8 +385,13 @@ final as (
         merged.promoters,
         merged.detractors,
         merged.population_accounts,
-        merged.population_arr::numeric(18, 2) as population_arr
+        merged.population_arr::numeric(18, 2) as population_arr,
+        period_prints.period_fingerprint
     from merged
+    inner join period_prints
+        on
+            merged.period_grain = period_prints.period_grain
+            and merged.period_start = period_prints.period_start
     inner join segments
         on
             merged.period_grain = segments.period_grain

@@ -29,6 +29,7 @@
         ],
     )
 }}
+{%- set incremental = incremental_with('built_at') %}
 
 with
 
@@ -92,7 +93,7 @@ usage_source as (
 
 ),
 
-{% if is_incremental() %}
+{% if incremental %}
     previous_build as (
 
         {{ incremental_previous_build('select usage_source.settings_fingerprint from usage_source') }}
@@ -166,7 +167,7 @@ usage_source as (
             responses.contact_id
         from responses
         cross join previous_build
-        where responses.built_at >= previous_build.changed_after
+        where responses.built_at > previous_build.built_at
 
     ),
 
@@ -279,7 +280,7 @@ known_sends as (
     cross join as_of
     where
         sends.sent_at < as_of.as_of
-        {% if is_incremental() %}
+        {% if incremental %}
             -- a semi-join (an "or" here would make PostgreSQL test every row against the list)
             and sends.send_id in (select recomputed_sends.send_id from recomputed_sends)
         {% endif %}
