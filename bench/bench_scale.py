@@ -239,7 +239,7 @@ def dbt_manifest(url: str, run_id: str, as_of: Any, target: Path) -> tuple[float
     from nps_airflow.publish import CANDIDATE_SCHEMA
 
     seconds, _ = timed(lambda: run_dbt(["compile"], url,
-                                       vars=build_vars(run_id, CANDIDATE_SCHEMA, as_of), target_dir=target))
+                                       vars={**build_vars(CANDIDATE_SCHEMA), "as_of": as_of}, target_dir=target))
     return seconds, json.loads((target / "manifest.json").read_text())
 
 
@@ -328,7 +328,7 @@ def full_refresh_check(url: str, run_id: str, end: Any) -> dict[str, Any]:
         select = [f"+{m}" for m in INCREMENTAL_CHECKED]
         t0 = time.perf_counter()
         run_dbt(["run", "--select", *select, "--exclude", "resource_type:snapshot", "--full-refresh"], url,
-                vars={**build_vars(run_id, CANDIDATE_SCHEMA, as_of), "intermediate_schema": schema})
+                vars={**build_vars(CANDIDATE_SCHEMA), "as_of": as_of, "intermediate_schema": schema})
         seconds = time.perf_counter() - t0
         differing: dict[str, int] = {}
         with conn.cursor() as cur:

@@ -83,7 +83,7 @@ def test_dbt_segment_types_are_the_contracts():
 def test_the_pipeline_passes_the_contract_segment_types_to_dbt():
     from nps_airflow.dbt import build_vars
 
-    assert build_vars("run", "marts_candidate", None)["segment_types"] == list(contracts.SEGMENT_TYPES)
+    assert build_vars("marts_candidate")["segment_types"] == list(contracts.SEGMENT_TYPES)
 
 
 # The rules about one row are dbt tests (the gate audits the build as a whole); where such a rule
@@ -185,7 +185,7 @@ print(json.dumps({
     "default_tolerance": sources.EntitySource("survey_responses", "file", {}).future_tolerance_hours,
     "larger_tolerance_refused": refused,
     "gate_problems": quality.check_project(load_with_gx=False),
-    "dbt_segment_types": dbt.build_vars("r", "marts_candidate", None)["segment_types"],
+    "dbt_segment_types": dbt.build_vars("marts_candidate")["segment_types"],
 }))
 """
 

@@ -34,7 +34,7 @@ def test_a_killed_dbt_names_the_signal(db_url):
 
     def build() -> None:
         try:
-            run_dbt(BUILD_ARGS, db_url, vars=build_vars("kill-test", "marts_candidate", None))
+            run_dbt(BUILD_ARGS, db_url, vars=build_vars("marts_candidate"))
         except BaseException as exc:  # recorded for the assertion below
             errors.append(exc)
 

@@ -67,7 +67,7 @@ def test_every_source_row_is_loaded_or_quarantined(pipeline):
 def test_marts_are_as_of_the_last_data_interval_end(pipeline):
     url, _, manifest = pipeline
     as_of = _query(url, "select as_of, as_of_source from intermediate.int_as_of_resolved")
-    assert (as_of["as_of"][0], as_of["as_of_source"][0]) == (data_end(manifest), "var")
+    assert (as_of["as_of"][0], as_of["as_of_source"][0]) == (data_end(manifest), "pipeline")
 
 
 @pytest.mark.parametrize("name", list(MART_KEYS))

@@ -243,7 +243,7 @@ def test_a_broken_candidate_mart_fails_its_dbt_tests(pipeline):
         conn.close()
     with pytest.raises(DbtError) as excinfo:
         run_dbt(["test", "--select", "detractor_recovery", "--exclude", "test_type:unit"], url,
-                vars=build_vars("test-broken-candidate", CANDIDATE_SCHEMA, None))
+                vars=build_vars(CANDIDATE_SCHEMA))
     assert "test.nps.within_range_detractor_recovery_detractors" in str(excinfo.value)
     assert "test.nps.assert_detractor_recovery_reconciles" in str(excinfo.value)  # every bucket, every detractor
     assert _fingerprint(url) == before

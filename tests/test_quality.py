@@ -529,7 +529,7 @@ def _dbt_test_marts(marts: str) -> str:
     models the scratch database does not have; the pipeline tests run them)."""
     args = ["test", "--select", *MART_MODELS, "--exclude", "test_type:unit", "test_type:singular",
             "test_name:relationships"]
-    return run_dbt(args, DB_URL, vars=build_vars("gx-test", marts, None))
+    return run_dbt(args, DB_URL, vars=build_vars(marts))
 
 
 def test_rules_dbt_owns_fail_the_marts_dbt_tests(clean: tuple[str, str], project: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -75,16 +76,45 @@ def exit_description(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+
+
+def parse_cache_path(project_dir: Path) -> Path:
+    """Where dbt's partial-parse state of a project is kept between calls (under the data dir)."""
+    key = hashlib.sha256(str(Path(project_dir).resolve()).encode()).hexdigest()[:12]
+    return config.data_dir() / "dbt-parse" / f"{key}-{PARTIAL_PARSE_FILE}"
+
+
+def _keep_parse_state(written: Path, cache: Path) -> None:
+    """Save the state a dbt call wrote (atomically: concurrent calls each leave a whole file; dbt
+    checks the project's files, vars and profile against it and parses in full on any mismatch)."""
+    if not written.exists():
+        return
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f".{cache.name}.{os.getpid()}")
+        shutil.copyfile(written, partial)
+        os.replace(partial, cache)
+    except OSError as exc:  # a read-only data dir costs a full parse next time, nothing else
+        log.warning("could not keep dbt's parse state in %s: %s", cache, exc)
+
+
 def run_dbt(args: list[str], url: str, *, vars: dict | None = None,
             project_dir: Path = config.DBT_PROJECT_DIR, target_dir: Path | None = None) -> str:
     """Run `dbt <args>` and return its output; raise DbtError naming failing nodes on failure.
 
     Each call gets its own target and log folder (a temporary one unless `target_dir` is given),
-    so concurrent builds never overwrite each other's manifest or run results; partial parsing
-    would not help anyway, as the vars change every run. A failed call keeps its folder and names it.
+    so concurrent builds never overwrite each other's manifest or run results. dbt's partial-parse
+    state is carried from call to call (`parse_cache_path`): with the same project files, vars and
+    profile, dbt re-parses only what changed instead of the whole project. A failed call keeps its
+    folder and names it.
     """
     own_dir = target_dir is None
     target = Path(target_dir) if target_dir is not None else Path(tempfile.mkdtemp(prefix="nps-dbt-"))
+    cache = parse_cache_path(project_dir)
+    if cache.exists() and not (target / PARTIAL_PARSE_FILE).exists():
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cache, target / PARTIAL_PARSE_FILE)
     cmd = [dbt_executable(), *args, "--project-dir", str(project_dir),
            "--profiles-dir", str(project_dir), "--target-path", str(target),
            "--log-path", str(target / "logs")]
@@ -92,6 +122,7 @@ def run_dbt(args: list[str], url: str, *, vars: dict | None = None,
         cmd += ["--vars", json.dumps(vars, default=str)]
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(cmd, env=dbt_env(url), capture_output=True, text=True, check=False)
+    _keep_parse_state(target / PARTIAL_PARSE_FILE, cache)
     output = warehouse.redact_secrets(proc.stdout + proc.stderr, url)
     log.info("dbt output:\n%s", output[-20000:])
     if proc.returncode != 0:
@@ -123,10 +154,10 @@ def build_as_of(conn: PgConnection, interval_end: datetime | None) -> datetime |
     return max(candidates) if candidates else None
 
 
-def build_vars(run_id: str, marts_schema: str, as_of: datetime | None) -> dict[str, str | list[str] | None]:
-    """The --vars of the pipeline's `dbt build`, with the contract's segment types (`nps.contracts`
-    is their one home; the `segment_types` var in dbt_project.yml is the default of a bare `dbt
-    build` and is kept equal to it by tests/test_contracts.py)."""
-    return {"run_id": run_id, "marts_schema": marts_schema,
-            "as_of": as_of.astimezone(UTC).isoformat() if as_of is not None else None,
-            "segment_types": list(contracts.SEGMENT_TYPES)}
+def build_vars(marts_schema: str) -> dict[str, str | list[str] | None]:
+    """The --vars of the pipeline's `dbt build`: the marts schema and the contract's segment types
+    (`nps.contracts` is their one home; the `segment_types` var in dbt_project.yml is the default of
+    a bare `dbt build` and is kept equal to it by tests/test_contracts.py). The same every night,
+    so dbt parses only what changed: the build's as_of is not a var but the row `dbt_build` writes
+    into ops.candidate_build before dbt starts, which int_as_of_resolved reads."""
+    return {"marts_schema": marts_schema, "segment_types": list(contracts.SEGMENT_TYPES)}

@@ -231,7 +231,7 @@ def dbt_build(run_id: str, end: datetime | None = None, start: datetime | None =
         finally:
             marker.close()
         args = BUILD_ARGS + (["--full-refresh"] if config.dbt_full_refresh() else [])
-        run_dbt(args, url, vars=build_vars(run_id, CANDIDATE_SCHEMA, as_of))
+        run_dbt(args, url, vars=build_vars(CANDIDATE_SCHEMA))
         with conn.cursor() as cur:
             cur.execute("update ops.candidate_build set finished_at = now() where candidate_schema = %s "
                         "and run_id = %s", (CANDIDATE_SCHEMA, run_id))
