@@ -135,3 +135,41 @@
     {%- set existing = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
     {{ return(column in existing) }}
 {%- endmacro %}
+
+
+{#- The change detection shared by the event models, as four CTEs: previous_build, rebuild
+    (is_everything), changed_accounts and changed_usage. Reads the model's import CTEs by name:
+    usage_source (with settings_fingerprint), as_of, load_audit, account_snapshots, usage_daily. -#}
+{% macro incremental_event_changes() -%}
+    previous_build as (
+
+        {{ incremental_previous_build('select usage_source.settings_fingerprint from usage_source') }}
+
+    ),
+
+    rebuild as (
+
+        {{ incremental_rebuild_everything('previous_build', 'as_of', 'load_audit') }}
+
+    ),
+
+    changed_accounts as (
+
+        {{ incremental_changed_accounts('account_snapshots', 'previous_build', 'as_of') }}
+
+    ),
+
+    changed_usage as (
+
+        {{ incremental_changed_usage('usage_daily', 'previous_build') }}
+
+    ),
+{%- endmacro %}
+
+
+{#- An event on this day reads usage of [day - usage_lookback_days, day - 1]: whether that window
+    holds a day of changed_usage (for the changed_usage row of the event's account). -#}
+{% macro in_changed_usage_window(day) -%}
+    {{ day }} > changed_usage.first_usage_date
+    and {{ day }} <= changed_usage.last_usage_date + {{ var('usage_lookback_days') }}
+{%- endmacro %}

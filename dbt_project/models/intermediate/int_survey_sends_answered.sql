@@ -94,29 +94,7 @@ usage_source as (
 ),
 
 {% if incremental %}
-    previous_build as (
-
-        {{ incremental_previous_build('select usage_source.settings_fingerprint from usage_source') }}
-
-    ),
-
-    rebuild as (
-
-        {{ incremental_rebuild_everything('previous_build', 'as_of', 'load_audit') }}
-
-    ),
-
-    changed_accounts as (
-
-        {{ incremental_changed_accounts('account_snapshots', 'previous_build', 'as_of') }}
-
-    ),
-
-    changed_usage as (
-
-        {{ incremental_changed_usage('usage_daily', 'previous_build') }}
-
-    ),
+    {{ incremental_event_changes() }}
 
     changed_sends as (
 
@@ -152,9 +130,7 @@ usage_source as (
         inner join changed_usage
             on
                 sends.account_id = changed_usage.account_id
-                and (sends.sent_at at time zone 'UTC')::date > changed_usage.first_usage_date
-                and (sends.sent_at at time zone 'UTC')::date
-                <= changed_usage.last_usage_date + {{ var('usage_lookback_days') }}
+                and {{ in_changed_usage_window("(sends.sent_at at time zone 'UTC')::date") }}
 
     ),
 
