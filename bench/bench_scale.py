@@ -310,7 +310,7 @@ def slowest_nodes(target: Path, n: int = 8) -> dict[str, float]:
 
 
 INCREMENTAL_CHECKED = ["int_responses_enriched", "int_responses_segmented", "int_survey_sends_answered",
-                       "int_segment_strata_collapsed"]
+                       "int_segment_strata_collapsed", "int_survey_sends_rated"]
 BOOKKEEPING = {"built_at", "built_as_of", "enriched_at"}
 
 

@@ -176,8 +176,8 @@ def test_crm_history_is_the_same_nightly_or_backfilled(make_database) -> None:
 # ------------------------------------------------------------------ enriched responses: incremental == full refresh
 
 ENRICHED = ["int_responses_enriched", "int_responses_segmented", "int_survey_sends_answered",
-            "int_segment_strata_collapsed"]
-ENRICHED_UPSTREAM = ["+int_segment_strata_collapsed", "+int_survey_sends_answered"]
+            "int_segment_strata_collapsed", "int_survey_sends_rated"]
+ENRICHED_UPSTREAM = ["+int_segment_strata_collapsed", "+int_survey_sends_rated"]
 # computed by whichever build last touched the row: not part of the comparison
 BOOKKEEPING = {"built_at", "built_as_of", "enriched_at"}
 
@@ -256,6 +256,7 @@ def _comparable(url: str, table: str) -> list[tuple]:
     columns = [c for c in query(url, f"select * from {table} limit 0").columns if c not in BOOKKEEPING]
     order = {"int_responses_segmented": "response_id, segment_type",
              "int_survey_sends_answered": "send_id",
+             "int_survey_sends_rated": "period_grain, period_start, segment_type, segment_value",
              "int_segment_strata_collapsed": "period_grain, period_start, segment_type, segment_value, stratum_level, "
                                              "stratum_key"}.get(table.split(".")[1], "response_id")
     return _rows(url, f"(select {', '.join(columns)} from {table}) as t", order)

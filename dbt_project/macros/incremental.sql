@@ -100,8 +100,8 @@
 
 
 {#- Post-hook of the period-incremental models: delete the periods (period_grain month / quarter,
-    period_start) that no response of the relation falls in any more. -#}
-{% macro delete_periods_without_responses(responses_relation) -%}
+    period_start) that no row of the relation falls in any more (its <prefix>_month / _quarter). -#}
+{% macro delete_periods_missing_from(relation, period_prefix) -%}
     delete from {{ this }} as target
     using (
         select distinct
@@ -111,17 +111,56 @@
         except
         select
             'month' as period_grain,
-            responses.response_month as period_start
-        from {{ responses_relation }} as responses
+            source_rows.{{ period_prefix }}_month as period_start
+        from {{ relation }} as source_rows
         except
         select
             'quarter' as period_grain,
-            responses.response_quarter as period_start
-        from {{ responses_relation }} as responses
+            source_rows.{{ period_prefix }}_quarter as period_start
+        from {{ relation }} as source_rows
     ) as gone
     where
         target.period_grain = gone.period_grain
         and target.period_start = gone.period_start
+{%- endmacro %}
+
+
+{#- The change detection of the period-incremental models, as two CTEs: previous_periods (the
+    fingerprints {{ this }} was built with; none in a full build) and changed_periods (the periods of
+    the model's period_prints CTE whose fingerprint differs: the periods this build computes). -#}
+{% macro incremental_changed_periods(incremental) -%}
+    previous_periods as (
+
+        {% if incremental %}
+            select distinct
+                period_grain,
+                period_start,
+                period_fingerprint
+            from {{ this }}
+        {% else %}
+            select
+                period_grain,
+                period_start,
+                period_fingerprint
+            from period_prints
+            where false
+        {% endif %}
+
+    ),
+
+    changed_periods as (
+
+        select
+            period_prints.period_grain,
+            period_prints.period_start
+        from period_prints
+        left join previous_periods
+            on
+                period_prints.period_grain = previous_periods.period_grain
+                and period_prints.period_start = previous_periods.period_start
+        where previous_periods.period_fingerprint is distinct from period_prints.period_fingerprint
+
+    ),
 {%- endmacro %}
 
 

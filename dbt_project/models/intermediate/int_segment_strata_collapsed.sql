@@ -28,7 +28,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
         post_hook=[
-            "{{ delete_periods_without_responses(ref('int_responses_enriched')) }}",
+            "{{ delete_periods_missing_from(ref('int_responses_enriched'), 'response') }}",
         ],
         indexes=[
             {'columns': ['period_grain', 'period_start']},
@@ -118,40 +118,7 @@ period_prints as (
 
 ),
 
-previous_periods as (
-
-    -- the fingerprints the periods were built with (none in a full build: every period is computed)
-    {% if incremental %}
-        select distinct
-            period_grain,
-            period_start,
-            period_fingerprint
-        from {{ this }}
-    {% else %}
-        select
-            period_grain,
-            period_start,
-            period_fingerprint
-        from period_prints
-        where false
-    {% endif %}
-
-),
-
-changed_periods as (
-
-    -- the periods this build computes: those whose fingerprint changed
-    select
-        period_prints.period_grain,
-        period_prints.period_start
-    from period_prints
-    left join previous_periods
-        on
-            period_prints.period_grain = previous_periods.period_grain
-            and period_prints.period_start = previous_periods.period_start
-    where previous_periods.period_fingerprint is distinct from period_prints.period_fingerprint
-
-),
+{{ incremental_changed_periods(incremental) }}
 
 changed_active_accounts as (
 

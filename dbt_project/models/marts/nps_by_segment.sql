@@ -124,7 +124,9 @@ represented as (
 
     -- post-stratification: W_h = N_h / sum of N over the strata with respondents (the weight of a
     -- stratum without respondents is spread over the others in proportion); strata without
-    -- population (N_h = 0) weigh nothing and their respondents are not represented
+    -- population (N_h = 0) weigh nothing and their respondents are not represented. The double
+    -- precision sums add the strata in their key order: a float sum depends on its order, and the
+    -- order rows reach an aggregate from an incremental table depends on where they sit on disk.
     select
         period_grain,
         period_start,
@@ -134,12 +136,14 @@ represented as (
         coalesce(sum(responses) filter (where population_weight > 0), 0) as representative_responses,
         coalesce(sum(promoters) filter (where population_weight > 0), 0) as representative_promoters,
         coalesce(sum(detractors) filter (where population_weight > 0), 0) as representative_detractors,
-        sum(population_weight) filter (where responses > 0) as represented_weight,
+        sum(population_weight order by stratum_level, stratum_key) filter (where responses > 0) as represented_weight,
         sum(
             population_weight * (promoters - detractors)::double precision / nullif(responses, 0)
+            order by stratum_level, stratum_key
         ) filter (where responses > 0) as weighted_net,
         sum(
             power(population_weight, 2) * {{ nps_variance('promoters', 'detractors', 'nullif(responses, 0)') }}
+            order by stratum_level, stratum_key
         ) filter (where responses > 0) as weighted_variance
     from weighted_strata
     group by period_grain, period_start, segment_type, segment_value
