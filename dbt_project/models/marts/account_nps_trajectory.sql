@@ -48,20 +48,10 @@ ordered as (
 
 ),
 
-latest_scores as (
+per_account as (
 
-    select
-        account_id,
-        array_agg(score order by recency_rank desc) as last_scores,
-        string_agg(nps_category, ' -> ' order by recency_rank desc) as trajectory
-    from ordered
-    where recency_rank <= {{ var('trajectory_last_scores') }}
-    group by account_id
-
-),
-
-last_two as (
-
+    -- One pass per account: the rank-1/2 columns and the last scores come from the same rows
+    -- (two aggregates joined back together made the planner guess 200 accounts and nest-loop).
     select
         account_id,
         max(responses) as responses,
@@ -70,9 +60,13 @@ last_two as (
         max(score) filter (where recency_rank = 1) as last_score,
         max(nps_category) filter (where recency_rank = 1) as last_nps_category,
         max(score) filter (where recency_rank = 2) as previous_score,
-        max(nps_category) filter (where recency_rank = 2) as previous_nps_category
+        max(nps_category) filter (where recency_rank = 2) as previous_nps_category,
+        array_agg(score order by recency_rank desc)
+            filter (where recency_rank <= {{ var('trajectory_last_scores') }}) as last_scores,
+        string_agg(nps_category, ' -> ' order by recency_rank desc)
+            filter (where recency_rank <= {{ var('trajectory_last_scores') }}) as trajectory
     from ordered
-    where recency_rank <= 2
+    where recency_rank <= greatest(2, {{ var('trajectory_last_scores') }})
     group by account_id
 
 ),
@@ -88,7 +82,7 @@ final as (
 
     select
         -- grain
-        last_two.account_id::text as account_id,
+        per_account.account_id::text as account_id,
 
         -- account at as_of
         current_accounts.account_name::text as account_name,
@@ -98,35 +92,33 @@ final as (
         coalesce(current_accounts.churned_at < as_of.as_of, false)::boolean as is_churned,
 
         -- responses
-        last_two.responses::bigint as responses,
-        last_two.first_response_at::timestamptz as first_response_at,
-        last_two.last_response_at::timestamptz as last_response_at,
-        floor(extract(epoch from as_of.as_of - last_two.last_response_at) / 86400)::integer
+        per_account.responses::bigint as responses,
+        per_account.first_response_at::timestamptz as first_response_at,
+        per_account.last_response_at::timestamptz as last_response_at,
+        floor(extract(epoch from as_of.as_of - per_account.last_response_at) / 86400)::integer
             as days_since_last_response,
-        last_two.last_score::integer as last_score,
-        last_two.last_nps_category::text as last_nps_category,
-        last_two.previous_score::integer as previous_score,
-        last_two.previous_nps_category::text as previous_nps_category,
-        (last_two.last_score - last_two.previous_score)::integer as score_change,
+        per_account.last_score::integer as last_score,
+        per_account.last_nps_category::text as last_nps_category,
+        per_account.previous_score::integer as previous_score,
+        per_account.previous_nps_category::text as previous_nps_category,
+        (per_account.last_score - per_account.previous_score)::integer as score_change,
         (
             case
-                when last_two.previous_score is null then 'first_response'
-                when {{ nps_category_rank('last_two.last_nps_category') }}
-                    > {{ nps_category_rank('last_two.previous_nps_category') }} then 'improving'
-                when {{ nps_category_rank('last_two.last_nps_category') }}
-                    < {{ nps_category_rank('last_two.previous_nps_category') }} then 'declining'
+                when per_account.previous_score is null then 'first_response'
+                when {{ nps_category_rank('per_account.last_nps_category') }}
+                    > {{ nps_category_rank('per_account.previous_nps_category') }} then 'improving'
+                when {{ nps_category_rank('per_account.last_nps_category') }}
+                    < {{ nps_category_rank('per_account.previous_nps_category') }} then 'declining'
                 else 'stable'
             end
         )::text as trend,
-        latest_scores.last_scores::integer[] as last_scores,
-        latest_scores.trajectory::text as trajectory,
+        per_account.last_scores::integer[] as last_scores,
+        per_account.trajectory::text as trajectory,
         as_of.as_of::timestamptz as as_of
 
-    from last_two
-    inner join latest_scores
-        on last_two.account_id = latest_scores.account_id
+    from per_account
     left join current_accounts
-        on last_two.account_id = current_accounts.account_id
+        on per_account.account_id = current_accounts.account_id
     cross join as_of
 
 )
