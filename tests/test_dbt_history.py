@@ -26,7 +26,7 @@ def _exec(url: str, sql: str) -> None:
         conn.close()
 
 
-def _build(url: str, select: list[str], *, full_refresh: bool = False, **vars: str) -> None:
+def _build(url: str, select: list[str], *, full_refresh: bool = False, **vars: object) -> None:
     """dbt build of the selected models with their data tests (not the tests of unselected ones)."""
     args = ["build", "--select", *select, "--indirect-selection", "cautious",
             "--exclude-resource-type", "unit_test"]
@@ -176,10 +176,11 @@ def test_crm_history_is_the_same_nightly_or_backfilled(make_database) -> None:
 # ------------------------------------------------------------------ enriched responses: incremental == full refresh
 
 ENRICHED = ["int_responses_enriched", "int_responses_segmented", "int_survey_sends_answered",
-            "int_segment_strata_collapsed", "int_survey_sends_rated"]
-ENRICHED_UPSTREAM = ["+int_segment_strata_collapsed", "+int_survey_sends_rated"]
-# computed by whichever build last touched the row: not part of the comparison
-BOOKKEEPING = {"built_at", "built_as_of", "enriched_at"}
+            "int_segment_strata_collapsed", "int_survey_sends_rated", "int_account_outcomes_counted"]
+ENRICHED_UPSTREAM = ["+int_segment_strata_collapsed", "+int_survey_sends_rated", "+int_account_outcomes_counted"]
+# computed by whichever build last touched the row (an account's fingerprint holds its responses'
+# built_at): not part of the comparison
+BOOKKEEPING = {"built_at", "built_as_of", "enriched_at", "account_fingerprint"}
 
 ENRICHED_NIGHT_1 = """
 insert into raw.survey_responses (response_id, survey_id, survey_type, account_id, contact_id, responded_at, score,
@@ -258,11 +259,13 @@ def _comparable(url: str, table: str) -> list[tuple]:
              "int_survey_sends_answered": "send_id",
              "int_survey_sends_rated": "period_grain, period_start, segment_type, segment_value",
              "int_segment_strata_collapsed": "period_grain, period_start, segment_type, segment_value, stratum_level, "
-                                             "stratum_key"}.get(table.split(".")[1], "response_id")
+                                             "stratum_key",
+             "int_account_outcomes_counted": "account_id, horizon_days, segment_type, segment_value, "
+                                             "nps_category"}.get(table.split(".")[1], "response_id")
     return _rows(url, f"(select {', '.join(columns)} from {table}) as t", order)
 
 
-def _assert_incremental_equals_full_refresh(url: str, as_of: str, **vars: str) -> None:
+def _assert_incremental_equals_full_refresh(url: str, as_of: str, **vars: object) -> None:
     _build(url, ENRICHED_UPSTREAM, full_refresh=True, intermediate_schema="intermediate_full_refresh",
            as_of=as_of, **vars)
     for model in ENRICHED:
@@ -272,8 +275,9 @@ def _assert_incremental_equals_full_refresh(url: str, as_of: str, **vars: str) -
 
 
 def test_enriched_responses_incremental_equals_a_full_refresh(db_url: str) -> None:
-    # no lookback: only the change rules themselves pick what to recompute
-    strict = {"incremental_lookback_days": "0"}
+    # no lookback: only the change rules themselves pick what to recompute; short outcome horizons, so
+    # that responses mature (and some not yet) within these weeks
+    strict: dict[str, object] = {"incremental_lookback_days": "0", "outcome_horizons_days": [10, 30]}
     _exec(db_url, ENRICHED_NIGHT_1)
     _build(db_url, ENRICHED_UPSTREAM, as_of="2025-04-01T00:00:00+00", **strict)
     stamped = dict(query(db_url, "select response_id, built_at from intermediate.int_responses_enriched")
@@ -301,6 +305,12 @@ def test_enriched_responses_incremental_equals_a_full_refresh(db_url: str) -> No
     assert _answers(db_url) == {"S1": "R1", "S2": "R2", "S3": None, "S4": "R4", "S7": "R7"}
     sends = query(db_url, "select send_id, built_at from intermediate.int_survey_sends_answered")
     assert sends.set_index("send_id").loc["S7", "built_at"] == sends_stamped["S7"]
+    # responses matured by 2025-04-15 per account at 10 and 30 days (R5 of 04-02 at 10 days, R6 not)
+    matured = query(db_url, "select account_id, horizon_days, sum(responses) as n "
+                            "from intermediate.int_account_outcomes_counted where segment_type = 'overall' "
+                            "group by 1, 2 order by 1, 2")
+    assert [tuple(r) for r in matured.itertuples(index=False)] == [
+        ("A1", 10, 3), ("A1", 30, 1), ("A2", 10, 2), ("A2", 30, 1), ("A3", 10, 1), ("A3", 30, 1)]
 
     _exec(db_url, ENRICHED_NIGHT_3)
     _build(db_url, ENRICHED_UPSTREAM, as_of="2025-04-15T00:00:00+00", **strict)

@@ -212,3 +212,22 @@
     {{ day }} > changed_usage.first_usage_date
     and {{ day }} <= changed_usage.last_usage_date + {{ var('usage_lookback_days') }}
 {%- endmacro %}
+
+
+{#- Post-hook of int_account_outcomes_counted: delete the accounts left with no response matured at
+    the shortest horizon (their responses deleted or moved, as_of moved back, or CRM accounts no longer
+    available). A recomputed account with any row has all its rows replaced by delete+insert. -#}
+{% macro delete_outcomes_without_matured_responses() -%}
+    delete from {{ this }} as target
+    where not exists (
+        select 1
+        from {{ ref('int_responses_enriched') }} as responses
+        cross join {{ ref('int_as_of_resolved') }} as as_of
+        inner join {{ ref('int_sources_audited') }} as sources_audited
+            on sources_audited.entity = 'accounts' and sources_audited.is_available
+        where
+            responses.account_id = target.account_id
+            and responses.responded_at
+            + make_interval(days => {{ var('outcome_horizons_days') | min }}) <= as_of.as_of
+    )
+{%- endmacro %}
