@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: install demo test test-ops lint bench bench-load bench-backfill bench-themes bench-themes-scale bench-scale bench-embed bench-sentiment clean stop-warehouse
+.PHONY: install demo test test-ops lint bench bench-load bench-backfill bench-backfill-years bench-themes bench-themes-scale bench-scale bench-embed bench-sentiment clean stop-warehouse
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,10 @@ bench-themes: $(VENV)/.bench-installed
 # a demo quarter backfilled through the Airflow stack and through dag.test(), vs full nightly runs
 bench-backfill: install
 	$(BIN)/python bench/bench_backfill.py --json .bench/backfill/results.json
+
+# three years of the generator's data backfilled a quarter at a time (time per quarter, growth)
+bench-backfill-years: install
+	$(BIN)/python bench/bench_backfill.py --years 3 --json .bench/backfill/results-3y.json
 
 # the nightly theme step for 10,000 new comments over a 1,000,000-comment history vs a bare encode
 bench-themes-scale: install

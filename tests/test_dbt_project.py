@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nps import config
-from nps_airflow.dbt import run_dbt
+from nps_airflow.dbt import DbtError, run_dbt
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +77,18 @@ def test_marts_have_a_contract_indexes_and_a_tested_primary_key(docs) -> None:
             assert column in null_tested or any(c["type"] == "not_null" for c in constraints), (
                 f"{mart}.{column}: primary key column neither a not_null constraint nor a not_null test"
             )
+
+
+@pytest.mark.parametrize(("model", "settings", "named"), [
+    ("int_account_outcomes_counted", {"outcome_horizons_days": []}, "outcome_horizons_days"),
+    ("int_account_outcomes_counted", {"outcome_horizons_days": [90, 0]}, "outcome_horizons_days"),
+    ("int_account_outcomes_counted", {"outcome_horizons_days": [90, 90]}, "outcome_horizons_days"),
+    ("account_nps_trajectory", {"trajectory_last_scores": 0}, "trajectory_last_scores"),
+])
+def test_a_meaningless_setting_is_refused_by_name(pipeline, tmp_path, model, settings, named) -> None:
+    """A setting no model can honour fails the compile with its name, not an empty mart or SQL error."""
+    with pytest.raises(DbtError, match=f"var {named} must be"):
+        run_dbt(["compile", "--select", model], pipeline[0], vars=settings, target_dir=tmp_path)
 
 
 def test_project_uses_no_hub_packages() -> None:

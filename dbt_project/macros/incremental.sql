@@ -228,6 +228,6 @@
         where
             responses.account_id = target.account_id
             and responses.responded_at
-            + make_interval(days => {{ var('outcome_horizons_days') | min }}) <= as_of.as_of
+            + make_interval(days => {{ outcome_horizons() | min }}) <= as_of.as_of
     )
 {%- endmacro %}

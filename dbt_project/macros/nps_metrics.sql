@@ -145,3 +145,37 @@
 {% macro segment_types() -%}
     {{ return(var('segment_types')) }}
 {%- endmacro %}
+
+
+{#- Var outcome_horizons_days (default [90, 180]): the days after a response at which nps_outcomes
+    reads churn and expansion; a list of distinct whole days, at least 1 (a single number is a list
+    of one). -#}
+{% macro outcome_horizons() -%}
+    {%- set horizons = var('outcome_horizons_days') -%}
+    {%- if horizons is number -%}
+        {%- set horizons = [horizons] -%}
+    {%- endif -%}
+    {%- if execute -%}
+        {%- set message = "var outcome_horizons_days must be a list of distinct whole numbers of days >= 1, not "
+                          ~ horizons -%}
+        {%- set is_list = horizons is not string and horizons is iterable -%}
+        {%- if not is_list or horizons | length == 0 or horizons | unique | list | length != horizons | length -%}
+            {{ exceptions.raise_compiler_error(message) }}
+        {%- endif -%}
+        {%- for days in horizons if not (days is integer and days >= 1) -%}
+            {{ exceptions.raise_compiler_error(message) }}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return(horizons) }}
+{%- endmacro %}
+
+
+{#- Var trajectory_last_scores (default 3): how many of an account's latest scores
+    account_nps_trajectory shows; a whole number >= 1. -#}
+{% macro trajectory_last_scores() -%}
+    {%- set n = var('trajectory_last_scores') -%}
+    {%- if execute and not (n is integer and n >= 1) -%}
+        {{ exceptions.raise_compiler_error("var trajectory_last_scores must be a whole number >= 1, not " ~ n) }}
+    {%- endif -%}
+    {{ return(n) }}
+{%- endmacro %}

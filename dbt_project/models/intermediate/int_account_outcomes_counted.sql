@@ -10,7 +10,7 @@
 -- recomputes the accounts whose fingerprint changed. A response too recent to have matured changes
 -- nothing, so a night recomputes the accounts whose responses crossed a horizon or changed, not every
 -- account that answered.
-{%- set horizons = var('outcome_horizons_days') %}
+{%- set horizons = outcome_horizons() %}
 {{
     config(
         materialized='incremental',

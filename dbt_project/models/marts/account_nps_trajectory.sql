@@ -62,11 +62,11 @@ per_account as (
         max(score) filter (where recency_rank = 2) as previous_score,
         max(nps_category) filter (where recency_rank = 2) as previous_nps_category,
         array_agg(score order by recency_rank desc)
-        filter (where recency_rank <= {{ var('trajectory_last_scores') }}) as last_scores,
+        filter (where recency_rank <= {{ trajectory_last_scores() }}) as last_scores,
         string_agg(nps_category, ' -> ' order by recency_rank desc)
-        filter (where recency_rank <= {{ var('trajectory_last_scores') }}) as trajectory
+        filter (where recency_rank <= {{ trajectory_last_scores() }}) as trajectory
     from ordered
-    where recency_rank <= greatest(2, {{ var('trajectory_last_scores') }})
+    where recency_rank <= greatest(2, {{ trajectory_last_scores() }})
     group by account_id
 
 ),
