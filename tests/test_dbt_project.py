@@ -80,9 +80,7 @@ def test_marts_have_a_contract_indexes_and_a_tested_primary_key(docs) -> None:
 
 
 @pytest.mark.parametrize(("model", "settings", "named"), [
-    ("int_account_outcomes_counted", {"outcome_horizons_days": []}, "outcome_horizons_days"),
     ("int_account_outcomes_counted", {"outcome_horizons_days": [90, 0]}, "outcome_horizons_days"),
-    ("int_account_outcomes_counted", {"outcome_horizons_days": [90, 90]}, "outcome_horizons_days"),
     ("account_nps_trajectory", {"trajectory_last_scores": 0}, "trajectory_last_scores"),
 ])
 def test_a_meaningless_setting_is_refused_by_name(pipeline, tmp_path, model, settings, named) -> None:
