@@ -145,9 +145,12 @@ def sources_frames(small_sources):
     return load_sources(small_sources[0])
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With pytest-xdist (make test: -n 2 --dist loadgroup) the tests of the one pipeline the session
-    builds run on one worker, so it is built once; the rest spread over the other."""
+    builds run on one worker, so it is built once; the rest spread over the other. First among the
+    hooks: xdist's own reads the mark to group the tests (after it, the mark groups nothing and
+    each worker builds the pipeline)."""
     for item in items:
         if "pipeline" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("pipeline"))

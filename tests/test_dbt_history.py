@@ -26,11 +26,18 @@ def _exec(url: str, sql: str) -> None:
         conn.close()
 
 
-def _build(url: str, select: list[str], *, full_refresh: bool = False, **vars: object) -> None:
+def _build(url: str, select: list[str], **vars: object) -> None:
     """dbt build of the selected models with their data tests (not the tests of unselected ones)."""
     args = ["build", "--select", *select, "--indirect-selection", "cautious",
             "--exclude-resource-type", "unit_test"]
-    run_dbt(args + (["--full-refresh"] if full_refresh else []), url, vars={"as_of": AS_OF, **vars})
+    run_dbt(args, url, vars={"as_of": AS_OF, **vars})
+
+
+def _full_refresh(url: str, select: list[str], **vars: object) -> None:
+    """The selected models rebuilt from nothing into intermediate_full_refresh, to compare with the
+    incremental build just before (`run`: the data tests already ran on that build's inputs)."""
+    run_dbt(["run", "--select", *select, "--full-refresh"], url,
+            vars={"as_of": AS_OF, **vars, "intermediate_schema": "intermediate_full_refresh"})
 
 
 def _rows(url: str, table: str, order: str) -> list[tuple]:
@@ -81,7 +88,7 @@ def test_incremental_history_equals_a_full_refresh(db_url: str) -> None:
     _build(db_url, select)
     _exec(db_url, CHANGES)
     _build(db_url, select)  # incremental: only what changed since the first build is re-read
-    _build(db_url, select, full_refresh=True, intermediate_schema="intermediate_full_refresh")
+    _full_refresh(db_url, select)
 
     responses = query(db_url, "select response_id, score from intermediate.int_responses_categorised "
                               "order by response_id")
@@ -266,8 +273,7 @@ def _comparable(url: str, table: str) -> list[tuple]:
 
 
 def _assert_incremental_equals_full_refresh(url: str, as_of: str, **vars: object) -> None:
-    _build(url, ENRICHED_UPSTREAM, full_refresh=True, intermediate_schema="intermediate_full_refresh",
-           as_of=as_of, **vars)
+    _full_refresh(url, ENRICHED_UPSTREAM, as_of=as_of, **vars)
     for model in ENRICHED:
         incremental = _comparable(url, f"intermediate.{model}")
         full = _comparable(url, f"intermediate_full_refresh.{model}")

@@ -51,6 +51,15 @@ def expected_mart(name: str, src: reference.Sources, url: str, as_of: datetime) 
     return compute(src, as_of=as_of)
 
 
+def test_the_pipeline_is_built_once_per_test_session(request, pipeline):
+    """Under make test (-n 2 --dist loadgroup) every test of the pipeline runs on the worker that
+    built it: xdist marks them with the group in their node id (a pytest / xdist pairing that drops
+    the group builds the pipeline on each worker, minutes more)."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("not run by pytest-xdist with --dist loadgroup")
+    assert request.node.nodeid.endswith("@pipeline"), request.node.nodeid
+
+
 def test_every_source_row_is_loaded_or_quarantined(pipeline):
     url, sources, _ = pipeline
     tables = {"survey_responses": "raw.survey_responses", "accounts": "raw.accounts",

@@ -77,14 +77,69 @@
     event on day d reads usage of [d - usage_lookback_days, d - 1], so events with
     first_usage_date < d <= last_usage_date + usage_lookback_days are affected. -#}
 {% macro incremental_changed_usage(usage_daily, previous_build) -%}
+    {%- set loads_after = incremental_loads_after() %}
     select
         {{ usage_daily }}.account_id,
         min({{ usage_daily }}.usage_date) as first_usage_date,
         max({{ usage_daily }}.usage_date) as last_usage_date
     from {{ usage_daily }}
     cross join {{ previous_build }}
-    where {{ usage_daily }}.loaded_at >= {{ previous_build }}.loads_after
+    -- the bound also as a literal: PostgreSQL guesses a third of the rows for a bound it reads from a
+    -- CTE and scans all usage; a literal it estimates from the loaded_at index
+    where
+        {{ usage_daily }}.loaded_at >= {{ previous_build }}.loads_after
+        {% if loads_after is not none %}
+            and {{ usage_daily }}.loaded_at >= '{{ loads_after }}'::timestamptz
+        {% endif %}
     group by {{ usage_daily }}.account_id
+{%- endmacro %}
+
+
+{#- previous_build.loads_after read when the model runs (max(built_at) of {{ this }} less the
+    lookback), as text; none while parsing or when nothing was built. -#}
+{% macro incremental_loads_after() -%}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set result = run_query(
+        "select (max(built_at) - interval '" ~ var('incremental_lookback_days') ~ " days')::text from " ~ this
+    ) -%}
+    {{ return(result.columns[0].values()[0]) }}
+{%- endmacro %}
+
+
+{#- Sessions per day over each event's usage window [day - usage_lookback_days, day - 1], missing
+    days as 0; null when product usage is not available at all (not configured): "unknown", not
+    "none". One row per event key. Reads the model's usage_source and usage_daily CTEs. An
+    incremental build looks up each recomputed event's window by the usage key (account_id,
+    usage_date); a full build joins all usage at once (millions of lookups would be slower). -#}
+{% macro sessions_per_day_before(events, key, day, incremental) -%}
+    select
+        {{ events }}.{{ key }},
+        case
+            when usage_source.is_usage_available
+                then coalesce({{ 'usage_window.sessions' if incremental else 'sum(usage_daily.sessions)' }}, 0)
+                ::double precision / {{ var('usage_lookback_days') }}
+        end as sessions_per_day
+    from {{ events }}
+    cross join usage_source
+    {%- if incremental %}
+        left join lateral (
+            select sum(usage_daily.sessions) as sessions
+            from usage_daily
+            where
+                usage_daily.account_id = {{ events }}.account_id
+                and usage_daily.usage_date >= {{ day }} - {{ var('usage_lookback_days') }}
+                and usage_daily.usage_date <= {{ day }} - 1
+        ) as usage_window on true
+    {%- else %}
+        left join usage_daily
+            on
+                {{ events }}.account_id = usage_daily.account_id
+                and usage_daily.usage_date >= {{ day }} - {{ var('usage_lookback_days') }}
+                and usage_daily.usage_date <= {{ day }} - 1
+        group by {{ events }}.{{ key }}, usage_source.is_usage_available
+    {%- endif %}
 {%- endmacro %}
 
 

@@ -155,22 +155,8 @@ latest_account_versions as (
 
 usage_before_response as (
 
-    -- sessions per day over [response_date - lookback, response_date - 1]; missing days count as 0
-    -- null when product usage is not available at all (not configured): "unknown", not "none"
-    select
-        known_responses.response_id,
-        case
-            when usage_source.is_usage_available
-                then coalesce(sum(usage_daily.sessions), 0)::double precision / {{ var('usage_lookback_days') }}
-        end as sessions_per_day
-    from known_responses
-    cross join usage_source
-    left join usage_daily
-        on
-            known_responses.account_id = usage_daily.account_id
-            and usage_daily.usage_date >= known_responses.response_date - {{ var('usage_lookback_days') }}
-            and usage_daily.usage_date <= known_responses.response_date - 1
-    group by known_responses.response_id, usage_source.is_usage_available
+    -- sessions per day over [response_date - lookback, response_date - 1]
+    {{ sessions_per_day_before('known_responses', 'response_id', 'known_responses.response_date', incremental) }}
 
 ),
 

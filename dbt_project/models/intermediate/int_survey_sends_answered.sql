@@ -337,22 +337,8 @@ matched_answers as (
 
 usage_before_send as (
 
-    -- sessions per day over [send_date - lookback, send_date - 1], as for a response; null when
-    -- product usage is not available at all
-    select
-        known_sends.send_id,
-        case
-            when usage_source.is_usage_available
-                then coalesce(sum(usage_daily.sessions), 0)::double precision / {{ var('usage_lookback_days') }}
-        end as sessions_per_day
-    from known_sends
-    cross join usage_source
-    left join usage_daily
-        on
-            known_sends.account_id = usage_daily.account_id
-            and usage_daily.usage_date >= known_sends.send_date - {{ var('usage_lookback_days') }}
-            and usage_daily.usage_date <= known_sends.send_date - 1
-    group by known_sends.send_id, usage_source.is_usage_available
+    -- sessions per day over [send_date - lookback, send_date - 1], as for a response
+    {{ sessions_per_day_before('known_sends', 'send_id', 'known_sends.send_date', incremental) }}
 
 ),
 
