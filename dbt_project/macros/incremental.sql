@@ -76,21 +76,17 @@
 {#- Usage rows loaded since the previous build, by account: the first and last date they cover. An
     event on day d reads usage of [d - usage_lookback_days, d - 1], so events with
     first_usage_date < d <= last_usage_date + usage_lookback_days are affected. -#}
-{% macro incremental_changed_usage(usage_daily, previous_build) -%}
+{% macro incremental_changed_usage(usage_daily) -%}
     {%- set loads_after = incremental_loads_after() %}
     select
         {{ usage_daily }}.account_id,
         min({{ usage_daily }}.usage_date) as first_usage_date,
         max({{ usage_daily }}.usage_date) as last_usage_date
     from {{ usage_daily }}
-    cross join {{ previous_build }}
-    -- the bound also as a literal: PostgreSQL guesses a third of the rows for a bound it reads from a
-    -- CTE and scans all usage; a literal it estimates from the loaded_at index
-    where
-        {{ usage_daily }}.loaded_at >= {{ previous_build }}.loads_after
-        {% if loads_after is not none %}
-            and {{ usage_daily }}.loaded_at >= '{{ loads_after }}'::timestamptz
-        {% endif %}
+    -- previous_build.loads_after as a literal: PostgreSQL estimates a literal from the loaded_at
+    -- index, where a bound read from a CTE is guessed at a third of the rows and all usage is scanned
+    -- (null when nothing was built: no row)
+    where {{ usage_daily }}.loaded_at >= {{ "'" ~ loads_after ~ "'" if loads_after is not none else 'null' }}::timestamptz
     group by {{ usage_daily }}.account_id
 {%- endmacro %}
 
@@ -255,7 +251,7 @@
 
     changed_usage as (
 
-        {{ incremental_changed_usage('usage_daily', 'previous_build') }}
+        {{ incremental_changed_usage('usage_daily') }}
 
     ),
 {%- endmacro %}
