@@ -693,6 +693,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-url", default=os.environ.get(warehouse.URL_ENV) or DEFAULT_SERVER,
                    help="PostgreSQL server for the scratch database (default NPS_WAREHOUSE_URL, else %(default)s)")
     p.add_argument("--keep-workdir", action="store_true", help="keep the temp dir (file drops, GX results, report)")
+    p.add_argument("--keep-database", action="store_true",
+                   help="keep the scratch database (drop it yourself afterwards)")
     a = p.parse_args(argv)
     import logging
 
@@ -702,7 +704,8 @@ def main(argv: list[str] | None = None) -> int:
     base = ensure_base(a.server_url)
     results["base"] = {k: v for k, v in sd.load_base_info(base).items() if k in ("counts", "timings", "config")}
     run = Run()
-    with workspace(a.keep_workdir) as work, warehouse.scratch_database("nps_bench_scale", a.server_url) as url:
+    scratch = warehouse.scratch_database("nps_bench_scale", a.server_url, keep=a.keep_database)
+    with workspace(a.keep_workdir) as work, scratch as url:
         os.environ[warehouse.URL_ENV] = url
         try:
             results["versions"] = versions(url)

@@ -231,10 +231,11 @@ def database_url(url: str, dbname: str) -> str:
 
 
 @contextlib.contextmanager
-def scratch_database(prefix: str, server_url: str | None = None) -> Iterator[str]:
-    """A new database with the raw / nlp schemas, dropped on exit, on the server of
-    ``server_url`` (default NPS_WAREHOUSE_URL, else a throw-away embedded server) — for
-    benchmarks, which must never write to the user's own database."""
+def scratch_database(prefix: str, server_url: str | None = None, keep: bool = False) -> Iterator[str]:
+    """A new database with the raw / nlp schemas, dropped on exit unless ``keep`` (to inspect
+    it afterwards), on the server of ``server_url`` (default NPS_WAREHOUSE_URL, else a
+    throw-away embedded server) — for benchmarks, which must never write to the user's own
+    database."""
     import tempfile
     import uuid
 
@@ -255,8 +256,11 @@ def scratch_database(prefix: str, server_url: str | None = None) -> Iterator[str
             conn.close()
         yield url
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
+        if keep:
+            print(f"database kept: {database_url(server, name)}", flush=True)
+        else:
+            with admin.cursor() as cur:
+                cur.execute(f'drop database if exists "{name}" with (force)')
         admin.close()
 
 
