@@ -326,8 +326,9 @@ def slowest_nodes(target: Path, n: int = 8) -> dict[str, float]:
 
 
 INCREMENTAL_CHECKED = ["int_responses_enriched", "int_responses_segmented", "int_survey_sends_answered",
-                       "int_segment_strata_collapsed", "int_survey_sends_rated", "int_account_outcomes_counted"]
-BOOKKEEPING = {"built_at", "built_as_of", "enriched_at", "account_fingerprint"}
+                       "int_segment_strata_collapsed", "int_survey_sends_rated", "int_account_outcomes_counted",
+                       "int_theme_mentions_resolved"]
+BOOKKEEPING = {"built_at", "built_as_of", "enriched_at", "account_fingerprint", "collected_at"}
 
 
 def full_refresh_check(url: str, run_id: str, end: Any) -> dict[str, Any]:

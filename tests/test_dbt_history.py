@@ -14,6 +14,9 @@ from tests.conftest import query
 
 INCREMENTAL = ["int_responses_categorised", "int_theme_assignments_collected"]
 AS_OF = "2025-07-01T00:00:00+00"
+# computed by whichever build last touched the row (an account's fingerprint holds its responses'
+# built_at): not part of the comparison
+BOOKKEEPING = {"built_at", "built_as_of", "enriched_at", "account_fingerprint", "collected_at"}
 
 
 def _exec(url: str, sql: str) -> None:
@@ -41,7 +44,22 @@ def _full_refresh(url: str, select: list[str], **vars: object) -> None:
 
 
 def _rows(url: str, table: str, order: str) -> list[tuple]:
-    return [tuple(r) for r in query(url, f"select * from {table} order by {order}").itertuples(index=False)]
+    rows = query(url, f"select * from {table} order by {order}")
+    # nulls as None: pandas reads a null of a numeric column as NaN, and NaN != NaN
+    return [tuple(r) for r in rows.astype(object).where(rows.notna(), None).itertuples(index=False)]
+
+
+def _comparable(url: str, table: str) -> list[tuple]:
+    columns = [c for c in query(url, f"select * from {table} limit 0").columns if c not in BOOKKEEPING]
+    order = {"int_responses_segmented": "response_id, segment_type",
+             "int_survey_sends_answered": "send_id",
+             "int_survey_sends_rated": "period_grain, period_start, segment_type, segment_value",
+             "int_segment_strata_collapsed": "period_grain, period_start, segment_type, segment_value, stratum_level, "
+                                             "stratum_key",
+             "int_account_outcomes_counted": "account_id, horizon_days, segment_type, segment_value, "
+                                             "nps_category",
+             "int_theme_mentions_resolved": "response_id, theme_level"}.get(table.split(".")[1], "response_id")
+    return _rows(url, f"(select {', '.join(columns)} from {table}) as t", order)
 
 
 # ------------------------------------------------------------------ incremental == full refresh
@@ -97,8 +115,8 @@ def test_incremental_history_equals_a_full_refresh(db_url: str) -> None:
                            "order by response_id")
     assert themes.values.tolist() == [["R0", 1], ["R1", 1], ["R2", 1], ["R4", 3]]
     for model in INCREMENTAL:
-        incremental = _rows(db_url, f"intermediate.{model}", "response_id")
-        full = _rows(db_url, f"intermediate_full_refresh.{model}", "response_id")
+        incremental = _comparable(db_url, f"intermediate.{model}")
+        full = _comparable(db_url, f"intermediate_full_refresh.{model}")
         assert incremental == full, model
 
 
@@ -183,11 +201,10 @@ def test_crm_history_is_the_same_nightly_or_backfilled(make_database) -> None:
 # ------------------------------------------------------------------ enriched responses: incremental == full refresh
 
 ENRICHED = ["int_responses_enriched", "int_responses_segmented", "int_survey_sends_answered",
-            "int_segment_strata_collapsed", "int_survey_sends_rated", "int_account_outcomes_counted"]
-ENRICHED_UPSTREAM = ["+int_segment_strata_collapsed", "+int_survey_sends_rated", "+int_account_outcomes_counted"]
-# computed by whichever build last touched the row (an account's fingerprint holds its responses'
-# built_at): not part of the comparison
-BOOKKEEPING = {"built_at", "built_as_of", "enriched_at", "account_fingerprint"}
+            "int_segment_strata_collapsed", "int_survey_sends_rated", "int_account_outcomes_counted",
+            "int_theme_mentions_resolved"]
+ENRICHED_UPSTREAM = ["+int_segment_strata_collapsed", "+int_survey_sends_rated", "+int_account_outcomes_counted",
+                     "+int_theme_mentions_resolved"]
 
 ENRICHED_NIGHT_1 = """
 insert into raw.survey_responses (response_id, survey_id, survey_type, account_id, contact_id, responded_at, score,
@@ -217,13 +234,34 @@ values
     ('S2', 'Q1', 'relational', 'A1', 'C2', '2025-03-15 10:00+00', null, '2025-04-01 00:00+00'),
     ('S3', 'Q1', 'relational', 'A2', 'C3', '2025-03-25 10:00+00', null, '2025-04-01 00:00+00'),
     ('S7', 'Q1', 'relational', 'A3', 'C7', '2025-03-10 10:00+00', null, '2025-03-16 00:00+00');
+insert into nlp.themes (theme_id, label, status, merged_into, model, level, parent_theme_id) values
+    (1, 'speed', 'active', null, 'm', 'subtheme', 10), (2, 'sync', 'active', null, 'm', 'subtheme', 10),
+    (3, 'praise', 'active', null, 'm', 'subtheme', 11), (10, 'product', 'active', null, 'm', 'theme', null),
+    (11, 'people', 'active', null, 'm', 'theme', null);
+insert into nlp.comment_themes (response_id, text_hash, theme_id, confidence, method, model, assigned_at, run_id)
+values
+    ('R1', 'h1', 3, 0.9, 'discovered', 'm', '2025-04-01 01:00+00', 'themes-1'),
+    ('R2', 'h2', 1, 0.8, 'discovered', 'm', '2025-04-01 01:00+00', 'themes-1'),
+    ('R3', 'h3', 2, 0.7, 'assigned', 'm', '2025-04-01 01:00+00', 'themes-1'),
+    ('R4', 'h4', 2, 0.6, 'assigned', 'm', '2025-04-01 01:00+00', 'themes-1'),
+    ('R5', 'h5', 1, 0.6, 'assigned', 'm', '2025-04-02 01:00+00', 'themes-1'),
+    ('R7', 'h7', 3, 0.9, 'discovered', 'm', '2025-03-16 01:00+00', 'themes-0');
+insert into nlp.comment_sentiment (response_id, text_hash, sentiment, sentiment_score, method, model, scored_at)
+values
+    ('R1', 'h1', 'positive', 0.8, 'anchors', 'm', '2025-04-01 01:00+00'),
+    ('R2', 'h2', 'negative', -0.5, 'anchors', 'm', '2025-04-01 01:00+00'),
+    ('R4', 'h4', 'negative', -0.9, 'anchors', 'm', '2025-04-01 01:00+00'),
+    ('R7', 'h7', 'positive', 0.9, 'anchors', 'm', '2025-03-16 01:00+00');
 """
 
 # A later night: a late January answer, a reload that corrects R2, a deletion (R3), a new answer; a
 # backdated CRM version for A1 (R2 moves to growth) and A1's churn (every A1 row's latest_churned_at);
 # a corrected usage day of A2 inside R4's 30-day window. R5 (answered after the first as_of) comes
 # into view with the new as_of. A later send S4 to C3 takes R4's answer from S3 (a response answers the
-# latest send before it). A3 changes nothing: its R7 and S7 must not be recomputed.
+# latest send before it). The theme engine empties R1's comment (no theme, no sentiment), merges sub-theme
+# 2 into 1 (R4 now counts for 1: only its theme's resolution changed), retires theme 11 (R7's sub-theme 3
+# keeps its subtheme row, loses its theme row) and rescores R4's sentiment. A3 changes nothing else: its
+# R7 and S7 must not be recomputed by the event models.
 ENRICHED_NIGHT_2 = """
 insert into raw.survey_responses (response_id, survey_id, survey_type, account_id, contact_id, responded_at, score,
                                   comment, _run_id, _loaded_at)
@@ -240,6 +278,12 @@ values ('usage_daily', '2025-03-05', '2025-03-06', 1, now());
 insert into raw.survey_sends (send_id, survey_id, survey_type, account_id, contact_id, sent_at, response_id,
                               _loaded_at)
 values ('S4', 'Q1', 'relational', 'A2', 'C3', '2025-03-28 10:00+00', null, now());
+update nlp.comment_themes set theme_id = null, method = 'empty', confidence = null, assigned_at = now(),
+    run_id = 'themes-2' where response_id = 'R1';
+delete from nlp.comment_sentiment where response_id = 'R1';
+update nlp.themes set status = 'merged', merged_into = 1 where theme_id = 2;
+update nlp.themes set status = 'merged' where theme_id = 11;
+update nlp.comment_sentiment set sentiment = 'neutral', sentiment_score = 0, scored_at = now() where response_id = 'R4';
 """
 
 # R4 is deleted at the source: S4 is answered by R6 instead, S3 still by nothing
@@ -258,18 +302,6 @@ values ('usage_daily', '2025-02-20', '2025-03-11', 0, 19, now());
 def _answers(url: str) -> dict[str, str | None]:
     rows = query(url, "select send_id, answered_by_response_id from intermediate.int_survey_sends_answered")
     return {send: response if isinstance(response, str) else None for send, response in rows.itertuples(index=False)}
-
-
-def _comparable(url: str, table: str) -> list[tuple]:
-    columns = [c for c in query(url, f"select * from {table} limit 0").columns if c not in BOOKKEEPING]
-    order = {"int_responses_segmented": "response_id, segment_type",
-             "int_survey_sends_answered": "send_id",
-             "int_survey_sends_rated": "period_grain, period_start, segment_type, segment_value",
-             "int_segment_strata_collapsed": "period_grain, period_start, segment_type, segment_value, stratum_level, "
-                                             "stratum_key",
-             "int_account_outcomes_counted": "account_id, horizon_days, segment_type, segment_value, "
-                                             "nps_category"}.get(table.split(".")[1], "response_id")
-    return _rows(url, f"(select {', '.join(columns)} from {table}) as t", order)
 
 
 def _assert_incremental_equals_full_refresh(url: str, as_of: str, **vars: object) -> None:
@@ -311,6 +343,12 @@ def test_enriched_responses_incremental_equals_a_full_refresh(db_url: str) -> No
     assert _answers(db_url) == {"S1": "R1", "S2": "R2", "S3": None, "S4": "R4", "S7": "R7"}
     sends = query(db_url, "select send_id, built_at from intermediate.int_survey_sends_answered")
     assert sends.set_index("send_id").loc["S7", "built_at"] == sends_stamped["S7"]
+    mentions = query(db_url, "select response_id, theme_level, theme_id, coalesce(sentiment, 'none') "
+                             "from intermediate.int_theme_mentions_resolved order by response_id, theme_level")
+    assert [tuple(r) for r in mentions.itertuples(index=False)] == [
+        ("R2", "subtheme", 1, "negative"), ("R2", "theme", 10, "negative"),
+        ("R4", "subtheme", 1, "neutral"), ("R4", "theme", 10, "neutral"),
+        ("R5", "subtheme", 1, "none"), ("R5", "theme", 10, "none"), ("R7", "subtheme", 3, "positive")]
     # responses matured by 2025-04-15 per account at 10 and 30 days (R5 of 04-02 at 10 days, R6 not)
     matured = query(db_url, "select account_id, horizon_days, sum(responses) as n "
                             "from intermediate.int_account_outcomes_counted where segment_type = 'overall' "
@@ -322,6 +360,9 @@ def test_enriched_responses_incremental_equals_a_full_refresh(db_url: str) -> No
     _build(db_url, ENRICHED_UPSTREAM, as_of="2025-04-15T00:00:00+00", **strict)
     _assert_incremental_equals_full_refresh(db_url, "2025-04-15T00:00:00+00", **strict)
     assert _answers(db_url) == {"S1": "R1", "S2": "R2", "S3": None, "S4": "R6", "S7": "R7"}
+    # R4's assignment is still there (the theme engine has not run), its response is not
+    assert "R4" not in set(query(db_url, "select response_id from intermediate.int_theme_mentions_resolved")
+                           ["response_id"])
 
     _exec(db_url, ENRICHED_NIGHT_4)
     _build(db_url, ENRICHED_UPSTREAM, as_of="2025-04-15T00:00:00+00", **strict)

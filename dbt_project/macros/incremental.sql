@@ -77,7 +77,7 @@
     event on day d reads usage of [d - usage_lookback_days, d - 1], so events with
     first_usage_date < d <= last_usage_date + usage_lookback_days are affected. -#}
 {% macro incremental_changed_usage(usage_daily) -%}
-    {%- set loads_after = incremental_loads_after() %}
+    {%- set loads_after = incremental_built_after(var('incremental_lookback_days')) %}
     select
         {{ usage_daily }}.account_id,
         min({{ usage_daily }}.usage_date) as first_usage_date,
@@ -86,21 +86,58 @@
     -- previous_build.loads_after as a literal: PostgreSQL estimates a literal from the loaded_at
     -- index, where a bound read from a CTE is guessed at a third of the rows and all usage is scanned
     -- (null when nothing was built: no row)
-    where {{ usage_daily }}.loaded_at >= {{ "'" ~ loads_after ~ "'" if loads_after is not none else 'null' }}::timestamptz
+    where {{ usage_daily }}.loaded_at >= {{ timestamp_literal(loads_after) }}
     group by {{ usage_daily }}.account_id
 {%- endmacro %}
 
 
-{#- previous_build.loads_after read when the model runs (max(built_at) of {{ this }} less the
-    lookback), as text; none while parsing or when nothing was built. -#}
-{% macro incremental_loads_after() -%}
+{#- The newest built_at of {{ this }} less lookback_days, read when the model runs, as text; none
+    while parsing or when nothing was built. A bound given as a literal lets PostgreSQL estimate a
+    filter from its index, where one read from a CTE is guessed at a third of the rows. -#}
+{% macro incremental_built_after(lookback_days=0) -%}
     {%- if not execute -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set result = run_query(
-        "select (max(built_at) - interval '" ~ var('incremental_lookback_days') ~ " days')::text from " ~ this
+        "select (max(built_at) - interval '" ~ lookback_days ~ " days')::text from " ~ this
     ) -%}
     {{ return(result.columns[0].values()[0]) }}
+{%- endmacro %}
+
+
+{#- Whether the rows {{ this }} built at built_after (text, from incremental_built_after) were
+    computed with other settings than the SQL expression settings (true when nothing was built),
+    read when the model runs. For a model whose every build shares one fingerprint: a change
+    recomputes every row. -#}
+{% macro incremental_settings_changed(settings, built_after) -%}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set result = run_query(
+        "select (select built_settings from " ~ this ~ " where built_at = " ~ timestamp_literal(built_after)
+        ~ " limit 1) is distinct from " ~ settings
+    ) -%}
+    {{ return(result.columns[0].values()[0]) }}
+{%- endmacro %}
+
+
+{#- Post-hook of int_theme_mentions_resolved: delete the rows of responses that lost their assignment
+    or left int_responses_enriched (one pass over the model). -#}
+{% macro delete_mentions_without_response() -%}
+    delete from {{ this }} as target
+    where not exists (
+        select 1
+        from {{ ref('int_theme_assignments_collected') }} as assignments
+        inner join {{ ref('int_responses_enriched') }} as responses
+            on assignments.response_id = responses.response_id
+        where assignments.response_id = target.response_id
+    )
+{%- endmacro %}
+
+
+{#- A timestamptz literal of a text from incremental_built_after (null when none). -#}
+{% macro timestamp_literal(text) -%}
+    {{ "'" ~ text ~ "'" if text is not none else 'null' }}::timestamptz
 {%- endmacro %}
 
 

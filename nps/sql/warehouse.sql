@@ -284,6 +284,8 @@ create table if not exists nlp.comment_sentiment (
     run_id          text,
     scored_at       timestamptz      not null default now()
 );
+-- dbt's int_theme_mentions_resolved reads the rows scored since its previous build
+create index if not exists comment_sentiment_scored_idx on nlp.comment_sentiment (scored_at);
 
 -- survey sends (optional entity): one row per invitation sent, answered or not; response rates and
 -- survey fatigue count them (docs/contracts.md sections 1, 2 and 4)

@@ -3,7 +3,8 @@
 -- comments), so each build re-reads the rows assigned within var incremental_lookback_days of the newest
 -- assignment it holds, plus every row written by a run it has not seen, whatever the response's date;
 -- rows gone from nlp.comment_themes are deleted (a full refresh gives the same table). Merges are
--- resolved downstream (int_theme_mentions_resolved), never stored here.
+-- resolved downstream (int_theme_mentions_resolved), never stored here. collected_at (the build's database
+-- time) tells int_theme_mentions_resolved which rows a build has (re)written since its own.
 {{
     config(
         materialized='incremental',
@@ -14,6 +15,7 @@
         indexes=[
             {'columns': ['response_id'], 'unique': true},
             {'columns': ['theme_id']},
+            {'columns': ['collected_at']},
         ],
     )
 }}
@@ -69,7 +71,8 @@ collected as (
 
         -- timestamps / lineage
         assigned_at,
-        assigned_by_run_id
+        assigned_by_run_id,
+        now() as collected_at
 
     from comment_themes
 

@@ -5,6 +5,38 @@
 -- sub-theme under a merged parent counts for the parent that was merged into; otherwise they are dropped
 -- with the merged theme. Each row carries the comment's sentiment (nlp.comment_sentiment; null when the
 -- comment has not been scored).
+--
+-- Incremental (grain: response_id and theme_level; docs/incremental.md): a build recomputes the responses
+-- whose rows can have changed since the previous one: assignments int_theme_assignments_collected has
+-- (re)written since, responses int_responses_enriched has recomputed since, sentiment scored since
+-- (within var incremental_lookback_days: the theme step can overlap a build), and every response assigned
+-- to a theme whose resolution (active sub-theme, active parent) differs from the one its rows hold.
+-- Everything is recomputed when the settings or this model's SQL changed. A recomputed response left
+-- without a mention writes one row of nulls (theme_level null) so that delete+insert removes its old
+-- rows; the post-hook deletes it, and the rows of responses gone from either input.
+{{
+    config(
+        materialized='incremental',
+        unique_key='response_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        post_hook=[
+            "delete from {{ this }} where built_at = now() and theme_level is null",
+            "{{ delete_mentions_without_response() }}",
+        ],
+        indexes=[
+            {'columns': ['response_id', 'theme_level'], 'unique': true},
+            {'columns': ['built_at']},
+        ],
+    )
+}}
+{%- set incremental = incremental_with('built_at') %}
+
+{%- set settings = settings_fingerprint([var('theme_resolve_merges')], "''") %}
+{%- set built_after = incremental_built_after() if incremental else none %}
+{%- set everything = incremental and incremental_settings_changed(settings, built_after) %}
+{%- set scored_after = incremental_built_after(var('incremental_lookback_days')) if incremental else none %}
+
 with
 
 themes as (
@@ -13,19 +45,20 @@ themes as (
 
 ),
 
-assignments as (
+-- not materialized: read by several CTEs, each filtering it by its indexes
+assignments as not materialized (
 
     select * from {{ ref('int_theme_assignments_collected') }}
 
 ),
 
-responses as (
+responses as not materialized (
 
     select * from {{ ref('int_responses_enriched') }}
 
 ),
 
-comment_sentiment as (
+comment_sentiment as not materialized (
 
     select * from {{ ref('stg_nlp__comment_sentiment') }}
 
@@ -83,18 +116,15 @@ active_themes as (
 
 ),
 
-subtheme_mentions as (
+theme_resolutions as (
 
+    -- per theme a comment can be assigned to: the active sub-theme it counts for and that one's active
+    -- parent (none: the comment is dropped)
     select
-        assignments.response_id,
-        resolved_subthemes.resolved_theme_id as theme_id,
-        assignments.theme_id as assigned_theme_id,
-        active_parents.theme_id as parent_theme_id,
-        assignments.assignment_method,
-        assignments.confidence
-    from assignments
-    inner join resolved_themes as resolved_subthemes
-        on assignments.theme_id = resolved_subthemes.theme_id
+        resolved_subthemes.theme_id as assigned_theme_id,
+        active_subthemes.theme_id,
+        active_parents.theme_id as parent_theme_id
+    from resolved_themes as resolved_subthemes
     inner join active_themes as active_subthemes
         on
             resolved_subthemes.resolved_theme_id = active_subthemes.theme_id
@@ -107,6 +137,120 @@ subtheme_mentions as (
             and active_parents.theme_level = 'theme'
 
 ),
+
+{% if incremental %}
+    previous_resolutions as (
+
+        -- per assigned theme (one group each: estimated right, unlike distinct over three columns);
+        -- its rows all hold one resolution, rows that disagree would count as changed
+        select
+            assigned_theme_id,
+            min(theme_id) as theme_id,
+            min(parent_theme_id) as parent_theme_id,
+            (
+                min(theme_id) = max(theme_id)
+                and count(parent_theme_id) in (0, count(*))
+                and coalesce(min(parent_theme_id) = max(parent_theme_id), true)
+            ) as is_one_resolution
+        from {{ this }}
+        where theme_level = 'subtheme'
+        group by assigned_theme_id
+
+    ),
+
+    changed_themes as (
+
+        select coalesce(theme_resolutions.assigned_theme_id, previous_resolutions.assigned_theme_id) as theme_id
+        from theme_resolutions
+        full join previous_resolutions
+            on theme_resolutions.assigned_theme_id = previous_resolutions.assigned_theme_id
+        where
+            not coalesce(previous_resolutions.is_one_resolution, true)
+            or (theme_resolutions.theme_id, theme_resolutions.parent_theme_id)
+            is distinct from (previous_resolutions.theme_id, previous_resolutions.parent_theme_id)
+
+    ),
+
+    changed_responses as (
+
+        -- the bounds are literals: PostgreSQL then estimates each filter from its index
+        select response_id
+        from assignments
+        where collected_at > {{ timestamp_literal(built_after) }}
+
+        union
+
+        select response_id
+        from responses
+        where built_at > {{ timestamp_literal(built_after) }}
+
+        union
+
+        select response_id
+        from comment_sentiment
+        where scored_at >= {{ timestamp_literal(scored_after) }}
+
+        union
+
+        select assignments.response_id
+        from assignments
+        inner join changed_themes
+            on assignments.theme_id = changed_themes.theme_id
+
+        {% if everything %}
+            -- the settings or this model's SQL changed since the newest rows were built
+            union
+
+            select response_id
+            from assignments
+        {% endif %}
+
+    ),
+{% endif %}
+
+recomputed_assignments as (
+
+    select assignments.*
+    from assignments
+    {% if incremental %}
+        inner join changed_responses
+            on assignments.response_id = changed_responses.response_id
+    {% endif %}
+
+),
+
+subtheme_mentions as (
+
+    select
+        recomputed_assignments.response_id,
+        theme_resolutions.theme_id,
+        recomputed_assignments.theme_id as assigned_theme_id,
+        theme_resolutions.parent_theme_id,
+        recomputed_assignments.assignment_method,
+        recomputed_assignments.confidence
+    from recomputed_assignments
+    inner join theme_resolutions
+        on recomputed_assignments.theme_id = theme_resolutions.assigned_theme_id
+
+),
+
+{% if incremental %}
+    emptied as (
+
+        -- recomputed responses that have rows and no mention now
+        select changed_responses.response_id
+        from changed_responses
+        left join subtheme_mentions
+            on changed_responses.response_id = subtheme_mentions.response_id
+        where
+            subtheme_mentions.response_id is null
+            and exists (
+                select 1 from {{ this }} as previous
+                where previous.response_id = changed_responses.response_id
+            )
+
+    ),
+{% endif %}
 
 mentions_by_level as (
 
@@ -133,9 +277,24 @@ mentions_by_level as (
     from subtheme_mentions
     where parent_theme_id is not null
 
+    {% if incremental %}
+        union all
+
+        -- a row of nulls per emptied response: delete+insert removes its old rows, the post-hook this row
+        select
+            response_id,
+            null as theme_level,
+            null as theme_id,
+            null as parent_theme_id,
+            null as assigned_theme_id,
+            null as assignment_method,
+            null as confidence
+        from emptied
+    {% endif %}
+
 ),
 
-final as (
+mentions as (
 
     select
         -- ids
@@ -172,6 +331,16 @@ final as (
         on mentions_by_level.response_id = responses.response_id
     left join comment_sentiment
         on mentions_by_level.response_id = comment_sentiment.response_id
+
+),
+
+final as (
+
+    select
+        *,
+        now() as built_at,
+        {{ settings }} as built_settings
+    from mentions
 
 )
 
