@@ -37,7 +37,18 @@ segmented_detractors as (
     select
         segmented_responses.segment_type,
         segmented_responses.segment_value,
-        detractors.*
+        detractors.response_month,
+        detractors.response_quarter,
+        detractors.follow_up_bucket,
+        detractors.hours_to_first_follow_up,
+        detractors.has_next_response,
+        detractors.is_recovered,
+        detractors.is_fully_recovered,
+        detractors.is_lost_to_churn,
+        detractors.is_24h_sla_met,
+        detractors.is_48h_sla_met,
+        detractors.is_24h_sla_judged,
+        detractors.is_48h_sla_judged
     from detractors
     inner join segmented_responses
         on detractors.response_id = segmented_responses.response_id
@@ -68,21 +79,47 @@ detractors_by_period as (
 
 ),
 
-period_segments as (
+aggregated as (
 
-    -- period and segment level: SLA attainment and median time to the first follow-up over all buckets
+    -- one sort for both levels: per bucket, and per period and segment over all buckets (the
+    -- rollup's row, follow_up_bucket null): SLA attainment and the median over all buckets
     select
         period_grain,
         period_start,
         segment_type,
         segment_value,
+        follow_up_bucket,
+        grouping(follow_up_bucket) = 1 as is_all_buckets,
+        count(*) as detractors,
+        count(*) filter (where has_next_response) as with_next_response,
+        count(*) filter (where is_recovered) as recovered,
+        count(*) filter (where is_fully_recovered) as fully_recovered,
+        count(*) filter (where not has_next_response and not is_lost_to_churn) as awaiting_next,
+        count(*) filter (where is_lost_to_churn) as lost_to_churn,
         count(*) filter (where is_24h_sla_met) as sla_24h_met,
         count(*) filter (where is_24h_sla_judged) as sla_24h_judged,
         count(*) filter (where is_48h_sla_met) as sla_48h_met,
         count(*) filter (where is_48h_sla_judged) as sla_48h_judged,
-        percentile_cont(0.5) within group (order by hours_to_first_follow_up) as median_hours_all_buckets
+        percentile_cont(0.5) within group (order by hours_to_first_follow_up) as median_hours_to_first_follow_up
     from detractors_by_period
-    group by period_grain, period_start, segment_type, segment_value
+    group by period_grain, period_start, segment_type, segment_value, rollup (follow_up_bucket)
+
+),
+
+period_segments as (
+
+    select
+        period_grain,
+        period_start,
+        segment_type,
+        segment_value,
+        sla_24h_met,
+        sla_24h_judged,
+        sla_48h_met,
+        sla_48h_judged,
+        median_hours_to_first_follow_up as median_hours_all_buckets
+    from aggregated
+    where is_all_buckets
 
 ),
 
@@ -115,21 +152,8 @@ spine as (
 
 counted as (
 
-    select
-        period_grain,
-        period_start,
-        segment_type,
-        segment_value,
-        follow_up_bucket,
-        count(*) as detractors,
-        count(*) filter (where has_next_response) as with_next_response,
-        count(*) filter (where is_recovered) as recovered,
-        count(*) filter (where is_fully_recovered) as fully_recovered,
-        count(*) filter (where not has_next_response and not is_lost_to_churn) as awaiting_next,
-        count(*) filter (where is_lost_to_churn) as lost_to_churn,
-        percentile_cont(0.5) within group (order by hours_to_first_follow_up) as median_hours_to_first_follow_up
-    from detractors_by_period
-    group by period_grain, period_start, segment_type, segment_value, follow_up_bucket
+    select * from aggregated
+    where not is_all_buckets
 
 ),
 

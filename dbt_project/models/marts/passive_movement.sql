@@ -67,30 +67,12 @@ segmented_passives as (
 
 ),
 
-passives_by_period as (
-
-    {% for grain in ['month', 'quarter'] %}
-        select
-            '{{ grain }}' as period_grain,
-            response_{{ grain }} as period_start,
-            segment_type,
-            segment_value,
-            has_next_response,
-            is_converted,
-            is_still_passive,
-            is_slipped,
-            is_lost_to_churn
-        from segmented_passives
-        {% if not loop.last %}union all{% endif %}
-    {% endfor %}
-
-),
-
 counted as (
 
+    -- both grains in one pass (a grouping set per grain)
     select
-        period_grain,
-        period_start,
+        case when grouping(response_month) = 0 then 'month' else 'quarter' end as period_grain,
+        coalesce(response_month, response_quarter) as period_start,
         segment_type,
         segment_value,
         count(*) as passives,
@@ -100,8 +82,8 @@ counted as (
         count(*) filter (where is_slipped) as slipped,
         count(*) filter (where not has_next_response and not is_lost_to_churn) as awaiting_next,
         count(*) filter (where is_lost_to_churn) as lost_to_churn
-    from passives_by_period
-    group by period_grain, period_start, segment_type, segment_value
+    from segmented_passives
+    group by segment_type, segment_value, grouping sets ((response_month), (response_quarter))
 
 ),
 
