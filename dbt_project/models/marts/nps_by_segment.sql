@@ -50,12 +50,29 @@ sends_source as (
 
 ),
 
+responses_by_period as (
+
+    {% for grain in ['month', 'quarter'] %}
+        select
+            '{{ grain }}' as period_grain,
+            response_{{ grain }} as period_start,
+            segment_type,
+            segment_value,
+            is_promoter,
+            is_passive,
+            is_detractor,
+            coalesce(arr, 0) as arr_weight
+        from segmented_responses
+        {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+),
+
 counted as (
 
-    -- both grains in one pass over the segmented responses (a grouping set per grain)
     select
-        case when grouping(response_month) = 0 then 'month' else 'quarter' end as period_grain,
-        coalesce(response_month, response_quarter) as period_start,
+        period_grain,
+        period_start,
         segment_type,
         segment_value,
         count(*) as responses,
@@ -63,11 +80,11 @@ counted as (
         count(*) filter (where is_passive) as passives,
         count(*) filter (where is_detractor) as detractors,
         sum(
-            coalesce(arr, 0) * case when is_promoter then 1 when is_detractor then -1 else 0 end
+            arr_weight * case when is_promoter then 1 when is_detractor then -1 else 0 end
         ) as arr_weighted_net,
-        sum(coalesce(arr, 0)) as arr_weight_total
-    from segmented_responses
-    group by segment_type, segment_value, grouping sets ((response_month), (response_quarter))
+        sum(arr_weight) as arr_weight_total
+    from responses_by_period
+    group by period_grain, period_start, segment_type, segment_value
 
 ),
 
