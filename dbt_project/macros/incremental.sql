@@ -121,16 +121,14 @@
 {%- endmacro %}
 
 
-{#- Post-hook of int_theme_mentions_resolved: delete the rows of responses that lost their assignment
-    or left int_responses_enriched (one pass over the model). -#}
-{% macro delete_mentions_without_response() -%}
-    delete from {{ this }} as target
-    where not exists (
-        select 1
+{#- The responses int_theme_mentions_resolved can hold a row of: with an assignment and an enriched
+    row (a subquery, for delete_rows_missing_from: one pass over the model). -#}
+{% macro mentionable_responses() -%}
+    (
+        select assignments.response_id
         from {{ ref('int_theme_assignments_collected') }} as assignments
         inner join {{ ref('int_responses_enriched') }} as responses
             on assignments.response_id = responses.response_id
-        where assignments.response_id = target.response_id
     )
 {%- endmacro %}
 

@@ -128,7 +128,8 @@
 {#-
     Rows of an incremental model whose key is gone from its source (deleted or re-windowed by a
     reload) are deleted after each build, so the incremental history keeps equal to a full refresh.
-    Used as a post_hook; a no-op on the first build.
+    Used as a post_hook; a no-op on the first build. source_relation: a relation or a parenthesised
+    subquery.
 -#}
 {% macro delete_rows_missing_from(source_relation, key) -%}
     delete from {{ this }} as target

@@ -22,7 +22,7 @@
         on_schema_change='sync_all_columns',
         post_hook=[
             "delete from {{ this }} where built_at = now() and theme_level is null",
-            "{{ delete_mentions_without_response() }}",
+            "{{ delete_rows_missing_from(mentionable_responses(), 'response_id') }}",
         ],
         indexes=[
             {'columns': ['response_id', 'theme_level'], 'unique': true},
@@ -35,7 +35,6 @@
 {%- set settings = settings_fingerprint([var('theme_resolve_merges')], "''") %}
 {%- set built_after = incremental_built_after() if incremental else none %}
 {%- set everything = incremental and incremental_settings_changed(settings, built_after) %}
-{%- set scored_after = incremental_built_after(var('incremental_lookback_days')) if incremental else none %}
 
 with
 
@@ -188,7 +187,7 @@ theme_resolutions as (
 
         select response_id
         from comment_sentiment
-        where scored_at >= {{ timestamp_literal(scored_after) }}
+        where scored_at >= {{ timestamp_literal(built_after) }} - interval '{{ var("incremental_lookback_days") }} days'
 
         union
 
